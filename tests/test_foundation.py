@@ -1,0 +1,56 @@
+"""The skeleton itself: the CLI answers --help for each part, the catalogue and the wire schema hold."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from kuat import catalog
+from kuat.cli import cli
+from kuat.wire import v1
+
+
+def test_cli_help_lists_subcommands() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0, result.output
+    for name in ("sim", "agent", "controller", "demo"):
+        assert name in result.output
+
+
+def test_sim_help() -> None:
+    result = CliRunner().invoke(cli, ["sim", "run", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--site" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("Antminer S19j Pro", "S19j Pro"), ("ANTMINER S19 XP", "S19 XP"), ("M31SV10", "M31S"), ("S21", "S21")],
+)
+def test_catalog_lookup(name: str, key: str) -> None:
+    spec = catalog.lookup(name)
+    assert spec is not None and spec.key == key
+
+
+def test_curve_matches_published_underclock_point() -> None:
+    """DEVICES.md: an S19j Pro cut from 96 to 74.5 TH/s (-22 %) went from 2850 to 1905 W (-33 %)."""
+    spec = catalog.MODELS["S19j Pro"]
+    power_share = catalog.power_at_ratio(spec, 74.5 / 96) / catalog.power_at_ratio(spec, 1.0)
+    assert power_share == pytest.approx(1905 / 2850, abs=0.03)
+    assert catalog.power_at_ratio(spec, 0.7) / (0.7 * spec.nominal_ths) < spec.j_per_th  # efficiency improves
+    watts = catalog.power_at_ratio(spec, 0.8)
+    assert catalog.ratio_at_power(spec, watts) == pytest.approx(0.8)
+    assert catalog.hashrate_at_power(spec, watts) == pytest.approx(0.8 * spec.nominal_ths)
+
+
+def test_wire_rejects_bad_commands() -> None:
+    with pytest.raises(ValidationError, match="needs device_id"):
+        v1.Command(id="c1", kind=v1.CommandKind.SLEEP)
+    with pytest.raises(ValidationError, match="finite"):
+        v1.Command(id="c1", kind=v1.CommandKind.SET_POWER_TARGET, device_id="d", power_w=float("nan"))
+    with pytest.raises(ValidationError, match="lease_s"):
+        v1.Command(id="c1", kind=v1.CommandKind.SETPOINTS, setpoints=[])
+    cmd = v1.Command(id="c2", kind=v1.CommandKind.SET_POWER_TARGET, device_id="d", power_w=2500)
+    again = v1.Command.model_validate_json(v1.dumps(cmd))
+    assert again.power_w == 2500 and again.kind == v1.CommandKind.SET_POWER_TARGET
