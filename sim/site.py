@@ -38,6 +38,16 @@ class SiteInfo(_Strict):
     name: str = "sim-site"
     ambient_c: float = 25.0
     gateways: list[str] = Field(default_factory=lambda: ["gw1"])
+    miner_net: str = "127.1"  # first two octets of generated miner addresses (127.<n>: loopback only)
+    pdu_net: str = "127.2"
+
+    @field_validator("miner_net", "pdu_net")
+    @classmethod
+    def _loopback_prefix(cls, v: str) -> str:
+        parts = v.split(".")
+        if len(parts) != 2 or parts[0] != "127" or not parts[1].isdigit() or not 0 <= int(parts[1]) <= 255:
+            raise ValueError("must look like '127.N' (loopback only)")
+        return v
 
 
 class MinerDef(_Strict):
@@ -144,7 +154,7 @@ def expand(site: SiteFile) -> SiteFile:
                 id=f"pdu-{rack.name.lower()}-{p_idx}",
                 family=fam,
                 outlets=rack.outlets_per_pdu,
-                ip=f"127.2.{r_idx}.{p_idx}",
+                ip=f"{site.site.pdu_net}.{r_idx}.{p_idx}",
                 hall=rack.hall,
                 rack=rack.name,
                 serial=_det(f"{rack.name}/{p_idx}", 5).hex().upper(),
@@ -169,7 +179,7 @@ def expand(site: SiteFile) -> SiteFile:
                         firmware=group.firmware,
                         serial=_serial(make, seed),
                         mac=_mac(seed, make),
-                        ip=f"127.1.{r_idx}.{slot}",
+                        ip=f"{site.site.miner_net}.{r_idx}.{slot}",
                         hostname=f"{rack.name.lower()}-{slot:02d}",
                         owner=group.owner,
                         hall=rack.hall,
@@ -188,11 +198,11 @@ def expand(site: SiteFile) -> SiteFile:
         make = MODELS[m.model].make
         m.serial = m.serial or _serial(make, seed)
         m.mac = m.mac or _mac(seed, make)
-        m.ip = m.ip or f"127.1.250.{i + 1}"
+        m.ip = m.ip or f"{site.site.miner_net}.250.{i + 1}"
         m.hostname = m.hostname or f"miner-{i + 1}"
         m.gateway = m.gateway or gateways[0]
     for i, p in enumerate(pdus):
-        p.ip = p.ip or f"127.2.250.{i + 1}"
+        p.ip = p.ip or f"{site.site.pdu_net}.250.{i + 1}"
         p.serial = p.serial or _det(p.id, 5).hex().upper()
     _check(pdus, miners)
     return SiteFile(site=site.site, pdus=pdus, miners=miners, racks=[])
@@ -227,9 +237,15 @@ def _check(pdus: list[PduDef], miners: list[MinerDef]) -> None:
             raise ValueError(f"PDU {p.id}: {p.ip} is not a loopback address")
 
 
-def load_site(path: str | Path) -> SiteFile:
-    """Read, validate and expand a site file (TOML or YAML)."""
+def load_site(path: str | Path, miner_net: str | None = None, pdu_net: str | None = None) -> SiteFile:
+    """Read, validate and expand a site file (TOML or YAML); `*_net` move the site to other 127.N blocks
+    (tests run several sites at once)."""
     p = Path(path)
     text = p.read_text()
     raw = yaml.safe_load(text) if p.suffix in (".yaml", ".yml") else tomllib.loads(text)
-    return expand(SiteFile.model_validate(raw or {}))
+    site = SiteFile.model_validate(raw or {})
+    if miner_net:
+        site.site.miner_net = miner_net
+    if pdu_net:
+        site.site.pdu_net = pdu_net
+    return expand(SiteFile.model_validate(site.model_dump()))
