@@ -1,0 +1,66 @@
+"""Engines, schema and sessions for the registry: SQLite (WAL, foreign keys) by default, PostgreSQL via psycopg2.
+
+`init_db` runs the Alembic migrations in `registry/migrations` to head: tests use it too, so the migrations are
+what every test runs against.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SessionFactory = Callable[[], Session]
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`; SQLite connections get WAL, foreign keys and a busy timeout on connect."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "memory":  # in-memory databases cannot do WAL
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(HERE / "alembic.ini"))
+    cfg.set_main_option("script_location", str(HERE / "migrations"))
+    return cfg
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the newest migration (a no-op when it is there already)."""
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    log.info("registry schema at head on %s", engine.url.render_as_string(hide_password=True))
+
+
+def session_factory(engine: Engine) -> SessionFactory:
+    """Sessions that keep loaded objects usable after commit (the service returns them to the API)."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
