@@ -1,0 +1,1 @@
+"""The controller's HTTP routers: thin, each route calls one service function."""

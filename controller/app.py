@@ -1,0 +1,35 @@
+"""The controller's FastAPI application: fleet, gateways, site, commands, the registry's router, health, metrics.
+
+`create_app(settings, services)` only assembles; `kuat controller run` (controller/cli.py) starts ingest, the
+scheduler and uvicorn around it. OpenAPI docs are at /docs.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from controller.api import commands, fleet, health, site
+from controller.runtime import Services
+from controller.settings import ControllerSettings
+from kuat import __version__
+
+
+def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Kuat controller",
+        version=__version__,
+        description="Live fleet, gateways, site totals and energy by source, commands, HSC registry, health.",
+    )
+    app.state.settings = settings
+    app.state.services = services
+    mount_registry(app, services)
+    for router in (fleet.router, site.router, commands.router, health.router):
+        app.include_router(router)
+    return app
+
+
+def mount_registry(app: FastAPI, services: Services) -> None:
+    """The registry engineer's router; it finds its service through the app (registry.api.service_of)."""
+    from registry import api as registry_api
+
+    registry_api.attach(app, services.registry)

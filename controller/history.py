@@ -1,0 +1,353 @@
+"""History in SQL: per-device minute rollups and per-site, per-energy-source minute totals.
+
+Rollups accumulate in memory (`RollupBook`, one bucket per device per minute, updated per sample from the ingest
+thread) and are written once a minute (closed minutes) or on shutdown (everything). Rows hold sums and counts, so a
+late (historical) sample for a minute already written merges into the row by addition (upsert). Site totals are then
+recomputed from the device rows of the minutes touched, so they always agree with them.
+Raw samples never go to SQL: they go to InfluxDB when one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+device_minute = Table(
+    "device_minute",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("device_id", String(128), primary_key=True),
+    Column("minute", DateTime(timezone=True), primary_key=True, index=True),  # UTC start of the minute
+    Column("kind", String(8), nullable=False),  # miner / pdu
+    Column("gateway", String(64), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("source", String(32), nullable=False),  # controller.settings.EnergySource
+    Column("samples", Integer, nullable=False),
+    Column("available_samples", Integer, nullable=False),
+    Column("power_w_sum", Float, nullable=False),
+    Column("power_samples", Integer, nullable=False),
+    Column("power_w_max", Float),
+    Column("hashrate_ths_sum", Float, nullable=False),
+    Column("hashrate_samples", Integer, nullable=False),
+    Column("temp_c_max", Float),
+    Column("energy_kwh", Float, nullable=False),
+    Column("gap_s", Float, nullable=False),  # seconds between samples too long to integrate
+)
+
+site_minute = Table(
+    "site_minute",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("minute", DateTime(timezone=True), primary_key=True, index=True),
+    Column("source", String(32), primary_key=True),
+    Column("miners", Integer, nullable=False),
+    Column("miners_available", Integer, nullable=False),
+    Column("power_w", Float, nullable=False),  # sum of the miners' average power in the minute
+    Column("hashrate_ths", Float, nullable=False),
+    Column("energy_kwh", Float, nullable=False),
+)
+
+ADDITIVE = (
+    "samples", "available_samples", "power_w_sum", "power_samples", "hashrate_ths_sum", "hashrate_samples",
+    "energy_kwh", "gap_s",
+)  # fmt: skip
+
+
+def create_tables(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+def minute_start(epoch_s: float) -> int:
+    return int(epoch_s // 60) * 60
+
+
+def as_datetime(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+@dataclass(slots=True)
+class Bucket:
+    """One device's figures for one minute; sums and counts so buckets and rows merge by addition."""
+
+    kind: str
+    gateway: str
+    owner: str
+    source: str
+    samples: int = 0
+    available_samples: int = 0
+    power_w_sum: float = 0.0
+    power_samples: int = 0
+    power_w_max: float | None = None
+    hashrate_ths_sum: float = 0.0
+    hashrate_samples: int = 0
+    temp_c_max: float | None = None
+    energy_kwh: float = 0.0
+    gap_s: float = 0.0
+
+    def add(
+        self,
+        available: bool,
+        power_w: float | None,
+        hashrate_ths: float | None,
+        temp_c: float | None,
+        kwh: float,
+        gap_s: float,
+    ) -> None:
+        self.samples += 1
+        self.available_samples += available
+        if power_w is not None:
+            self.power_w_sum += power_w
+            self.power_samples += 1
+            self.power_w_max = power_w if self.power_w_max is None else max(self.power_w_max, power_w)
+        if hashrate_ths is not None:
+            self.hashrate_ths_sum += hashrate_ths
+            self.hashrate_samples += 1
+        if temp_c is not None:
+            self.temp_c_max = temp_c if self.temp_c_max is None else max(self.temp_c_max, temp_c)
+        self.energy_kwh += kwh
+        self.gap_s += gap_s
+
+
+BucketKey = tuple[str, str, int]  # site, device id, minute (epoch s)
+
+
+@dataclass
+class RollupBook:
+    """The in-memory minute buckets. `add` is called from the ingest thread, `take` from the flusher."""
+
+    buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bucket(
+        self, site: str, device_id: str, minute: int, kind: str, gateway: str, owner: str, source: str
+    ) -> Bucket:
+        """The bucket to add to (caller holds `lock`)."""
+        key = (site, device_id, minute)
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = Bucket(kind, gateway, owner, source)
+        return b
+
+    def take(self, before_minute: int | None) -> dict[BucketKey, Bucket]:
+        """Remove and return the buckets of minutes before `before_minute` (all of them when None)."""
+        with self.lock:
+            if before_minute is None:
+                taken, self.buckets = self.buckets, {}
+                return taken
+            taken = {k: b for k, b in self.buckets.items() if k[2] < before_minute}
+            for k in taken:
+                del self.buckets[k]
+            return taken
+
+    def put_back(self, taken: dict[BucketKey, Bucket]) -> None:
+        """Return buckets whose write failed, merging with anything added since."""
+        with self.lock:
+            for key, old in taken.items():
+                new = self.buckets.get(key)
+                if new is None:
+                    self.buckets[key] = old
+                    continue
+                for name in ADDITIVE:
+                    setattr(new, name, getattr(new, name) + getattr(old, name))
+                new.power_w_max = _max(new.power_w_max, old.power_w_max)
+                new.temp_c_max = _max(new.temp_c_max, old.temp_c_max)
+
+    def snapshot(self) -> list[tuple[BucketKey, Bucket]]:
+        with self.lock:
+            return list(self.buckets.items())
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
+def _row(key: BucketKey, b: Bucket) -> dict[str, Any]:
+    site, device_id, minute = key
+    return {
+        "site": site, "device_id": device_id, "minute": as_datetime(minute), "kind": b.kind, "gateway": b.gateway,
+        "owner": b.owner, "source": b.source, "samples": b.samples, "available_samples": b.available_samples,
+        "power_w_sum": b.power_w_sum, "power_samples": b.power_samples, "power_w_max": b.power_w_max,
+        "hashrate_ths_sum": b.hashrate_ths_sum, "hashrate_samples": b.hashrate_samples, "temp_c_max": b.temp_c_max,
+        "energy_kwh": b.energy_kwh, "gap_s": b.gap_s,
+    }  # fmt: skip
+
+
+def _upsert_device_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(device_minute)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(device_minute)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise RuntimeError(f"rollups need SQLite or PostgreSQL, not {dialect}")
+    ex = stmt.excluded
+    t = device_minute.c
+    updates: dict[str, Any] = {name: t[name] + ex[name] for name in ADDITIVE}
+    updates["power_w_max"] = func.coalesce(func.max(t.power_w_max, ex.power_w_max), t.power_w_max, ex.power_w_max)
+    if dialect == "postgresql":
+        updates["power_w_max"] = func.greatest(t.power_w_max, ex.power_w_max)
+        updates["temp_c_max"] = func.greatest(t.temp_c_max, ex.temp_c_max)
+    else:
+        updates["temp_c_max"] = func.coalesce(func.max(t.temp_c_max, ex.temp_c_max), t.temp_c_max, ex.temp_c_max)
+    stmt = stmt.on_conflict_do_update(index_elements=["site", "device_id", "minute"], set_=updates)
+    conn.execute(stmt, rows)
+
+
+def _recompute_site_minutes(conn: Any, touched: set[tuple[str, int]]) -> None:
+    """Site totals for the (site, minute) pairs touched, from their miners' rows."""
+    if not touched:
+        return
+    d = device_minute.c
+    pairs = [and_(d.site == s, d.minute == as_datetime(m)) for s, m in touched]
+    where = or_(*pairs)
+    s = site_minute.c
+    conn.execute(delete(site_minute).where(or_(*[and_(s.site == st, s.minute == as_datetime(m)) for st, m in touched])))
+    avg_power = func.coalesce(d.power_w_sum / func.nullif(d.power_samples, 0), 0.0)
+    avg_hash = func.coalesce(d.hashrate_ths_sum / func.nullif(d.hashrate_samples, 0), 0.0)
+    available = func.sum(case((d.available_samples > 0, 1), else_=0))
+    query = (
+        select(
+            d.site, d.minute, d.source, func.count(), available, func.sum(avg_power),
+            func.sum(avg_hash), func.sum(d.energy_kwh),
+        )
+        .where(d.kind == "miner", where)
+        .group_by(d.site, d.minute, d.source)
+    )
+    conn.execute(
+        insert(site_minute).from_select(
+            ["site", "minute", "source", "miners", "miners_available", "power_w", "hashrate_ths", "energy_kwh"], query
+        )
+    )
+
+
+CHUNK = 2000  # rows per statement; keeps SQLite's variable limit and PostgreSQL's packet size comfortable
+
+
+def write_buckets(engine: Engine, taken: dict[BucketKey, Bucket]) -> int:
+    """Upsert buckets as device rows and refresh the site totals they touch, in one transaction."""
+    if not taken:
+        return 0
+    rows = [_row(k, b) for k, b in taken.items()]
+    touched = {(k[0], k[2]) for k, b in taken.items() if b.kind == "miner"}
+    with engine.begin() as conn:
+        for i in range(0, len(rows), CHUNK):
+            _upsert_device_rows(conn, rows[i : i + CHUNK])
+        touched_list = sorted(touched)
+        for i in range(0, len(touched_list), 200):
+            _recompute_site_minutes(conn, set(touched_list[i : i + 200]))
+    return len(rows)
+
+
+class RollupWriter:
+    """Moves closed minutes (or everything, on shutdown) from the book to SQL; keeps them when the write fails."""
+
+    def __init__(self, engine: Engine, book: RollupBook, on_flush: Any = None) -> None:
+        self.engine = engine
+        self.book = book
+        self.on_flush = on_flush  # callable(seconds, rows) for metrics
+        self._write_lock = threading.Lock()
+
+    def flush(self, everything: bool = False, now: float | None = None) -> int:
+        with self._write_lock:
+            cutoff = None if everything else minute_start(time.time() if now is None else now)
+            taken = self.book.take(cutoff)
+            if not taken:
+                return 0
+            started = time.perf_counter()
+            try:
+                rows = write_buckets(self.engine, taken)
+            except Exception:
+                self.book.put_back(taken)
+                log.exception("rollup write of %d buckets failed; kept in memory for the next flush", len(taken))
+                raise
+            seconds = time.perf_counter() - started
+            if self.on_flush:
+                self.on_flush(seconds, rows)
+            log.info("wrote %d minute rollups in %.3f s", rows, seconds)
+            return rows
+
+    def prune(self, older_than: datetime) -> int:
+        """Drop rollups older than the retention period."""
+        with self.engine.begin() as conn:
+            n = conn.execute(delete(device_minute).where(device_minute.c.minute < older_than)).rowcount
+            conn.execute(delete(site_minute).where(site_minute.c.minute < older_than))
+        if n:
+            log.info("retention: dropped %d device-minute rows before %s", n, older_than.isoformat())
+        return int(n or 0)
+
+
+def device_history(
+    engine: Engine, site: str, device_id: str, since: datetime, limit: int = 1440
+) -> list[dict[str, Any]]:
+    d = device_minute.c
+    query = (
+        select(device_minute)
+        .where(d.site == site, d.device_id == device_id, d.minute >= since)
+        .order_by(d.minute.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    rows.reverse()
+    return rows
+
+
+def energy_rows(
+    engine: Engine,
+    group: Sequence[str],
+    site: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    miners_only: bool = True,
+) -> Iterable[tuple[Any, ...]]:
+    """(group values..., kWh, gap seconds) summed from device rows (PDUs would count the miners twice)."""
+    d = device_minute.c
+    cols = [d[g] for g in group]
+    query = select(*cols, func.sum(d.energy_kwh), func.sum(d.gap_s)).group_by(*cols)
+    if miners_only:
+        query = query.where(d.kind == "miner")
+    if site is not None:
+        query = query.where(d.site == site)
+    if since is not None:
+        query = query.where(d.minute >= since)
+    if until is not None:
+        query = query.where(d.minute < until)
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query)]
+
+
+def site_series(engine: Engine, site: str, since: datetime) -> list[dict[str, Any]]:
+    s = site_minute.c
+    query = select(site_minute).where(s.site == site, s.minute >= since).order_by(s.minute, s.source)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,169 @@
+"""Wiring: builds every service from the settings once, so the MQTT handlers, the API routes and the scheduler jobs
+share the same objects (one live state, one rollup book, one command book)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from controller import history
+from controller.history import RollupBook, RollupWriter
+from controller.influx import InfluxWriter
+from controller.ingest import Ingest
+from controller.live import LiveState
+from controller.metrics import IngestMetrics
+from controller.services.commands import CommandService
+from controller.services.fleet import FleetService
+from controller.services.gateways import GatewayService
+from controller.services.owners import OwnerDirectory
+from controller.services.sightings import SightingsBridge
+from controller.services.telemetry import TelemetryService
+from controller.settings import ControllerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: ControllerSettings
+    engine: Engine
+    live: LiveState
+    book: RollupBook
+    metrics: IngestMetrics
+    owners: OwnerDirectory
+    sightings: SightingsBridge
+    telemetry: TelemetryService
+    gateways: GatewayService
+    commands: CommandService
+    fleet: FleetService
+    rollups: RollupWriter
+    registry: Any | None = None  # registry.service.RegistryService
+    influx: InfluxWriter | None = None
+    ingest: Ingest | None = None
+
+    def close(self) -> None:
+        """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
+        if self.ingest is not None:
+            self.ingest.stop()
+        self.sightings.flush()
+        try:
+            self.rollups.flush(everything=True)
+        except Exception:
+            log.exception("final rollup write failed: the last minutes of history are lost")
+        if self.influx is not None:
+            self.influx.close()
+
+
+def make_database(url: str) -> Engine:
+    """The registry's engine (SQLite WAL / PostgreSQL), its migrations, and the controller's history tables."""
+    from registry.db import init_db, make_engine
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    init_db(engine)
+    history.create_tables(engine)
+    return engine
+
+
+def make_registry(engine: Engine) -> Any:
+    from registry.db import session_factory
+    from registry.service import RegistryService
+
+    return RegistryService(session_factory(engine))
+
+
+def owners_from_registry(engine: Engine) -> dict[str, str]:
+    """serial -> owner (the licensee's BIN) for every HSC that has an owner."""
+    from sqlmodel import col, select
+
+    from registry.models import Hsc, Licensee
+
+    query = select(col(Hsc.serial), col(Licensee.bin)).join(Licensee, col(Hsc.owner_id) == col(Licensee.id))
+    with engine.connect() as conn:
+        return {serial: bin_ for serial, bin_ in conn.execute(query)}
+
+
+def build_services(
+    settings: ControllerSettings,
+    engine: Engine | None = None,
+    registry: Any | None = None,
+    with_ingest: bool = True,
+    with_registry: bool = True,
+) -> Services:
+    engine = engine if engine is not None else make_database(settings.database_url)
+    if registry is None and with_registry:
+        registry = make_registry(engine)
+    metrics = IngestMetrics()
+    live, book = LiveState(), RollupBook()
+    owners = OwnerDirectory((lambda: owners_from_registry(engine)) if registry is not None else None)
+    owners.refresh()
+
+    def count_sent(n: int) -> None:
+        metrics.sightings_sent += n
+
+    sightings = SightingsBridge(registry.record_sightings if registry is not None else None, count_sent)
+    influx = _make_influx(settings, metrics)
+    telemetry = TelemetryService(settings, live, book, metrics, owners, sightings, influx)
+    gateways = GatewayService(live, settings.gateway_timeout_s)
+    commands = CommandService(live)
+    fleet = FleetService(settings, live, book, engine, commands)
+    rollups = RollupWriter(engine, book, on_flush=metrics.record_flush)
+    services = Services(settings, engine, live, book, metrics, owners, sightings, telemetry, gateways, commands,
+                        fleet, rollups, registry, influx)  # fmt: skip
+    metrics.gauges["kuat_gateways_online"] = lambda: sum(g.online for g in live.gateway_list())
+    metrics.gauges["kuat_devices_live"] = lambda: len(live.devices)
+    metrics.gauges["kuat_rollup_buckets_pending"] = lambda: len(book.buckets)
+    if with_ingest:
+        services.ingest = Ingest(settings.broker, settings.sites, telemetry, gateways, commands, metrics,
+                                 settings.ingest_queue_max)  # fmt: skip
+        commands.publish = services.ingest.publish
+    return services
+
+
+def _make_influx(settings: ControllerSettings, metrics: IngestMetrics) -> InfluxWriter | None:
+    if settings.influx is None:
+        return None
+
+    def failed(points: int) -> None:
+        metrics.influx_errors += 1
+
+    def retried() -> None:
+        metrics.influx_retries += 1
+
+    return InfluxWriter(settings.influx, on_error=failed, on_retry=retried)
+
+
+# ------------------------------------------------------------ periodic work (scheduler jobs call these)
+
+
+def flush_rollups(services: Services) -> int:
+    try:
+        return services.rollups.flush()
+    except Exception:
+        services.metrics.db_errors += 1
+        return 0
+
+
+def check_compliance(services: Services) -> Any:
+    """The registry's rules over the whole registry, with each site's measured power from live telemetry."""
+    if services.registry is None:
+        return None
+    measured = {t["site"]: t["power_w"] for t in services.fleet.site_totals()}
+    started = time.perf_counter()
+    result = services.registry.check_compliance(dpc_power_w=measured)
+    log.info("compliance check: %s (%.2f s)", result, time.perf_counter() - started)
+    return result
+
+
+def prune_history(services: Services) -> int:
+    cutoff = datetime.now(UTC) - timedelta(days=services.settings.retention_days)
+    return services.rollups.prune(cutoff)

@@ -1,0 +1,47 @@
+"""APScheduler (3.x, background thread) jobs: rollup flush, gateway timeouts, registry sightings, owner map,
+compliance checks, retention. Each job catches and logs its own errors (APScheduler would only log them)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller import runtime
+from controller.runtime import Services
+
+log = logging.getLogger(__name__)
+
+
+def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
+
+    run.__name__ = name
+    return run
+
+
+def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
+    """(name, every seconds, function) for every periodic task."""
+    s = services.settings
+    return [
+        ("rollup_flush", s.rollup_flush_s, lambda: runtime.flush_rollups(services)),
+        ("gateway_timeouts", min(10.0, s.gateway_timeout_s / 3), services.gateways.check_timeouts),
+        ("registry_sightings", s.sightings_flush_s, services.sightings.flush),
+        ("owner_refresh", 60.0, services.owners.refresh),
+        ("compliance_check", s.compliance_check_s, lambda: runtime.check_compliance(services)),
+        ("retention", 24 * 3600.0, lambda: runtime.prune_history(services)),
+    ]
+
+
+def make_scheduler(services: Services) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+    for name, every_s, fn in jobs(services):
+        scheduler.add_job(_guarded(name, fn), "interval", seconds=every_s, id=name, name=name)
+        log.info("scheduled %s every %g s", name, every_s)
+    return scheduler

@@ -1,0 +1,87 @@
+"""Hands device sightings to the registry in batches, and only when a device's identity, pools or place changed.
+
+The registry records what the fleet reports (a new machine becomes a pending registration; a changed pool or
+firmware is noted). Telemetry arrives at up to 20k samples/s, so `offer` only compares a fingerprint per sample and
+`flush` (a scheduler job, every few seconds) makes one registry call per site and gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kuat.wire import v1
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[str, str, list[v1.MinerSample], datetime], Any]  # site, gateway, samples, at
+
+
+def fingerprint(m: v1.MinerSample, gateway: str) -> int:
+    outlet = (m.outlet.pdu, m.outlet.outlet) if m.outlet else None
+    pools = tuple((p.url, p.user) for p in m.pools)
+    return hash((m.make, m.model, m.serial, m.mac, m.firmware, m.ip, m.hostname, pools, outlet, gateway))
+
+
+class SightingsBridge:
+    def __init__(self, sink: Sink | None, on_sent: Callable[[int], None] | None = None) -> None:
+        self.sink = sink
+        self._on_sent = on_sent
+        self._seen: dict[tuple[str, str], int] = {}  # (site, device id) -> fingerprint last handed over
+        self._pending: dict[tuple[str, str], tuple[dict[str, v1.MinerSample], datetime]] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, site: str, gateway: str, miners: list[v1.MinerSample], at: datetime) -> None:
+        """Queue the miners whose fingerprint changed (only those that say who they are: serial or MAC)."""
+        if self.sink is None:
+            return
+        seen = self._seen
+        changed = []
+        for m in miners:
+            if m.serial is None and m.mac is None:
+                continue
+            fp = fingerprint(m, gateway)
+            key = (site, m.device_id)
+            if seen.get(key) != fp:
+                seen[key] = fp
+                changed.append(m)
+        if not changed:
+            return
+        with self._lock:
+            entry = self._pending.get((site, gateway))
+            if entry is None:
+                self._pending[(site, gateway)] = ({m.device_id: m for m in changed}, at)
+            else:
+                entry[0].update((m.device_id, m) for m in changed)
+                self._pending[(site, gateway)] = (entry[0], max(entry[1], at))
+
+    def flush(self) -> int:
+        """One registry call per (site, gateway); a failed call is retried with the next telemetry."""
+        if self.sink is None:
+            return 0
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        sent = 0
+        for (site, gateway), (by_id, at) in pending.items():
+            samples = list(by_id.values())
+            try:
+                self.sink(site, gateway, samples, at)
+            except Exception:
+                log.exception("registry sightings for %s/%s failed; %d offered again with the next telemetry",
+                              site, gateway, len(samples))
+                self._forget(site, samples)
+                continue
+            sent += len(samples)
+        if sent:
+            log.info("handed %d device sightings to the registry", sent)
+            if self._on_sent:
+                self._on_sent(sent)
+        return sent
+
+    def _forget(self, site: str, samples: list[v1.MinerSample]) -> None:
+        """Drop fingerprints so the next telemetry offers these devices again."""
+        for m in samples:
+            self._seen.pop((site, m.device_id), None)

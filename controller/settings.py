@@ -1,0 +1,177 @@
+"""The controller's settings: one pydantic-settings object.
+
+Sources, highest priority first: keyword arguments, environment (``KUAT_CONTROLLER_...``, nested fields with
+``__``, e.g. ``KUAT_CONTROLLER_BROKER__PORT=1884``), the optional YAML/TOML file given to `load_settings`, defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# secrets that ship in examples and docs; refused when production=true
+DEFAULT_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "admin", "kuat", "test"})
+MIN_PRODUCTION_SECRET_LEN = 16
+
+
+class EnergySource(StrEnum):
+    """Where a kWh came from: the law and the per-kWh mining fee treat each differently."""
+
+    GRID = "grid"
+    OWN_GENERATION = "own_generation"
+    RENEWABLES = "renewables"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "kuat-controller"
+    keepalive_s: int = Field(30, ge=5)
+    persistent_session: bool = True  # the broker queues QoS 1 telemetry while the controller restarts
+
+
+class InfluxSettings(_Section):
+    url: str
+    token: str = ""
+    org: str = "kuat"
+    bucket: str = "kuat"
+    batch_size: int = Field(5000, ge=1)
+    flush_interval_ms: int = Field(1000, ge=10)
+    retry_interval_ms: int = Field(2000, ge=10)
+    max_retries: int = Field(5, ge=0)
+    max_retry_time_ms: int = Field(180_000, ge=0)
+
+
+class SiteMeters(_Section):
+    """Which energy source feeds which device: a miner takes its own entry, else its PDU's, else the default."""
+
+    default: EnergySource = EnergySource.GRID
+    devices: dict[str, EnergySource] = Field(default_factory=dict)  # device id (miner or PDU) -> source
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class ApiKey(_Section):
+    name: str
+    role: str  # operator / regulator / grid / agent
+    key: str
+
+
+class ControllerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUAT_CONTROLLER_", env_nested_delimiter="__", extra="forbid")
+
+    production: bool = False
+    database_url: str = "sqlite:///./var/kuat.sqlite"
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    sites: list[str] = Field(default_factory=list)  # empty: every site on the broker
+    meters: dict[str, SiteMeters] = Field(default_factory=dict)  # site -> meters; absent site: all grid
+    influx: InfluxSettings | None = None
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    retention_days: int = Field(5 * 365, ge=1)  # no mining-specific period in law: 5 years by default
+    rollup_flush_s: float = Field(60.0, gt=0)
+    gateway_timeout_s: float = Field(90.0, gt=0)  # no message for this long: offline even without a last will
+    device_stale_s: float = Field(120.0, gt=0)  # a device not reported for this long counts as unavailable
+    energy_max_gap_s: float = Field(120.0, gt=0)  # longer intervals between samples are not integrated
+    sightings_flush_s: float = Field(5.0, gt=0)
+    compliance_check_s: float = Field(300.0, gt=0)
+    ingest_queue_max: int = Field(20_000, ge=10)
+
+    @field_validator("sites")
+    @classmethod
+    def _plain_site_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name or any(c in name for c in "/+#"):
+                raise ValueError(f"site name {name!r} must be non-empty and free of '/', '+' and '#'")
+        return v
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> ControllerSettings:
+        if not self.production:
+            return self
+        for key in self.api_keys:
+            if key.key in DEFAULT_SECRETS or len(key.key) < MIN_PRODUCTION_SECRET_LEN:
+                raise ValueError(
+                    f"api_keys[{key.name}]: a default or short key (< {MIN_PRODUCTION_SECRET_LEN} chars) "
+                    "is refused when production=true"
+                )
+        if self.broker.username and self.broker.password in DEFAULT_SECRETS:
+            raise ValueError("broker.password: a default password is refused when production=true")
+        if self.influx and self.influx.token in DEFAULT_SECRETS:
+            raise ValueError("influx.token: a default token is refused when production=true")
+        return self
+
+    def source_of(self, site: str, device_id: str, pdu_id: str | None = None) -> EnergySource:
+        meters = self.meters.get(site)
+        if meters is None:
+            return EnergySource.GRID
+        if device_id in meters.devices:
+            return meters.devices[device_id]
+        if pdu_id is not None and pdu_id in meters.devices:
+            return meters.devices[pdu_id]
+        return meters.default
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or TOML file as a dict; a clear error for anything else."""
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data: Any = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+    else:
+        raise ValueError(f"config file {path}: use .toml, .yaml or .yml")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: the top level must be a mapping")
+    return data
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> ControllerSettings:
+    """Settings from defaults < file < environment < `overrides`."""
+    file_data = read_config_file(path) if path else {}
+
+    class _WithFile(ControllerSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _DictSource(settings_cls, file_data))
+
+    loaded = _WithFile(**overrides)
+    return ControllerSettings.model_validate(loaded.model_dump())
