@@ -1,0 +1,330 @@
+"""Commands from the controller: validate, execute once per id, and answer with an ack.
+
+Idempotency: the ack of every command id is kept in the buffer DB; a repeated id gets the stored ack back (marked
+`duplicate`) and nothing is re-applied, even after an agent restart. Outcomes per device: `applied`; `rejected`
+(never touched the device: unknown device, unsupported by the firmware - the driver's CommandUnsupported reason -,
+bad value); `failed` (tried, the device did not do it: unreachable, timeout, refused).
+
+A fleet setpoint batch carries a lease; it renews the lease (see agent.failsafe), ends an active failsafe, and is
+applied item by item. Renewals repeat the same setpoints under a new id: a device whose setpoint did not change and
+whose telemetry agrees with it is not touched again (a Whatsminer power target reboots the miner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from agent.buffer import Buffer
+from agent.coordinator import DriverOpener, Fleet, MinerDevice, PduDevice
+from agent.drivers.base import CommandUnsupported, DeviceError, MinerDriver, OutletAction
+from kuat.wire import v1
+
+if TYPE_CHECKING:
+    from agent.failsafe import Failsafe
+
+log = logging.getLogger(__name__)
+
+DRIFT_GRACE_S = 30.0  # after this long, telemetry that contradicts an applied setpoint makes a renewal re-send it
+_SEVERITY = {v1.AckStatus.APPLIED: 0, v1.AckStatus.REJECTED: 1, v1.AckStatus.FAILED: 2}
+
+
+def worst(statuses: list[v1.AckStatus]) -> v1.AckStatus:
+    return max(statuses, key=_SEVERITY.__getitem__, default=v1.AckStatus.APPLIED)
+
+
+class Actuator:
+    """Carries out one action on one device with the per-device timeout and turns the outcome into an ItemAck."""
+
+    def __init__(self, fleet: Fleet, opener: DriverOpener, timeout_s: float) -> None:
+        self.fleet = fleet
+        self.opener = opener
+        self.timeout_s = timeout_s
+
+    async def on_miner(self, dev: MinerDevice, what: str, act: Callable[[MinerDriver], Awaitable[None]]) -> v1.ItemAck:
+        async def run() -> None:
+            if dev.driver is None:
+                dev.driver = await self.opener.open_miner(dev.cfg)
+            await act(dev.driver)
+
+        return await self._outcome(dev.device_id, what, run())
+
+    async def sleep(self, dev: MinerDevice) -> v1.ItemAck:
+        return await self.on_miner(dev, "sleep", lambda d: d.sleep())
+
+    async def wake(self, dev: MinerDevice) -> v1.ItemAck:
+        return await self.on_miner(dev, "wake", lambda d: d.wake())
+
+    async def reboot(self, dev: MinerDevice) -> v1.ItemAck:
+        return await self.on_miner(dev, "reboot", lambda d: d.reboot())
+
+    async def power_target(self, dev: MinerDevice, watts: float | None) -> v1.ItemAck:
+        caps = dev.last.capabilities if dev.last else None
+        if watts is not None and caps is not None:
+            if caps.power_min_w is not None and watts < caps.power_min_w:
+                return _rejected(dev.device_id, f"{watts:.0f} W is below this miner's minimum {caps.power_min_w:.0f} W")
+            if caps.power_max_w is not None and watts > caps.power_max_w:
+                return _rejected(dev.device_id, f"{watts:.0f} W is above this miner's maximum {caps.power_max_w:.0f} W")
+        return await self.on_miner(dev, f"power target {watts} W", lambda d: d.set_power_target(watts))
+
+    async def outlet(self, pdu: PduDevice, outlet: int, action: OutletAction, device_id: str) -> v1.ItemAck:
+        async def run() -> None:
+            if pdu.driver is None:
+                pdu.driver = await self.opener.open_pdu(pdu.cfg)
+            await pdu.driver.switch(outlet, action)
+
+        return await self._outcome(device_id, f"outlet {pdu.device_id}/{outlet} {action}", run())
+
+    async def miner_outlet(self, dev: MinerDevice, action: OutletAction) -> v1.ItemAck:
+        ref = self.fleet.outlets.outlet_of(dev.device_id)
+        pdu = self.fleet.pdu(ref.pdu) if ref else None
+        if ref is None or pdu is None:
+            return _rejected(dev.device_id, "no PDU outlet is mapped for this miner")
+        return await self.outlet(pdu, ref.outlet, action, dev.device_id)
+
+    async def _outcome(self, device_id: str, what: str, work: Awaitable[None]) -> v1.ItemAck:
+        try:
+            await asyncio.wait_for(work, self.timeout_s)
+        except CommandUnsupported as exc:
+            log.info("%s on %s rejected: %s", what, device_id, exc)
+            return _rejected(device_id, f"unsupported: {exc}")
+        except TimeoutError:
+            log.warning("%s on %s failed: no answer within %.1fs", what, device_id, self.timeout_s)
+            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=f"timeout ({self.timeout_s}s)")
+        except (DeviceError, OSError) as exc:
+            log.warning("%s on %s failed: %s", what, device_id, exc)
+            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=str(exc) or type(exc).__name__)
+        except Exception as exc:  # a driver bug must not take the agent down; the ack says what happened
+            log.exception("%s on %s failed with an internal error", what, device_id)
+            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=f"internal error: {exc!r}")
+        log.info("%s on %s applied", what, device_id)
+        return v1.ItemAck(device_id=device_id, status=v1.AckStatus.APPLIED)
+
+
+def _rejected(device_id: str, reason: str) -> v1.ItemAck:
+    return v1.ItemAck(device_id=device_id, status=v1.AckStatus.REJECTED, reason=reason)
+
+
+@dataclass
+class _Applied:
+    setpoint: v1.Setpoint
+    at: float  # time.monotonic()
+
+
+class CommandProcessor:
+    def __init__(
+        self,
+        gateway: str,
+        fleet: Fleet,
+        actuator: Actuator,
+        buffer: Buffer,
+        failsafe: Failsafe,
+        concurrency: int = 64,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.fleet = fleet
+        self.actuator = actuator
+        self.buffer = buffer
+        self.failsafe = failsafe
+        self._sem = asyncio.Semaphore(concurrency)
+        self._on_applied = on_applied
+        self._applied: dict[str, _Applied] = {}
+        self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
+        failsafe.on_engage(self._applied.clear)  # after the failsafe, new setpoints are applied in full
+
+    async def handle_raw(self, payload: bytes) -> v1.Ack:
+        """Parse a command message; a malformed one is rejected (with its id when one can be read)."""
+        try:
+            cmd = v1.Command.model_validate_json(payload)
+        except ValidationError as exc:
+            command_id = _peek_id(payload)
+            reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())
+            log.warning("command %s rejected: %s", command_id, reason)
+            return v1.Ack(command_id=command_id, gateway=self.gateway, status=v1.AckStatus.REJECTED,
+                          reason=f"invalid command: {reason}")
+        return await self.handle(cmd)
+
+    async def handle(self, cmd: v1.Command) -> v1.Ack:
+        """Execute `cmd` once; a repeated id returns the first ack with duplicate=True."""
+        stored = self.buffer.command_ack(cmd.id)
+        if stored is not None:
+            ack = v1.Ack.model_validate_json(stored)
+            ack.duplicate = True
+            log.info("command %s is a repeat: answering with its first ack (%s)", cmd.id, ack.status.value)
+            return ack
+        if cmd.id in self._in_progress:  # the same id again while the first is still running
+            first = await asyncio.shield(self._in_progress[cmd.id])
+            return first.model_copy(update={"duplicate": True})
+        future: asyncio.Future[v1.Ack] = asyncio.get_running_loop().create_future()
+        self._in_progress[cmd.id] = future
+        try:
+            ack = await self._execute(cmd)
+            self.buffer.remember_command(cmd.id, v1.dumps(ack))
+            future.set_result(ack)
+        except BaseException as exc:
+            future.set_exception(exc)
+            with contextlib.suppress(BaseException):
+                future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            del self._in_progress[cmd.id]
+        if ack.status == v1.AckStatus.APPLIED and self._on_applied is not None:
+            self._on_applied()
+        return ack
+
+    async def _execute(self, cmd: v1.Command) -> v1.Ack:
+        log.info("command %s: %s %s", cmd.id, cmd.kind.value, cmd.device_id or f"{len(cmd.setpoints)} setpoints")
+        if cmd.kind == v1.CommandKind.SETPOINTS:
+            items = await self._setpoints(cmd)
+            status = worst([i.status for i in items])
+            reason = None if status == v1.AckStatus.APPLIED else _summary(items)
+            return v1.Ack(command_id=cmd.id, gateway=self.gateway, status=status, reason=reason, items=items)
+        item = await self._single(cmd)
+        return v1.Ack(command_id=cmd.id, gateway=self.gateway, status=item.status, reason=item.reason, items=[item])
+
+    # ------------------------------------------------------------ single-device commands
+    async def _single(self, cmd: v1.Command) -> v1.ItemAck:
+        assert cmd.device_id is not None  # the schema requires it for every kind but setpoints
+        if cmd.kind in (v1.CommandKind.OUTLET_ON, v1.CommandKind.OUTLET_OFF, v1.CommandKind.OUTLET_CYCLE):
+            return await self._outlet_command(cmd, cmd.device_id)
+        dev = self.fleet.miner(cmd.device_id)
+        if dev is None:
+            return _rejected(cmd.device_id, "unknown device on this gateway")
+        self._applied.pop(dev.device_id, None)  # a direct command overrides; the next setpoints re-assert
+        if cmd.kind == v1.CommandKind.SLEEP:
+            return await self.actuator.sleep(dev)
+        if cmd.kind == v1.CommandKind.WAKE:
+            return await self.actuator.wake(dev)
+        if cmd.kind == v1.CommandKind.REBOOT:
+            return await self.actuator.reboot(dev)
+        if cmd.kind == v1.CommandKind.SET_POWER_TARGET:
+            return await self.actuator.power_target(dev, cmd.power_w)
+        return _rejected(cmd.device_id, f"command {cmd.kind.value} is not supported by this agent")
+
+    async def _outlet_command(self, cmd: v1.Command, device_id: str) -> v1.ItemAck:
+        action: OutletAction = {"outlet_on": "on", "outlet_off": "off", "outlet_cycle": "cycle"}[cmd.kind.value]  # type: ignore[assignment]
+        pdu = self.fleet.pdu(device_id)
+        if pdu is not None:
+            if cmd.outlet is None:
+                return _rejected(device_id, "an outlet command on a PDU needs `outlet`")
+            if pdu.last is not None and pdu.last.outlets and cmd.outlet not in {o.index for o in pdu.last.outlets}:
+                return _rejected(device_id, f"the PDU has no outlet {cmd.outlet}")
+            return await self.actuator.outlet(pdu, cmd.outlet, action, device_id)
+        dev = self.fleet.miner(device_id)
+        if dev is None:
+            return _rejected(device_id, "unknown device on this gateway")
+        self._applied.pop(dev.device_id, None)
+        return await self.actuator.miner_outlet(dev, action)
+
+    # ------------------------------------------------------------ fleet setpoints
+    async def _setpoints(self, cmd: v1.Command) -> list[v1.ItemAck]:
+        assert cmd.lease_s is not None
+        self.failsafe.renew(cmd.id, cmd.lease_s)
+        seen: set[str] = set()
+        jobs: list[Awaitable[v1.ItemAck]] = []
+        for sp in cmd.setpoints:
+            if sp.device_id in seen:
+                jobs.append(_done(_rejected(sp.device_id, "device appears twice in the batch")))
+                continue
+            seen.add(sp.device_id)
+            jobs.append(self._bounded(self._setpoint(sp)))
+        return list(await asyncio.gather(*jobs))
+
+    async def _bounded(self, work: Awaitable[v1.ItemAck]) -> v1.ItemAck:
+        async with self._sem:
+            return await work
+
+    async def _setpoint(self, sp: v1.Setpoint) -> v1.ItemAck:
+        dev = self.fleet.miner(sp.device_id)
+        if dev is None:
+            return _rejected(sp.device_id, "unknown device on this gateway")
+        previous = self._applied.get(dev.device_id)
+        if previous is not None and previous.setpoint == sp and not _drifted(sp, dev, previous.at):
+            return v1.ItemAck(device_id=sp.device_id, status=v1.AckStatus.APPLIED, reason="unchanged")
+        item = await self._apply_setpoint(sp, dev)
+        item.device_id = sp.device_id
+        if item.status == v1.AckStatus.APPLIED:
+            self._applied[dev.device_id] = _Applied(sp, time.monotonic())
+        else:
+            self._applied.pop(dev.device_id, None)
+        return item
+
+    async def _apply_setpoint(self, sp: v1.Setpoint, dev: MinerDevice) -> v1.ItemAck:
+        if sp.mode == v1.SetpointMode.SLEEP:
+            return await self.actuator.sleep(dev)
+        if sp.mode == v1.SetpointMode.OUTLET_OFF:
+            return await self.actuator.miner_outlet(dev, "off")
+        woke = await self._ensure_running(dev)
+        if woke.status != v1.AckStatus.APPLIED:
+            return woke
+        if sp.mode == v1.SetpointMode.POWER_TARGET:
+            return await self.actuator.power_target(dev, sp.power_w)
+        return await self._run_at(dev, sp.power_w)
+
+    async def _ensure_running(self, dev: MinerDevice) -> v1.ItemAck:
+        """Power the outlet if we know it is off, and wake the miner unless it is known to be hashing."""
+        ref = self.fleet.outlets.outlet_of(dev.device_id)
+        if ref is not None and _outlet_state(self.fleet, ref) == v1.OutletState.OFF:
+            on = await self.actuator.miner_outlet(dev, "on")
+            if on.status != v1.AckStatus.APPLIED:
+                return on
+            return v1.ItemAck(device_id=dev.device_id, status=v1.AckStatus.APPLIED, reason="outlet switched on")
+        state = dev.last.state if dev.last else None
+        if state in (v1.MinerState.MINING, v1.MinerState.DEGRADED, v1.MinerState.REBOOTING):
+            return v1.ItemAck(device_id=dev.device_id, status=v1.AckStatus.APPLIED)
+        return await self.actuator.wake(dev)
+
+    async def _run_at(self, dev: MinerDevice, watts: float | None) -> v1.ItemAck:
+        """`run`: full power, or `watts` where the firmware has a power target (else full, and the ack says so)."""
+        caps = dev.last.capabilities if dev.last else v1.Capabilities()
+        if not caps.power_target:
+            note = "no power target on this firmware: running at full power" if watts is not None else None
+            return v1.ItemAck(device_id=dev.device_id, status=v1.AckStatus.APPLIED, reason=note)
+        limit = dev.last.power_limit_w if dev.last else None
+        if watts is None and (limit is None or caps.power_max_w is None or limit >= caps.power_max_w * 0.98):
+            return v1.ItemAck(device_id=dev.device_id, status=v1.AckStatus.APPLIED)  # already at full
+        return await self.actuator.power_target(dev, watts)
+
+
+def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:
+    """Telemetry read well after the setpoint was applied plainly contradicts it (re-send to machines that drift)."""
+    if dev.last is None or time.monotonic() - applied_at < DRIFT_GRACE_S or not dev.last.available:
+        return False
+    hashing = (dev.last.hashrate_ths or 0) > 0
+    if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF):
+        return hashing
+    return dev.last.state == v1.MinerState.SLEEPING
+
+
+def _outlet_state(fleet: Fleet, ref: v1.OutletRef) -> v1.OutletState:
+    pdu = fleet.pdu(ref.pdu)
+    if pdu is None or pdu.last is None:
+        return v1.OutletState.UNKNOWN
+    return next((o.state for o in pdu.last.outlets if o.index == ref.outlet), v1.OutletState.UNKNOWN)
+
+
+def _summary(items: list[v1.ItemAck]) -> str:
+    bad = [i for i in items if i.status != v1.AckStatus.APPLIED]
+    shown = "; ".join(f"{i.device_id}: {i.status.value} ({i.reason})" for i in bad[:5])
+    return f"{len(bad)} of {len(items)} not applied: {shown}" + (" ..." if len(bad) > 5 else "")
+
+
+async def _done(item: v1.ItemAck) -> v1.ItemAck:
+    return item
+
+
+def _peek_id(payload: bytes) -> str:
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        value = json.loads(payload).get("id")
+        if isinstance(value, str) and value:
+            return value[:128]
+    return "?"

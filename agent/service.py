@@ -1,0 +1,130 @@
+"""Wiring of the gateway agent: config -> fleet -> poll loop -> buffer/MQTT; commands; lease failsafe.
+
+`Agent.run(stop)` is the whole daemon; `kuat agent run` adds signal handling around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Any
+
+from agent.buffer import Buffer
+from agent.commands import Actuator, CommandProcessor
+from agent.config import AgentConfig, MinerConfig, PduConfig
+from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet
+from agent.drivers.base import MinerDriver, PduDriver
+from agent.failsafe import Failsafe, Lease
+from agent.publisher import Publisher
+from kuat.wire import v1
+
+log = logging.getLogger(__name__)
+
+
+class RealDrivers:
+    """Opens the real drivers (agent.drivers.open_miner / open_pdu), applying the config's port overrides."""
+
+    def __init__(self, port_offset: int = 0, timeout_s: float = 5.0) -> None:
+        self.port_offset = port_offset
+        self.timeout_s = timeout_s
+        self._drivers: Any = importlib.import_module("agent.drivers")
+
+    async def open_miner(self, cfg: MinerConfig) -> MinerDriver:
+        driver: MinerDriver = await self._drivers.open_miner(
+            cfg.ip,
+            driver=cfg.driver,
+            timeout=self.timeout_s,
+            rpc_port=cfg.rpc_port or 4028 + self.port_offset,
+            web_port=cfg.web_port or 80 + self.port_offset,
+            **cfg.credentials,
+        )
+        return driver
+
+    async def open_pdu(self, cfg: PduConfig) -> PduDriver:
+        driver: PduDriver = await self._drivers.open_pdu(
+            cfg.ip,
+            family=cfg.family,
+            community=cfg.community,
+            write_community=cfg.write_community,
+            port=cfg.port or 161 + self.port_offset,
+            v3=cfg.v3,
+            timeout=min(self.timeout_s, 2.0),
+        )
+        return driver
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, opener: DriverOpener | None = None) -> None:
+        self.cfg = cfg
+        self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_rows, cfg.buffer.max_mb, cfg.buffer.command_memory)
+        self.fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
+        opener = opener or RealDrivers(cfg.port_offset, cfg.poll.device_timeout_s)
+        self.coordinator = Coordinator(
+            self.fleet,
+            opener,
+            interval_s=cfg.poll.interval_s,
+            concurrency=cfg.poll.concurrency,
+            device_timeout_s=cfg.poll.device_timeout_s,
+        )
+        self.actuator = Actuator(self.fleet, opener, cfg.poll.device_timeout_s)
+        self.lease = Lease(self.buffer)
+        self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator)
+        self.commands = CommandProcessor(
+            cfg.gateway, self.fleet, self.actuator, self.buffer, self.failsafe,
+            concurrency=cfg.poll.concurrency, on_applied=self.coordinator.request_refresh,
+        )
+        self.publisher = Publisher(cfg, self.buffer, self._on_command, devices=len(self.fleet.miners) + len(
+            self.fleet.pdus))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ telemetry
+    def batch(self, cycle: Cycle) -> v1.TelemetryBatch:
+        return v1.TelemetryBatch(
+            site=self.cfg.site,
+            gateway=self.cfg.gateway,
+            seq=self.buffer.next_seq(),
+            ts=v1.now(),
+            cycle_s=round(cycle.duration_s, 3),
+            miners=cycle.miners,
+            pdus=cycle.pdus,
+            lease=self.lease.status(),
+        )
+
+    async def _publish_cycle(self, cycle: Cycle) -> None:
+        batch = self.batch(cycle)
+        self.publisher.submit(batch.seq, v1.dumps(batch))
+        up = sum(m.available for m in cycle.miners) + sum(p.available for p in cycle.pdus)
+        log.debug("cycle %d: %d/%d devices answered in %.2fs", batch.seq, up, cycle.devices, cycle.duration_s)
+
+    # ------------------------------------------------------------ commands
+    def _on_command(self, payload: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, payload: bytes) -> None:
+        try:
+            ack = await self.commands.handle_raw(payload)
+        except Exception:  # keep the daemon alive; the controller sees no ack and retries
+            log.exception("command handling crashed (payload %r...)", payload[:200])
+            return
+        self.publisher.publish_ack(ack)
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self, stop: asyncio.Event) -> None:
+        n_m, n_p = len(self.fleet.miners), len(self.fleet.pdus)
+        log.info("agent %s/%s: %d miners, %d PDUs, poll every %.0fs, failsafe %s", self.cfg.site, self.cfg.gateway,
+                 n_m, n_p, self.cfg.poll.interval_s, self.cfg.failsafe.mode)
+        self.publisher.start()
+        failsafe = asyncio.create_task(self.failsafe.run(stop), name="failsafe")
+        try:
+            await self.coordinator.run(self._publish_cycle, stop)
+        finally:
+            stop.set()
+            await failsafe
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.cfg.poll.device_timeout_s)
+            await self.publisher.stop()
+            self.buffer.close()
+            log.info("agent stopped after %d cycles", self.coordinator.cycles)
