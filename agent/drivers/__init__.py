@@ -1,1 +1,85 @@
-"""Device drivers: one module per family, registered where it is defined (see `base.register_*`)."""
+"""Device drivers: one module per family, registered where it is defined (see `base.register_*`).
+
+Entry points for the agent runtime and the field tools:
+
+- `open_miner(ip, driver="auto", ...)`: a MinerDriver; "auto" recognises the firmware from its RPC `version`
+  reply (cheap, works on any port); control goes through pyasic.
+- `open_pdu(ip, family="auto", ...)`: a PduDriver; "auto" identifies the family by sysObjectID (+ probe column).
+- `apply_outlet_power(sample, outlet_sample)`: use a metered outlet's power as the miner's (source `pdu`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.transport.snmp import SnmpSession, V3Auth
+
+from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, MinerDriver, PduDriver
+from .miner import RpcMiner, identify_family
+from .pdu import SnmpPdu
+from .pdu import identify_family as identify_pdu_family
+from .state import apply_outlet_power
+
+__all__ = [
+    "MINER_DRIVERS",
+    "PDU_DRIVERS",
+    "RpcMiner",
+    "SnmpPdu",
+    "V3Auth",
+    "apply_outlet_power",
+    "open_miner",
+    "open_pdu",
+]
+
+
+async def open_miner(
+    ip: str,
+    *,
+    driver: str = "auto",
+    timeout: float = 5.0,  # noqa: ASYNC109 - per-request timeout the driver keeps (the agreed signature)
+    rpc_port: int = 4028,
+    web_port: int = 80,
+    port_offset: int = 0,
+    device_id: str | None = None,
+    **credentials: Any,
+) -> MinerDriver:
+    """A driver for the miner at `ip`. `port_offset` adds to both ports (simulated miners on non-root ports).
+
+    credentials: `username`, `password` (Antminer web API digest auth, pyasic passwords).
+    """
+    rpc_port += port_offset
+    web_port += port_offset
+    if driver == "auto":
+        driver = await identify_family(ip, rpc_port=rpc_port, timeout_s=timeout)
+    if driver not in MINER_DRIVERS:
+        raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")
+    unknown = set(credentials) - {"username", "password"}
+    if unknown:
+        raise TypeError(f"unknown miner credentials {sorted(unknown)} (username, password)")
+    return MINER_DRIVERS[driver](
+        ip, rpc_port=rpc_port, web_port=web_port, timeout=timeout, device_id=device_id, **credentials
+    )
+
+
+async def open_pdu(
+    ip: str,
+    *,
+    family: str = "auto",
+    community: str = "public",
+    write_community: str | None = None,
+    port: int = 161,
+    v3: V3Auth | None = None,
+    timeout: float = 2.0,  # noqa: ASYNC109 - per-request timeout the session keeps (the agreed signature)
+    retries: int = 1,
+    device_id: str | None = None,
+) -> PduDriver:
+    """A driver for the PDU at `ip` (SNMP v2c with communities, or v3 with `V3Auth`)."""
+    session = SnmpSession(
+        ip, port=port, community=community, write_community=write_community, v3=v3, timeout=timeout, retries=retries
+    )
+    if family == "auto":
+        table = await identify_pdu_family(session)
+        family = table.family
+    if family not in PDU_DRIVERS:
+        raise DeviceError(f"unknown PDU family {family!r}; known: auto, {', '.join(sorted(PDU_DRIVERS))}")
+    return PDU_DRIVERS[family](session, device_id=device_id)

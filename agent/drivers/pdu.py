@@ -1,0 +1,277 @@
+"""PDUs over SNMP: one generic driver that reads a family table (agent/oids/*.toml) - no per-vendor code.
+
+Identification: sysObjectID selects candidate families (longest prefix first); the first whose `probe` column
+answers wins (APC rPDU and rPDU2 share sysObjectIDs). Reads: one multi-column GETBULK walk of the total and outlet
+columns (plus the Raritan decimal-digits tables), scaled to W / A / kWh. Switching: the vendor's control OID and
+value, then read back until the outlet state agrees (a SET can "succeed" without doing anything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from agent.oids import Column, FamilyTable, candidates, load_tables
+from agent.transport.snmp import Oid, SnmpSession, oid_text
+from kuat.wire import v1
+
+from .base import CommandUnsupported, DeviceError, OutletAction, PduDriver, register_pdu
+
+log = logging.getLogger(__name__)
+
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+READBACK_TRIES = 10
+READBACK_INTERVAL_S = 0.2
+
+Rows = dict[Oid, Any]
+
+
+def pdu_device_id(ip: str) -> str:
+    return f"pdu-{ip}"
+
+
+# ------------------------------------------------------------------ pure: walked rows -> PduSample pieces
+
+
+def scaled(raw: Any, column: Column, digits: Any = None) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        return None
+    if column.negative_is_none and raw < 0:
+        return None
+    value = raw * column.scale
+    if column.digits is not None:
+        value /= 10 ** int(digits or 0)
+    return round(value, 6)
+
+
+def sensor_rows(values: Rows, digits: Rows, column: Column) -> dict[Oid, float | None]:
+    """Rows of a value column, keyed without the trailing sensorType when the column selects one sensor."""
+    out: dict[Oid, float | None] = {}
+    for index, raw in values.items():
+        if column.sensor is not None:
+            if not index or index[-1] != column.sensor:
+                continue
+            out[index[:-1]] = scaled(raw, column, digits.get(index))
+        else:
+            out[index] = scaled(raw, column, digits.get(index))
+    return out
+
+
+def total_of(column: Column | None, walked: dict[str, Rows]) -> float | None:
+    if column is None:
+        return None
+    rows = sensor_rows(walked.get(column.oid, {}), walked.get(column.digits or "", {}), column)
+    numbers = [v for v in rows.values() if v is not None]
+    return round(sum(numbers), 6) if numbers else None
+
+
+def outlet_keys(table: FamilyTable, walked: dict[str, Rows]) -> list[Oid]:
+    """Every outlet row any outlet column reported, as its key (the last `key_length` index parts)."""
+    keys: set[Oid] = set()
+    for name, column in table.outlets.items():
+        rows = walked.get(column.oid, {})
+        for index in rows:
+            key = index[:-1] if column.sensor is not None else index
+            if len(key) >= table.key_length and (column.sensor is None or index[-1] == column.sensor):
+                keys.add(key[-table.key_length :])
+        if name == "name" and column.fallback:
+            keys.update(k[-table.key_length :] for k in walked.get(column.fallback, {}))
+    return sorted(keys)
+
+
+def outlet_numbers(keys: list[Oid]) -> dict[Oid, int]:
+    """Outlet number as the PDU prints it: the last index part when one unit/cord, else the position (1-based)."""
+    prefixes = {k[:-1] for k in keys}
+    if len(prefixes) <= 1:
+        return {k: k[-1] for k in keys}
+    return {k: n for n, k in enumerate(keys, start=1)}
+
+
+def _state(raw: Any, column: Column | None) -> v1.OutletState:
+    if column is None or not isinstance(raw, int):
+        return v1.OutletState.UNKNOWN
+    return v1.OutletState(column.states.get(raw, "unknown"))
+
+
+def build_outlets(table: FamilyTable, walked: dict[str, Rows]) -> list[v1.OutletSample]:
+    keys = outlet_keys(table, walked)
+    numbers = outlet_numbers(keys)
+    figures = {
+        name: sensor_rows(walked.get(col.oid, {}), walked.get(col.digits or "", {}), col)
+        for name, col in table.outlets.items()
+        if name in ("current_a", "power_w", "energy_kwh")
+    }
+    name_col = table.outlets.get("name")
+    state_col = table.outlets.get("state")
+    outlets = []
+    for key in keys:
+        outlets.append(
+            v1.OutletSample(
+                index=numbers[key],
+                name=_outlet_name(name_col, walked, key),
+                state=_state(_row(walked, state_col, key), state_col),
+                current_a=_figure(figures, "current_a", key),
+                power_w=_figure(figures, "power_w", key),
+                energy_kwh=_figure(figures, "energy_kwh", key),
+                switchable="on" in table.control,
+            )
+        )
+    return outlets
+
+
+def _row(walked: dict[str, Rows], column: Column | None, key: Oid) -> Any:
+    if column is None:
+        return None
+    return _find(walked.get(column.oid, {}), key)
+
+
+def _find(rows: dict[Oid, Any], key: Oid) -> Any:
+    for index, value in rows.items():
+        if index[-len(key) :] == key:
+            return value
+    return None
+
+
+def _figure(figures: dict[str, dict[Oid, float | None]], name: str, key: Oid) -> float | None:
+    return _find(dict(figures.get(name, {})), key)
+
+
+def _outlet_name(column: Column | None, walked: dict[str, Rows], key: Oid) -> str | None:
+    if column is None:
+        return None
+    for oid in (column.oid, column.fallback):
+        value = _find(walked.get(oid, {}), key) if oid else None
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def walk_columns(table: FamilyTable) -> list[str]:
+    """Every column a read walks (value, digits and fallback columns), once each."""
+    columns: list[str] = []
+    for column in [*table.total.values(), *table.outlets.values()]:
+        for oid in (column.oid, column.digits, column.fallback):
+            if oid and oid not in columns:
+                columns.append(oid)
+    return columns
+
+
+def build_pdu_sample(
+    ip: str, table: FamilyTable, walked: dict[str, Rows], identity: dict[str, str | None], device_id: str | None = None
+) -> v1.PduSample:
+    outlets = build_outlets(table, walked)
+    power = total_of(table.total.get("power_w"), walked)
+    errors = []
+    if power is None and outlets and any(o.power_w is not None for o in outlets):
+        power = round(sum(o.power_w or 0.0 for o in outlets), 3)
+        errors.append("no total power reading: sum of outlet readings")
+    elif power is None:
+        errors.append("the PDU reports no power reading")
+    return v1.PduSample(
+        device_id=device_id or pdu_device_id(ip),
+        ip=ip,
+        available=True,
+        family=table.family,
+        model=identity.get("model"),
+        serial=identity.get("serial"),
+        power_w=power,
+        energy_kwh=total_of(table.total.get("energy_kwh"), walked),
+        outlets=outlets,
+        errors=errors,
+    )
+
+
+# ------------------------------------------------------------------ the driver
+
+
+class SnmpPdu(PduDriver):
+    def __init__(self, session: SnmpSession, table: FamilyTable, *, device_id: str | None = None) -> None:
+        self.ip = session.host
+        self.session = session
+        self.table = table
+        self.device_id = device_id
+        self.identity: dict[str, str | None] | None = None
+        self._keys: dict[int, Oid] = {}
+
+    async def read(self) -> v1.PduSample:
+        if self.identity is None:
+            self.identity = await self._read_identity()
+        walked = await self.session.walk(walk_columns(self.table))
+        sample = build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id)
+        keys = outlet_keys(self.table, walked)
+        self._keys = {n: k for k, n in outlet_numbers(keys).items()}
+        return sample
+
+    async def _read_identity(self) -> dict[str, str | None]:
+        identity: dict[str, str | None] = {"model": None, "serial": None}
+        if self.table.identity:
+            walked = await self.session.walk(list(self.table.identity.values()))
+            for name, oid in self.table.identity.items():
+                values = [v for v in walked.get(oid, {}).values() if isinstance(v, str) and v.strip()]
+                identity[name] = values[0].strip() if values else None
+        if identity["model"] is None:
+            descr = (await self.session.get([SYS_DESCR])).get(SYS_DESCR)
+            identity["model"] = descr.strip()[:80] if isinstance(descr, str) and descr.strip() else None
+        return identity
+
+    async def _outlet_key(self, outlet: int) -> Oid:
+        if not self._keys:
+            await self.read()
+        if outlet not in self._keys:
+            known = ", ".join(map(str, sorted(self._keys))) or "none"
+            raise DeviceError(f"{self.ip}: no outlet {outlet} on this PDU (outlets: {known})")
+        return self._keys[outlet]
+
+    async def switch(self, outlet: int, action: OutletAction) -> None:
+        control = self.table.control.get(action)
+        if control is None:
+            raise CommandUnsupported(f"{self.table.family} PDUs have no known control OID for '{action}'")
+        key = await self._outlet_key(outlet)
+        await self.session.set_int(f"{control.oid}.{oid_text(key)}", control.value)
+        log.info("%s outlet %d: %s sent (%s=%d)", self.ip, outlet, action, control.oid, control.value)
+        if action in ("on", "off"):
+            await self._confirm(outlet, key, v1.OutletState(action))
+
+    async def _confirm(self, outlet: int, key: Oid, wanted: v1.OutletState) -> None:
+        """Read the state back (bounded) until it agrees; a PDU may accept a SET and do nothing."""
+        column = self.table.outlets.get("state")
+        if column is None:
+            return
+        oid = f"{column.oid}.{oid_text(key)}"
+        seen: v1.OutletState = v1.OutletState.UNKNOWN
+        for _ in range(READBACK_TRIES):
+            seen = _state((await self.session.get([oid])).get(oid), column)
+            if seen == wanted:
+                return
+            await asyncio.sleep(READBACK_INTERVAL_S)
+        raise DeviceError(f"{self.ip} outlet {outlet}: asked {wanted.value}, still reads {seen.value}")
+
+
+async def identify_family(session: SnmpSession) -> FamilyTable:
+    """The family table of the PDU behind `session` (sysObjectID, then the family's probe column)."""
+    sys_oid = (await session.get([SYS_OBJECT_ID])).get(SYS_OBJECT_ID)
+    if not isinstance(sys_oid, tuple):
+        raise DeviceError(f"{session.host}: no sysObjectID")
+    text = oid_text(sys_oid)
+    tables = candidates(text)
+    if not tables:
+        raise DeviceError(f"{session.host}: sysObjectID {text} is no PDU family Kuat knows")
+    for table in tables:
+        probe = await session.walk([table.probe])
+        if probe.get(table.probe):
+            return table
+    raise DeviceError(f"{session.host}: sysObjectID {text} matches {[t.family for t in tables]} but no probe answered")
+
+
+def _factory(family: str) -> Any:
+    def make(session: SnmpSession, **kwargs: Any) -> PduDriver:
+        return SnmpPdu(session, load_tables()[family], **kwargs)
+
+    return make
+
+
+for _family in load_tables():
+    register_pdu(_family)(_factory(_family))

@@ -1,0 +1,169 @@
+"""From a `Reading` to Kuat's MinerSample: state, power and where the power figure came from, capabilities.
+
+Pure functions; the thresholds are the why of each state:
+- rebooting: no hash rate and the mining process started less than `BOOT_WINDOW_S` ago (boards still coming up);
+- sleeping: the firmware says so, or no hash rate long after start (stock firmware's sleep: 0 GH/s, fans slow);
+- degraded: hashing, but a hash board is missing/dead or hash rate below `DEGRADED_RATIO` of nominal;
+- offline: the device did not answer (built by `offline_sample`).
+"""
+
+from __future__ import annotations
+
+from kuat import catalog
+from kuat.wire import v1
+
+from .parsers import Reading
+
+BOOT_WINDOW_S = 240
+DEGRADED_RATIO = 0.6  # hash rate below 60 % of nominal (at its power target) counts as degraded
+
+# What each firmware can be told to do (DEVICES.md "Control by firmware").
+CAPABILITIES: dict[str, v1.Capabilities] = {
+    "antminer": v1.Capabilities(sleep=True, presets=["normal", "low"]),
+    "luxos": v1.Capabilities(sleep=True, power_target=True, presets=[]),
+    "whatsminer": v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
+    "braiins": v1.Capabilities(sleep=True, power_target=True),
+    "avalon": v1.Capabilities(sleep=True),
+    "unknown": v1.Capabilities(sleep=False, reboot=True),
+}
+
+
+def capabilities_for(family: str, model: str | None) -> v1.Capabilities:
+    caps = CAPABILITIES.get(family, CAPABILITIES["unknown"]).model_copy(deep=True)
+    spec = catalog.lookup(model)
+    if caps.power_target and spec is not None:
+        caps.power_min_w = round(spec.min_power_w)
+        caps.power_max_w = round(spec.max_power_w)
+    return caps
+
+
+def miner_device_id(ip: str, mac: str | None) -> str:
+    return mac.lower() if mac else f"ip-{ip}"
+
+
+def decide_state(reading: Reading, nominal_ths: float | None, expected_boards: int | None) -> v1.MinerState:
+    hashing = (reading.hashrate_ths or 0.0) > 0.0
+    if reading.sleeping and not hashing:
+        return v1.MinerState.SLEEPING
+    if not hashing:
+        if reading.uptime_s is not None and reading.uptime_s < BOOT_WINDOW_S:
+            return v1.MinerState.REBOOTING
+        return v1.MinerState.SLEEPING
+    if _boards_short(reading, expected_boards):
+        return v1.MinerState.DEGRADED
+    if nominal_ths and reading.hashrate_ths is not None and reading.hashrate_ths < DEGRADED_RATIO * nominal_ths:
+        limit_ratio = _limit_ratio(reading, nominal_ths)
+        if limit_ratio is None or reading.hashrate_ths < DEGRADED_RATIO * limit_ratio * nominal_ths:
+            return v1.MinerState.DEGRADED
+    return v1.MinerState.MINING
+
+
+def _boards_short(reading: Reading, expected_boards: int | None) -> bool:
+    if not reading.boards:
+        return False
+    if any(not b.ok for b in reading.boards):
+        return True
+    return expected_boards is not None and len(reading.boards) < expected_boards
+
+
+def _limit_ratio(reading: Reading, nominal_ths: float) -> float | None:
+    """Share of nominal hash rate the current power limit allows (a capped miner is not degraded)."""
+    spec = next((s for s in catalog.MODELS.values() if s.nominal_ths == nominal_ths), None)
+    if spec is None or reading.power_limit_w is None or reading.power_limit_w >= spec.nominal_w:
+        return None
+    return catalog.ratio_at_power(spec, reading.power_limit_w)
+
+
+def board_errors(reading: Reading, expected_boards: int | None) -> list[str]:
+    errors = [f"board {b.index}: {b.chips} of {b.expected_chips} chips" for b in reading.boards if _chips_short(b)]
+    if reading.hashrate_ths and expected_boards and reading.boards and len(reading.boards) < expected_boards:
+        errors.append(f"{len(reading.boards)} of {expected_boards} hash boards report")
+    return errors
+
+
+def _chips_short(board: v1.Board) -> bool:
+    return board.chips is not None and board.expected_chips is not None and board.chips < board.expected_chips
+
+
+def build_sample(
+    ip: str, reading: Reading, family: str, *, device_id: str | None = None, include_capabilities: bool = True
+) -> v1.MinerSample:
+    """The MinerSample of a miner that answered."""
+    spec = catalog.lookup(reading.model)
+    nominal = spec.nominal_ths if spec else None
+    expected_boards = spec.boards if spec else None
+    state = decide_state(reading, nominal, expected_boards)
+    power_w, source = _power(reading, spec, state)
+    errors = list(reading.errors)
+    errors.extend(e for e in board_errors(reading, expected_boards) if e not in errors)
+    return v1.MinerSample(
+        device_id=device_id or miner_device_id(ip, reading.mac),
+        ip=ip,
+        available=True,
+        state=state,
+        make=reading.make,
+        model=reading.model,
+        firmware=reading.firmware,
+        serial=reading.serial,
+        mac=reading.mac.lower() if reading.mac else None,
+        hostname=reading.hostname,
+        hashrate_ths=None if reading.hashrate_ths is None else round(reading.hashrate_ths, 4),
+        nominal_ths=nominal,
+        power_w=power_w,
+        power_source=source,
+        reported_power_w=reading.power_w,
+        power_limit_w=reading.power_limit_w,
+        temp_c=reading.temp_c,
+        fans_rpm=reading.fans_rpm,
+        boards=reading.boards,
+        pools=reading.pools,
+        errors=errors,
+        capabilities=capabilities_for(family, reading.model) if include_capabilities else v1.Capabilities(),
+        uptime_s=reading.uptime_s,
+    )
+
+
+def _power(
+    reading: Reading, spec: catalog.ModelSpec | None, state: v1.MinerState
+) -> tuple[float | None, v1.PowerSource]:
+    """Reported power when the firmware gives it; else hash rate x the model's J/TH (sleep: the model's sleep draw)."""
+    if reading.power_w is not None:
+        return reading.power_w, v1.PowerSource.REPORTED
+    if spec is None or reading.hashrate_ths is None:
+        return None, v1.PowerSource.NONE
+    if state in (v1.MinerState.SLEEPING, v1.MinerState.REBOOTING) and reading.hashrate_ths == 0:
+        return spec.sleep_w, v1.PowerSource.ESTIMATED
+    return round(reading.hashrate_ths * spec.j_per_th, 1), v1.PowerSource.ESTIMATED
+
+
+def offline_sample(
+    ip: str, *, device_id: str | None = None, last: v1.MinerSample | None = None, error: str = ""
+) -> v1.MinerSample:
+    """An unreachable miner: keeps what is known about its identity, no figures."""
+    sample = v1.MinerSample(
+        device_id=device_id or (last.device_id if last else f"ip-{ip}"),
+        ip=ip,
+        available=False,
+        state=v1.MinerState.OFFLINE,
+        errors=[error] if error else [],
+    )
+    if last is not None:
+        for name in ("make", "model", "firmware", "serial", "mac", "hostname", "nominal_ths", "capabilities"):
+            setattr(sample, name, getattr(last, name))
+    return sample
+
+
+def apply_outlet_power(sample: v1.MinerSample, outlet: v1.OutletSample | None) -> v1.MinerSample:
+    """Use the metered PDU outlet's figure as the miner's power (source `pdu`); keep the firmware's own figure.
+
+    An outlet that is off means 0 W whatever the miner last said; an outlet without a power reading changes nothing.
+    """
+    if outlet is None:
+        return sample
+    if outlet.state == v1.OutletState.OFF:
+        watts: float | None = 0.0
+    else:
+        watts = outlet.power_w
+    if watts is None:
+        return sample
+    return sample.model_copy(update={"power_w": watts, "power_source": v1.PowerSource.PDU})

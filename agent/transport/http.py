@@ -1,0 +1,35 @@
+"""HTTP with digest auth (the stock Antminer web API on port 80: /cgi-bin/*.cgi, default root/root)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from agent.drivers.base import DeviceError, DeviceUnreachable
+from agent.transport.jsonfix import BrokenReply, loads_tolerant
+
+DEFAULT_PORT = 80
+
+
+async def get_json(
+    ip: str, path: str, *, port: int = DEFAULT_PORT, user: str = "root", password: str = "root", timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """GET http://ip:port/path with digest auth and decode its (possibly broken) JSON object."""
+    url = f"http://{ip}:{port}{path}"
+    try:
+        async with httpx.AsyncClient(auth=httpx.DigestAuth(user, password), timeout=timeout_s) as client:
+            response = await client.get(url)
+    except httpx.HTTPError as exc:
+        raise DeviceUnreachable(f"{url}: {exc.__class__.__name__} {exc}") from exc
+    if response.status_code == 401:
+        raise DeviceError(f"{url}: credentials refused (HTTP 401)")
+    if response.status_code != 200:
+        raise DeviceError(f"{url}: HTTP {response.status_code}")
+    try:
+        data = loads_tolerant(response.content)
+    except BrokenReply as exc:
+        raise DeviceError(f"{url}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DeviceError(f"{url}: reply is not a JSON object")
+    return data
