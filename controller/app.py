@@ -29,7 +29,9 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
 
 
 def mount_registry(app: FastAPI, services: Services) -> None:
-    """The registry engineer's router; it finds its service through the app (registry.api.service_of)."""
-    from registry import api as registry_api
+    """The registry's router and error handlers; API keys are checked against its table (registry.auth)."""
+    from registry.api import install
 
-    registry_api.attach(app, services.registry)
+    if services.registry is None:
+        raise ValueError("the controller's app needs the registry service (API keys live in it)")
+    install(app, services.registry)

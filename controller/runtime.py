@@ -110,7 +110,9 @@ def build_services(
     def count_sent(n: int) -> None:
         metrics.sightings_sent += n
 
-    sightings = SightingsBridge(registry.record_sightings if registry is not None else None, count_sent)
+    sightings = SightingsBridge(
+        registry.record_sightings if registry is not None else None, count_sent, settings.sightings_heartbeat_s
+    )
     influx = _make_influx(settings, metrics)
     telemetry = TelemetryService(settings, live, book, metrics, owners, sightings, influx)
     gateways = GatewayService(live, settings.gateway_timeout_s)

@@ -91,6 +91,7 @@ class ControllerSettings(BaseSettings):
     device_stale_s: float = Field(120.0, gt=0)  # a device not reported for this long counts as unavailable
     energy_max_gap_s: float = Field(120.0, gt=0)  # longer intervals between samples are not integrated
     sightings_flush_s: float = Field(5.0, gt=0)
+    sightings_heartbeat_s: float = Field(300.0, gt=0)  # unchanged devices re-sighted this often (registry last seen)
     compliance_check_s: float = Field(300.0, gt=0)
     ingest_queue_max: int = Field(20_000, ge=10)
 

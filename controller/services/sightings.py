@@ -2,13 +2,15 @@
 
 The registry records what the fleet reports (a new machine becomes a pending registration; a changed pool or
 firmware is noted). Telemetry arrives at up to 20k samples/s, so `offer` only compares a fingerprint per sample and
-`flush` (a scheduler job, every few seconds) makes one registry call per site and gateway.
+`flush` (a scheduler job, every few seconds) makes one registry call per site and gateway. Unchanged devices are
+handed over again every `heartbeat_s`, so the registry's "last seen" (missing machines, fresh power) stays current.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -27,10 +29,13 @@ def fingerprint(m: v1.MinerSample, gateway: str) -> int:
 
 
 class SightingsBridge:
-    def __init__(self, sink: Sink | None, on_sent: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, sink: Sink | None, on_sent: Callable[[int], None] | None = None, heartbeat_s: float = 300.0
+    ) -> None:
         self.sink = sink
         self._on_sent = on_sent
-        self._seen: dict[tuple[str, str], int] = {}  # (site, device id) -> fingerprint last handed over
+        self.heartbeat_s = heartbeat_s
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}  # (site, device id) -> (fingerprint, when)
         self._pending: dict[tuple[str, str], tuple[dict[str, v1.MinerSample], datetime]] = {}
         self._lock = threading.Lock()
 
@@ -38,15 +43,16 @@ class SightingsBridge:
         """Queue the miners whose fingerprint changed (only those that say who they are: serial or MAC)."""
         if self.sink is None:
             return
-        seen = self._seen
+        seen, now, heartbeat = self._seen, time.monotonic(), self.heartbeat_s
         changed = []
         for m in miners:
             if m.serial is None and m.mac is None:
                 continue
             fp = fingerprint(m, gateway)
             key = (site, m.device_id)
-            if seen.get(key) != fp:
-                seen[key] = fp
+            last = seen.get(key)
+            if last is None or last[0] != fp or now - last[1] > heartbeat:
+                seen[key] = (fp, now)
                 changed.append(m)
         if not changed:
             return

@@ -49,7 +49,7 @@ def test_bad_input_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         load_settings(tmp_path / "missing.yaml")
     (tmp_path / "c.ini").write_text("x=1")
-    with pytest.raises(ValueError, match="use .toml, .yaml"):
+    with pytest.raises(ValueError, match=r"use \.toml, \.yaml"):
         load_settings(tmp_path / "c.ini")
     with pytest.raises(ValidationError, match="site name"):
         load_settings(None, sites=["kz/1"])

@@ -1,0 +1,40 @@
+"""Bootstrap API keys from the settings into the registry's key table (hashed as registry.auth hashes them).
+
+Keys normally come from `kuat registry create-key` (random, shown once). A deployment that must know its keys in
+advance (the demo, CI, a config-managed site) lists them in the settings; production refuses weak ones there.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from controller.settings import ApiKey as ApiKeySetting
+from registry import auth
+from registry.models import ApiKey, Role
+from registry.timeutil import system_clock
+
+log = logging.getLogger(__name__)
+
+
+def ensure_api_keys(registry: Any, keys: list[ApiKeySetting]) -> int:
+    """Store each configured key that is not there yet; returns how many were added."""
+    added = 0
+    for key in keys:
+        try:
+            role = Role(key.role)
+        except ValueError:
+            raise ValueError(f"api_keys[{key.name}].role: {key.role!r} is not one of "
+                             f"{', '.join(r.value for r in Role)}") from None  # fmt: skip
+        if len(key.key) < auth.PREFIX_LEN:
+            raise ValueError(f"api_keys[{key.name}].key: at least {auth.PREFIX_LEN} characters")
+        with registry.transaction() as session:
+            if auth.authenticate(session, key.key) is not None:
+                continue
+            salt = secrets.token_hex(16)
+            session.add(ApiKey(name=key.name, role=role.value, prefix=key.key[: auth.PREFIX_LEN], salt=salt,
+                               hash=auth._digest(salt, key.key), created_at=system_clock()))  # fmt: skip
+            added += 1
+            log.info("API key %s (%s) added from the settings", key.name, role.value)
+    return added
