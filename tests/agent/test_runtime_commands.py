@@ -31,13 +31,13 @@ class Rig:
         return await self.processor.handle(v1.Command(id=cid, kind=v1.CommandKind(kind), **fields))  # type: ignore[arg-type]
 
 
-async def make_rig(tmp_path: Path, n: int = 3, timeout: float = 0.5) -> Rig:
+async def make_rig(tmp_path: Path, n: int = 3, limit_s: float = 0.5) -> Rig:
     site, devices = fake_site(n)
     cfg = config_from_dict({"site": "s", "gateway": "g", "devices": devices})
     fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
-    coord = Coordinator(fleet, site, device_timeout_s=timeout)
+    coord = Coordinator(fleet, site, device_timeout_s=limit_s)
     buffer = Buffer(tmp_path / "buf.sqlite")
-    actuator = Actuator(fleet, site, timeout)
+    actuator = Actuator(fleet, site, limit_s)
     failsafe = Failsafe(FailsafeConfig(grace_s=0), Lease(buffer), fleet, actuator)
     processor = CommandProcessor("g", fleet, actuator, buffer, failsafe)
     await coord.poll_once()  # the agent knows its devices' capabilities from telemetry
@@ -74,7 +74,7 @@ async def test_unsupported_unknown_and_out_of_range_are_rejected_with_the_reason
 
 
 async def test_unreachable_refused_and_hanging_devices_fail_with_the_reason(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, timeout=0.2)
+    rig = await make_rig(tmp_path, limit_s=0.2)
     rig.site.miners[A].unreachable = True
     ack = await rig.send("sleep", "c1", device_id="m1")
     assert ack.status == v1.AckStatus.FAILED and "connection refused" in (ack.reason or "")

@@ -11,7 +11,7 @@ import pytest
 
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
-from agent.config import FailsafeConfig, config_from_dict
+from agent.config import config_from_dict
 from agent.coordinator import Coordinator, Fleet
 from agent.failsafe import Failsafe, Lease
 from kuat.wire import v1
@@ -48,7 +48,7 @@ async def test_no_lease_no_failsafe(tmp_path: Path) -> None:
 
 async def test_expiry_sleeps_every_unprotected_miner_and_is_reported(tmp_path: Path,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
-    site, coord, failsafe, processor = await _rig(tmp_path, protected=(2,))
+    _, coord, failsafe, processor = await _rig(tmp_path, protected=(2,))
     await processor.handle(_setpoints("b1", 0.2))
     await failsafe.check()
     assert not failsafe.lease.failsafe_active  # the lease still holds
