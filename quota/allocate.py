@@ -1,0 +1,285 @@
+"""Choose every machine's setpoint under a site power budget.
+
+Order of decisions (each documented where it is made):
+
+1. Hard rules per machine: non-compliant machines (registry violations) get zero hash rate (outlet off where it is
+   switchable, else sleep); protected machines are never slept or cut; a machine off for less than `min_off_s` stays
+   off; one on for less than `min_on_s` stays on unless the cap cannot be met otherwise (the cap is the law).
+2. Floors: idle machines still draw their sleep power. If the floor exceeds the budget, sleeping machines on
+   switchable outlets are cut (largest draw first); what still does not fit is reported as `over_budget_w`.
+3. Budget split: subtype-II tenants get their contract share of the budget; the host the rest. A share a tenant
+   cannot use flows to the others when the policy allows it. Within each share, higher `priority` is served first.
+4. Within a group: maximise hash rate by a single Lagrange price with repair (quota.solver); the same pass gives
+   the relaxation bound.
+5. Churn and ramp: machines that reboot to apply a new limit (Whatsminer) keep their current limit when the new
+   one is within `hysteresis_w`; wake-ups are limited per dispatch (`max_wakes`, `max_wake_w`), most efficient
+   first. Both are applied by re-solving with those machines fixed, so freed watts go to others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from kuat.wire.v1 import Setpoint, SetpointMode
+from quota.fleet import BOOL, F64, I64, FleetArrays, Now
+from quota.solver import GroupInput, solve_group
+
+
+class Mode(IntEnum):
+    RUN = 0  # full (the model's max ratio)
+    POWER_TARGET = 1  # continuous power target `target_w`
+    PRESET = 2  # a firmware preset below full (`ratio`)
+    SLEEP = 3
+    OUTLET_OFF = 4
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_on_s: float = 600.0
+    min_off_s: float = 300.0
+    max_wakes: int | None = None  # ramp limit: machines woken per dispatch
+    max_wake_w: float | None = None  # ramp limit: planned watts of machines woken per dispatch
+    hysteresis_w: float = 200.0  # reboot-on-change machines keep a limit this close to the new one
+    tenant_shares: Mapping[str, float] = field(default_factory=dict)
+    lend_unused_share: bool = True
+
+
+@dataclass
+class Allocation:
+    budget_w: float
+    mode: I64
+    power_w: F64  # planned wall power per machine
+    hash_ths: F64  # planned hash rate per machine
+    ratio: F64  # planned hash ratio (0 when idle)
+    bound_ths: float  # relaxation upper bound for the same budget and hard rules (before churn/ramp limits)
+    over_budget_w: float = 0.0  # > 0: floors (protected machines, idle draw) exceed the budget
+    deferred_wakes: int = 0
+    pinned: int = 0  # reboot-on-change machines kept at their limit
+    released_min_on: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_power_w(self) -> float:
+        return float(self.power_w.sum())
+
+    @property
+    def total_ths(self) -> float:
+        return float(self.hash_ths.sum())
+
+    def setpoints(self, fleet: FleetArrays) -> list[Setpoint]:
+        """Wire setpoints. A preset travels as a power target of the preset's power: firmware without continuous
+        targets selects its highest preset at or below `power_w` (stock Antminer: 0.75 ratio = low-power mode)."""
+        out = []
+        for i, device in enumerate(fleet.ids):
+            m = Mode(int(self.mode[i]))
+            if m == Mode.RUN:
+                out.append(Setpoint(device_id=device, mode=SetpointMode.RUN))
+            elif m in (Mode.POWER_TARGET, Mode.PRESET):
+                out.append(Setpoint(device_id=device, mode=SetpointMode.POWER_TARGET,
+                                    power_w=round(float(self.power_w[i]), 1)))
+            elif m == Mode.SLEEP:
+                out.append(Setpoint(device_id=device, mode=SetpointMode.SLEEP))
+            else:
+                out.append(Setpoint(device_id=device, mode=SetpointMode.OUTLET_OFF))
+        return out
+
+
+@dataclass
+class _Rules:
+    """Per-machine constraints derived from state and policy for one dispatch."""
+
+    p0: F64
+    off_idle: BOOL  # idle means outlet off (else sleep)
+    forced_run: BOOL
+    forced_idle: BOOL
+    soft_run: BOOL  # min-on lock, released if the cap needs it
+    fixed_w: F64  # NaN: free; else pinned at this power target
+    notes: list[str]
+
+
+def _rules(f: FleetArrays, policy: Policy) -> _Rules:
+    n = len(f)
+    running = f.now == Now.RUNNING
+    noncompliant = ~f.compliant
+    cannot_idle = ~f.can_sleep & ~f.can_off
+    off_idle = noncompliant & f.can_off | (f.now == Now.OFF) | ~f.can_sleep & f.can_off
+    min_off = ~running & (f.since_change < policy.min_off_s)
+    forced_idle = noncompliant | min_off & ~f.protected
+    soft_run = running & (f.since_change < policy.min_on_s) & ~forced_idle
+    forced_run = (f.protected | cannot_idle) & ~forced_idle
+    notes = []
+    if (noncompliant & cannot_idle).any():
+        notes.append(f"{int((noncompliant & cannot_idle).sum())} non-compliant machines can neither sleep nor be "
+                     "switched off: asleep is planned, a person must stop them")
+    p0 = np.where(off_idle, 0.0, f.sleep_w)
+    return _Rules(p0, off_idle, forced_run, forced_idle, soft_run, np.full(n, np.nan), notes)
+
+
+def _floor(f: FleetArrays, r: _Rules, min_run: F64) -> float:
+    must_run = r.forced_run | r.soft_run
+    pinned = ~np.isnan(r.fixed_w)
+    return float(np.where(pinned, r.fixed_w, np.where(must_run, min_run, r.p0)).sum())
+
+
+def _fit_floor(f: FleetArrays, r: _Rules, budget_w: float) -> tuple[float, int]:
+    """Release min-on locks, then cut sleeping machines' outlets, until the floor fits. Returns (over, released)."""
+    min_run = f.min_run_power
+    released = 0
+    if _floor(f, r, min_run) > budget_w and r.soft_run.any():
+        released = int(r.soft_run.sum())
+        r.soft_run[:] = False
+        r.notes.append(f"cap below the floor: {released} machines inside their minimum on-time may be slept")
+    excess = _floor(f, r, min_run) - budget_w
+    if excess > 0:
+        cuttable = np.flatnonzero(~r.off_idle & f.can_off & ~r.forced_run & np.isnan(r.fixed_w))
+        order = cuttable[np.argsort(-r.p0[cuttable], kind="stable")]
+        need = int(np.searchsorted(np.cumsum(r.p0[order]), excess) + 1)
+        cut = order[:need]
+        r.off_idle[cut] = True
+        r.p0[cut] = 0.0
+        r.notes.append(f"sleep draw alone exceeds the cap: {len(cut)} sleeping machines switched off at the outlet")
+    return max(0.0, _floor(f, r, min_run) - budget_w), released
+
+
+def _group_input(f: FleetArrays, r: _Rules, idx: I64) -> GroupInput:
+    return GroupInput(
+        ths=f.ths[idx], k=f.k[idx], base=f.base[idx], nom=f.nom[idx], gamma=f.gamma[idx], rmin=f.rmin[idx],
+        rmax=f.rmax[idx], cont=f.cont[idx], presets=f.presets[idx], p0=r.p0[idx],
+        forced_run=(r.forced_run | r.soft_run)[idx], forced_idle=r.forced_idle[idx],
+    )
+
+
+def _pool_budgets(f: FleetArrays, r: _Rules, free: BOOL, budget_w: float, policy: Policy) -> dict[int, float]:
+    """Split the budget between owners: tenants get their share, the host the rest; unused shares flow on."""
+    codes = [int(c) for c in np.unique(f.owner[free])]
+    shares = {c: float(policy.tenant_shares.get(f.owners[c], 0.0)) for c in codes}
+    host = [c for c in codes if f.owners[c] not in policy.tenant_shares]
+    rest = max(0.0, 1.0 - sum(policy.tenant_shares.values()))
+    for c in host:
+        shares[c] = rest / len(host)
+    full = f.max_power
+    demand = {c: float(np.where(r.forced_idle, r.p0, full)[free & (f.owner == c)].sum()) for c in codes}
+    budgets = {c: budget_w * shares[c] for c in codes}
+    if not policy.lend_unused_share:
+        return budgets
+    for _ in range(len(codes)):
+        spare = sum(max(0.0, budgets[c] - demand[c]) for c in codes)
+        hungry = [c for c in codes if demand[c] > budgets[c] + 1e-6]
+        if spare <= 1e-6 or not hungry:
+            break
+        weight = sum(shares[c] for c in hungry) or float(len(hungry))
+        for c in codes:
+            budgets[c] = min(budgets[c], demand[c])
+        for c in hungry:
+            budgets[c] += spare * ((shares[c] / weight) if weight else 1.0 / len(hungry))
+    return budgets
+
+
+def _solve_pool(f: FleetArrays, r: _Rules, idx: I64, budget_w: float, out: Allocation) -> float:
+    """Serve priority groups high to low; lower groups keep their floor. Returns the bound of this pool."""
+    min_run = f.min_run_power
+    groups = [int(p) for p in np.unique(f.priority[idx])[::-1]]
+    members = {p: idx[f.priority[idx] == p] for p in groups}
+    floors = {p: float(np.where((r.forced_run | r.soft_run)[members[p]], min_run[members[p]],
+                                r.p0[members[p]]).sum()) for p in groups}
+    remaining, bound = budget_w, 0.0
+    for n, p in enumerate(groups):
+        lower_floor = sum(floors[q] for q in groups[n + 1:])
+        res = solve_group(_group_input(f, r, members[p]), max(0.0, remaining - lower_floor))
+        sel = members[p]
+        width = f.presets.shape[1]
+        out.power_w[sel], out.hash_ths[sel], out.ratio[sel] = res.power, res.hash, res.ratio
+        out.mode[sel] = _modes(f, r, sel, res.kind, res.ratio, width)
+        remaining -= float(res.power.sum())
+        bound += res.bound_ths
+    return bound
+
+
+def _modes(f: FleetArrays, r: _Rules, sel: I64, kind: I64, ratio: F64, width: int) -> I64:
+    idle = np.where(r.off_idle[sel], Mode.OUTLET_OFF, Mode.SLEEP)
+    full = ratio >= f.rmax[sel] - 1e-9
+    running = np.where(full, Mode.RUN, np.where(kind == width, Mode.POWER_TARGET, Mode.PRESET))
+    return np.asarray(np.where(kind == -1, idle, running), dtype=np.int64)
+
+
+def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Allocation:
+    n = len(f)
+    out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
+    out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w)
+    out.notes = r.notes
+    pinned = ~np.isnan(r.fixed_w)
+    if pinned.any():
+        p = np.flatnonzero(pinned)
+        x = _ratio_at(f, p, r.fixed_w[p])
+        out.power_w[p], out.hash_ths[p], out.ratio[p] = r.fixed_w[p], f.ths[p] * x, x
+        out.mode[p] = Mode.POWER_TARGET
+    free = ~pinned
+    pools = _pool_budgets(f, r, free, budget_w - float(r.fixed_w[pinned].sum()), policy)
+    bound = float(out.hash_ths[pinned].sum())
+    for code, pool_budget in pools.items():
+        bound += _solve_pool(f, r, np.flatnonzero(free & (f.owner == code)), pool_budget, out)
+    out.bound_ths = bound
+    return out
+
+
+def _ratio_at(f: FleetArrays, idx: I64, watts: F64) -> F64:
+    span = f.k[idx] * (f.nom[idx] - f.base[idx])
+    x = np.power(np.maximum(watts / f.k[idx] - f.base[idx], 0.0) * f.k[idx] / span, 1.0 / f.gamma[idx])
+    return np.asarray(np.clip(x, f.rmin[idx], f.rmax[idx]), dtype=np.float64)
+
+
+def _pins(f: FleetArrays, plan: Allocation, policy: Policy) -> tuple[I64, F64]:
+    """Reboot-on-change machines whose new target is within the hysteresis of the one in force."""
+    current = f.current_w
+    running_now = (f.now == Now.RUNNING) & f.reboots & ~np.isnan(current)
+    running_next = (plan.mode == Mode.POWER_TARGET) | (plan.mode == Mode.RUN)
+    close = np.abs(plan.power_w - np.nan_to_num(current)) < policy.hysteresis_w
+    idx = np.flatnonzero(running_now & running_next & close & (plan.power_w != current))
+    return idx, current[idx]
+
+
+def _deferred(f: FleetArrays, plan: Allocation, policy: Policy) -> I64:
+    """Machines planned to wake beyond this dispatch's ramp limit (the least efficient ones wait)."""
+    waking = np.flatnonzero((f.now != Now.RUNNING) & (plan.mode <= Mode.PRESET))
+    if len(waking) == 0 or (policy.max_wakes is None and policy.max_wake_w is None):
+        return np.zeros(0, dtype=np.int64)
+    eff = plan.hash_ths[waking] / np.maximum(plan.power_w[waking], 1e-9)
+    order = waking[np.argsort(-eff, kind="stable")]
+    allowed = len(order) if policy.max_wakes is None else policy.max_wakes
+    if policy.max_wake_w is not None:
+        allowed = min(allowed, int(np.searchsorted(np.cumsum(plan.power_w[order]), policy.max_wake_w, "right")))
+    return order[allowed:]
+
+
+def allocate(fleet: FleetArrays, budget_w: float, policy: Policy | None = None) -> Allocation:
+    """Plan every machine under `budget_w` (W, total site power including idle draws)."""
+    if not math.isfinite(budget_w) or budget_w < 0:
+        raise ValueError(f"budget_w must be a finite, non-negative number of watts (got {budget_w!r})")
+    policy = policy or Policy()
+    first = _solve(fleet, _rules(fleet, policy), budget_w, policy)
+    pin_idx, pin_w = _pins(fleet, first, policy)
+    late = _deferred(fleet, first, policy)
+    if len(pin_idx) == 0 and len(late) == 0:
+        return first
+    rules = _rules(fleet, policy)
+    rules.fixed_w[pin_idx] = pin_w
+    rules.forced_idle[late] = True
+    rules.forced_run[late] = False
+    # every machine idle now that is not among the allowed wake-ups stays idle this dispatch
+    allowed = np.zeros(len(fleet), dtype=np.bool_)
+    allowed[np.flatnonzero((fleet.now != Now.RUNNING) & (first.mode <= Mode.PRESET))] = True
+    allowed[late] = False
+    rules.forced_idle |= (fleet.now != Now.RUNNING) & ~allowed & ~fleet.protected
+    second = _solve(fleet, rules, budget_w, policy)
+    second.bound_ths = first.bound_ths
+    second.pinned, second.deferred_wakes = len(pin_idx), len(late)
+    if len(late):
+        second.notes.append(f"ramp limit: {len(late)} wake-ups deferred to later dispatches (least efficient last)")
+    if len(pin_idx):
+        second.notes.append(f"{len(pin_idx)} reboot-on-change machines kept at their limit (hysteresis)")
+    return second
