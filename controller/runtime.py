@@ -102,6 +102,10 @@ def build_services(
     engine = engine if engine is not None else make_database(settings.database_url)
     if registry is None and with_registry:
         registry = make_registry(engine)
+    if registry is not None and settings.api_keys:
+        from controller.keys import ensure_api_keys
+
+        ensure_api_keys(registry, settings.api_keys)
     metrics = IngestMetrics()
     live, book = LiveState(), RollupBook()
     owners = OwnerDirectory((lambda: owners_from_registry(engine)) if registry is not None else None)

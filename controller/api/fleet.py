@@ -32,7 +32,7 @@ def list_devices(
 def one_device(
     device_id: str,
     site: str | None = None,
-    minutes: int = Query(180, ge=1, le=7 * 24 * 60, description="minutes of history"),
+    minutes: int = Query(180, ge=1, le=2 * 366 * 24 * 60, description="minutes of history"),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     try:

@@ -31,7 +31,7 @@ def energy(
 
 @router.get("/site/{site}/series")
 def series(
-    site: str, minutes: int = Query(180, ge=1, le=31 * 24 * 60), svc: Services = Depends(services)
+    site: str, minutes: int = Query(180, ge=1, le=2 * 366 * 24 * 60), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return {"site": site, "minutes": svc.fleet.site_series(site, minutes)}
 
