@@ -97,6 +97,27 @@ class HscFilter:
     changed_since: datetime | None = None
 
 
+def hsc_conditions(flt: HscFilter) -> list[Any]:
+    """WHERE clauses for a filter (shared by the paged list and the export)."""
+    conditions: list[Any] = []
+    if flt.owner_id is not None:
+        conditions.append(Hsc.owner_id == flt.owner_id)
+    if flt.owner_bin is not None:
+        owner = select(col(Licensee.id)).where(col(Licensee.bin) == flt.owner_bin).scalar_subquery()
+        conditions.append(Hsc.owner_id == owner)
+    if flt.dpc_id is not None:
+        conditions.append(Hsc.dpc_id == flt.dpc_id)
+    if flt.zone is not None:
+        conditions.append(col(Hsc.dpc_id).in_(select(col(Dpc.id)).where(col(Dpc.zone) == flt.zone)))
+    if flt.status is not None:
+        conditions.append(Hsc.status == flt.status)
+    if flt.model is not None:
+        conditions.append(Hsc.model == flt.model)
+    if flt.changed_since is not None:
+        conditions.append(col(Hsc.changed_at) >= utc(flt.changed_since))
+    return conditions
+
+
 def encode_cursor(changed_at: datetime, row_id: int) -> str:
     return base64.urlsafe_b64encode(f"{utc(changed_at).isoformat()}|{row_id}".encode()).decode()
 
@@ -302,33 +323,42 @@ class RegistryService:
 
     def create_hsc(self, data: HscIn, actor: str) -> Hsc:
         """A machine entered by hand (not yet seen): pending unless the operator registers it at once."""
+        with self.transaction() as s:
+            return self.create_hsc_in(s, data, actor)
+
+    def create_hsc_in(self, session: Session, data: HscIn, actor: str) -> Hsc:
         values = self._values(data, False)
         status = values.pop("status") or HscStatus.PENDING.value
-        with self.transaction() as s:
-            row: Hsc = self._create(s, "hsc", {**values, "status": HscStatus.PENDING.value}, actor)
-            if status != HscStatus.PENDING.value:
-                self._move_status(s, row, status, actor)
-            return row
+        row: Hsc = self._create(session, "hsc", {**values, "status": HscStatus.PENDING.value}, actor)
+        if status != HscStatus.PENDING.value:
+            self.move_status_in(session, row, status, actor)
+        return row
 
     def update_hsc(self, ref: int | str, patch: HscPatch, actor: str) -> Hsc:
-        changes = self._values(patch, True)
-        status = changes.pop("status", None)
         with self.transaction() as s:
             row = self._hsc(s, ref)
-            self._update(s, "hsc", row, changes, actor)
-            if status is not None and status != row.status:
-                self._move_status(s, row, status, actor)
+            self.update_hsc_in(s, row, patch, actor)
             return row
+
+    def update_hsc_in(self, session: Session, row: Hsc, patch: HscPatch, actor: str) -> bool:
+        """Apply a patch (a status change goes through the allowed moves); True when anything changed."""
+        changes = self._values(patch, True)
+        status = changes.pop("status", None)
+        changed = self._update(session, "hsc", row, changes, actor)
+        if status is not None and status != row.status:
+            self.move_status_in(session, row, status, actor)
+            changed = True
+        return changed
 
     def decommission_hsc(self, ref: int | str, actor: str) -> Hsc:
         """DELETE of an HSC: the registry never forgets a machine, it is decommissioned (excluded)."""
         with self.transaction() as s:
             row = self._hsc(s, ref)
             if row.status != HscStatus.DECOMMISSIONED.value:
-                self._move_status(s, row, HscStatus.DECOMMISSIONED.value, actor)
+                self.move_status_in(s, row, HscStatus.DECOMMISSIONED.value, actor)
             return row
 
-    def _move_status(self, session: Session, row: Hsc, status: str, actor: str) -> None:
+    def move_status_in(self, session: Session, row: Hsc, status: str, actor: str) -> None:
         if status not in STATUS_MOVES[row.status]:
             raise InvalidInput("status", f"cannot go from {row.status} to {status}")
         changes: dict[str, Any] = {"status": status}
@@ -362,22 +392,7 @@ class RegistryService:
     def list_hscs(self, flt: HscFilter, cursor: str | None = None, limit: int = 100) -> tuple[list[Hsc], str | None]:
         """One page ordered by (changed_at, id); the cursor continues after the last row of the previous page."""
         stmt = select(Hsc)
-        conditions: list[Any] = []
-        if flt.owner_id is not None:
-            conditions.append(Hsc.owner_id == flt.owner_id)
-        if flt.owner_bin is not None:
-            owner = select(col(Licensee.id)).where(col(Licensee.bin) == flt.owner_bin).scalar_subquery()
-            conditions.append(Hsc.owner_id == owner)
-        if flt.dpc_id is not None:
-            conditions.append(Hsc.dpc_id == flt.dpc_id)
-        if flt.zone is not None:
-            conditions.append(col(Hsc.dpc_id).in_(select(col(Dpc.id)).where(col(Dpc.zone) == flt.zone)))
-        if flt.status is not None:
-            conditions.append(Hsc.status == flt.status)
-        if flt.model is not None:
-            conditions.append(Hsc.model == flt.model)
-        if flt.changed_since is not None:
-            conditions.append(col(Hsc.changed_at) >= utc(flt.changed_since))
+        conditions = hsc_conditions(flt)
         if cursor:
             conditions.append(tuple_(Hsc.changed_at, Hsc.id) > tuple_(*decode_cursor(cursor)))
         stmt = stmt.where(*conditions).order_by(col(Hsc.changed_at), col(Hsc.id)).limit(limit + 1)
@@ -391,16 +406,17 @@ class RegistryService:
     # ------------------------------------------------------------ approval
 
     def approve(self, ref: int | str, data: ApproveIn, actor: str) -> Hsc:
+        """Pending -> registered: assign owner, DPC and position; the registry number defaults to KZ-HSC-<id>."""
         with self.transaction() as s:
-            return self._approve(s, ref, data, actor)
+            row = self._hsc(s, ref)
+            self.approve_in(s, row, data, actor)
+            return row
 
-    def _approve(self, session: Session, ref: int | str, data: ApproveIn, actor: str) -> Hsc:
-        row = self._hsc(session, ref)
+    def approve_in(self, session: Session, row: Hsc, data: ApproveIn, actor: str) -> None:
         if row.status != HscStatus.PENDING.value:
             raise InvalidInput("status", f"hsc {row.serial} is {row.status}, only pending machines are approved")
         self._update(session, "hsc", row, self._values(data, True), actor, action="assigned")
-        self._move_status(session, row, HscStatus.REGISTERED.value, actor)
-        return row
+        self.move_status_in(session, row, HscStatus.REGISTERED.value, actor)
 
     def bulk_approve(self, items: Sequence[BulkApproveItem], actor: str) -> list[Hsc]:
         """All or nothing: the first bad item raises (naming items[i].field) and nothing is approved."""
@@ -408,8 +424,9 @@ class RegistryService:
             done: list[Hsc] = []
             for index, item in enumerate(items):
                 try:
-                    done.append(self._approve(s, item.serial, ApproveIn(**item.model_dump(exclude={"serial"})),
-                                              actor))
+                    row = self._hsc(s, item.serial)
+                    self.approve_in(s, row, ApproveIn(**item.model_dump(exclude={"serial"}, exclude_unset=True)), actor)
+                    done.append(row)
                 except InvalidInput as exc:
                     raise InvalidInput(f"items[{index}].{exc.field}", exc.reason) from exc
                 except NotFound as exc:

@@ -1,0 +1,284 @@
+"""HTTP API of the registry: everything under /api/v1/registry/... and /api/v1/compliance/...
+
+Mount with `install(app, service)`: it keeps the service on ``app.state.registry_service``, adds the router and
+turns `InvalidInput` into a 422 naming the field (same shape as FastAPI's own validation errors) and `NotFound`
+into a 404. Roles: operator reads and writes; regulator reads the registry and compliance; agent (and operator)
+submit sightings.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from registry import export
+from registry.auth import READ, SUBMIT, WRITE, Principal, require_role
+from registry.errors import InvalidInput, NotFound
+from registry.importer import import_csv
+from registry.models import HscStatus, ViolationKind, ViolationStatus, Zone
+from registry.schemas import (
+    ApproveIn,
+    AuditEventOut,
+    BulkApproveIn,
+    ComplianceResult,
+    DpcIn,
+    DpcOut,
+    DpcPatch,
+    HscDetail,
+    HscIn,
+    HscOut,
+    HscPage,
+    HscPatch,
+    ImportReport,
+    LicenseeIn,
+    LicenseeOut,
+    LicenseePatch,
+    PoolIn,
+    PoolOut,
+    PoolPatch,
+    SightingResult,
+    SightingsIn,
+    ViolationOut,
+)
+from registry.service import HscFilter, RegistryService
+
+router = APIRouter(prefix="/api/v1")
+Reader = Annotated[Principal, Depends(require_role(*READ))]
+Writer = Annotated[Principal, Depends(require_role(*WRITE))]
+Submitter = Annotated[Principal, Depends(require_role(*SUBMIT))]
+
+
+def service_of(request: Request) -> RegistryService:
+    svc: RegistryService = request.app.state.registry_service
+    return svc
+
+
+Service = Annotated[RegistryService, Depends(service_of)]
+
+
+def install(app: FastAPI, service: RegistryService) -> None:
+    """Mount the registry on `app` (the controller's app, or the standalone one)."""
+    app.state.registry_service = service
+    app.include_router(router)
+    app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
+    app.add_exception_handler(NotFound, _not_found)  # type: ignore[arg-type]
+
+
+async def _invalid_input(_request: Request, exc: InvalidInput) -> JSONResponse:
+    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason, "type": "value_error"}]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+
+# ---------------------------------------------------------------- licensees, DPCs, pools
+
+
+@router.get("/registry/licensees", response_model=list[LicenseeOut], tags=["registry"])
+def list_licensees(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)
+                   ) -> Any:
+    return svc.list_licensees(limit, offset)
+
+
+@router.post("/registry/licensees", response_model=LicenseeOut, status_code=201, tags=["registry"])
+def create_licensee(data: LicenseeIn, svc: Service, who: Writer) -> Any:
+    return svc.create_licensee(data, who.actor)
+
+
+@router.get("/registry/licensees/{row_id}", response_model=LicenseeOut, tags=["registry"])
+def get_licensee(row_id: int, svc: Service, _: Reader) -> Any:
+    return svc.get_licensee(row_id)
+
+
+@router.patch("/registry/licensees/{row_id}", response_model=LicenseeOut, tags=["registry"])
+def update_licensee(row_id: int, patch: LicenseePatch, svc: Service, who: Writer) -> Any:
+    return svc.update_licensee(row_id, patch, who.actor)
+
+
+@router.delete("/registry/licensees/{row_id}", status_code=204, tags=["registry"])
+def delete_licensee(row_id: int, svc: Service, who: Writer) -> Response:
+    svc.delete_licensee(row_id, who.actor)
+    return Response(status_code=204)
+
+
+@router.get("/registry/dpcs", response_model=list[DpcOut], tags=["registry"])
+def list_dpcs(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> Any:
+    return svc.list_dpcs(limit, offset)
+
+
+@router.post("/registry/dpcs", response_model=DpcOut, status_code=201, tags=["registry"])
+def create_dpc(data: DpcIn, svc: Service, who: Writer) -> Any:
+    return svc.create_dpc(data, who.actor)
+
+
+@router.get("/registry/dpcs/{row_id}", response_model=DpcOut, tags=["registry"])
+def get_dpc(row_id: int, svc: Service, _: Reader) -> Any:
+    return svc.get_dpc(row_id)
+
+
+@router.patch("/registry/dpcs/{row_id}", response_model=DpcOut, tags=["registry"])
+def update_dpc(row_id: int, patch: DpcPatch, svc: Service, who: Writer) -> Any:
+    return svc.update_dpc(row_id, patch, who.actor)
+
+
+@router.delete("/registry/dpcs/{row_id}", status_code=204, tags=["registry"])
+def delete_dpc(row_id: int, svc: Service, who: Writer) -> Response:
+    svc.delete_dpc(row_id, who.actor)
+    return Response(status_code=204)
+
+
+@router.get("/registry/pools", response_model=list[PoolOut], tags=["registry"])
+def list_pools(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)
+               ) -> Any:
+    return svc.list_pools(limit, offset)
+
+
+@router.post("/registry/pools", response_model=PoolOut, status_code=201, tags=["registry"])
+def create_pool(data: PoolIn, svc: Service, who: Writer) -> Any:
+    return svc.create_pool(data, who.actor)
+
+
+@router.get("/registry/pools/{row_id}", response_model=PoolOut, tags=["registry"])
+def get_pool(row_id: int, svc: Service, _: Reader) -> Any:
+    return svc.get_pool(row_id)
+
+
+@router.patch("/registry/pools/{row_id}", response_model=PoolOut, tags=["registry"])
+def update_pool(row_id: int, patch: PoolPatch, svc: Service, who: Writer) -> Any:
+    return svc.update_pool(row_id, patch, who.actor)
+
+
+@router.delete("/registry/pools/{row_id}", status_code=204, tags=["registry"])
+def delete_pool(row_id: int, svc: Service, who: Writer) -> Response:
+    svc.delete_pool(row_id, who.actor)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- HSCs
+
+
+def hsc_filter(
+    owner_id: int | None = None,
+    owner_bin: str | None = Query(None, description="owner licensee's BIN/IIN"),
+    dpc_id: int | None = None,
+    zone: Zone | None = None,
+    status: HscStatus | None = None,
+    model: str | None = None,
+    changed_since: datetime | None = Query(None, description="ISO 8601; rows changed at or after this time"),
+) -> HscFilter:
+    return HscFilter(owner_id=owner_id, owner_bin=owner_bin, dpc_id=dpc_id, zone=zone.value if zone else None,
+                     status=status.value if status else None, model=model, changed_since=changed_since)
+
+
+Filter = Annotated[HscFilter, Depends(hsc_filter)]
+
+
+@router.get("/registry/hscs", response_model=HscPage, tags=["registry"])
+def list_hscs(svc: Service, _: Reader, flt: Filter, cursor: str | None = None,
+              limit: int = Query(100, ge=1, le=1000)) -> Any:
+    """Machines ordered by (changed_at, id), one page at a time: follow `next_cursor` until it is null."""
+    rows, next_cursor = svc.list_hscs(flt, cursor, limit)
+    return HscPage(items=[HscOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/registry/hscs", response_model=HscOut, status_code=201, tags=["registry"])
+def create_hsc(data: HscIn, svc: Service, who: Writer) -> Any:
+    return svc.create_hsc(data, who.actor)
+
+
+@router.get("/registry/hscs/{ref}", response_model=HscDetail, tags=["registry"])
+def get_hsc(ref: str, svc: Service, _: Reader) -> Any:
+    """One machine (by id or serial) with its full audit history."""
+    row, events = svc.hsc_history(ref)
+    return HscDetail(hsc=HscOut.model_validate(row), history=[_event_out(e) for e in events])
+
+
+def _event_out(event: Any) -> AuditEventOut:
+    return AuditEventOut(seq=event.seq, hash=event.hash, prev_hash=event.prev_hash, actor=event.actor, ts=event.ts,
+                         entity=event.entity, entity_id=event.entity_id, action=event.action,
+                         before=json.loads(event.before) if event.before else None,
+                         after=json.loads(event.after) if event.after else None)
+
+
+@router.patch("/registry/hscs/{ref}", response_model=HscOut, tags=["registry"])
+def update_hsc(ref: str, patch: HscPatch, svc: Service, who: Writer) -> Any:
+    return svc.update_hsc(ref, patch, who.actor)
+
+
+@router.delete("/registry/hscs/{ref}", response_model=HscOut, tags=["registry"])
+def decommission_hsc(ref: str, svc: Service, who: Writer) -> Any:
+    """Machines are never deleted from the registry: DELETE decommissions (excludes) them."""
+    return svc.decommission_hsc(ref, who.actor)
+
+
+@router.post("/registry/hscs/{ref}/approve", response_model=HscOut, tags=["registry"])
+def approve(ref: str, data: ApproveIn, svc: Service, who: Writer) -> Any:
+    return svc.approve(ref, data, who.actor)
+
+
+@router.post("/registry/approve", response_model=list[HscOut], tags=["registry"])
+def bulk_approve(data: BulkApproveIn, svc: Service, who: Writer) -> Any:
+    """Approve many pending machines at once: all or nothing."""
+    return svc.bulk_approve(data.items, who.actor)
+
+
+@router.post("/registry/import", response_model=ImportReport, tags=["registry"])
+def bulk_import(svc: Service, who: Writer, body: Annotated[str, Body(media_type="text/csv")],
+                dry_run: bool = Query(True, description="report only (default); false applies the file")
+                ) -> JSONResponse:
+    """CSV import (see docs/registry.md): a dry run reports per line; a file with any error is not applied (422)."""
+    report = import_csv(svc, body, who.actor, dry_run=dry_run)
+    failed = any(r.action == "error" for r in report.rows)
+    return JSONResponse(report.model_dump(mode="json"), status_code=422 if failed and not dry_run else 200)
+
+
+@router.get("/registry/export.csv", tags=["registry"], response_class=StreamingResponse)
+def export_csv(svc: Service, _: Reader, flt: Filter) -> StreamingResponse:
+    return StreamingResponse(export.iter_csv(svc, flt), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="hsc-registry.csv"'})
+
+
+@router.get("/registry/export.jsonl", tags=["registry"], response_class=StreamingResponse)
+def export_jsonl(svc: Service, _: Reader, flt: Filter) -> StreamingResponse:
+    return StreamingResponse(export.iter_jsonl(svc, flt), media_type="application/x-ndjson")
+
+
+@router.get("/registry/audit/verify", tags=["registry"])
+def verify_audit(svc: Service, _: Reader) -> dict[str, Any]:
+    """Recompute the hash chain and compare every audited row with its last recorded state."""
+    return svc.verify_audit().as_dict()
+
+
+@router.post("/registry/sightings", response_model=SightingResult, tags=["registry"])
+def sightings(data: SightingsIn, svc: Service, _: Submitter,
+              idempotency_key: Annotated[str | None, Header(max_length=100)] = None) -> Any:
+    """Telemetry sightings from a controller (or gateway). With Idempotency-Key, a repeat returns the first
+    result and changes nothing."""
+    return svc.record_sightings(data.site, data.gateway, data.samples, data.at, idempotency_key=idempotency_key)
+
+
+# ---------------------------------------------------------------- compliance
+
+
+@router.get("/compliance/violations", response_model=list[ViolationOut], tags=["compliance"])
+def violations(svc: Service, _: Reader, status: ViolationStatus | None = ViolationStatus.OPEN,
+               kind: ViolationKind | None = None, limit: int = Query(1000, ge=1, le=10_000),
+               offset: int = Query(0, ge=0)) -> Any:
+    return svc.violations(status.value if status else None, kind.value if kind else None, limit, offset)
+
+
+@router.post("/compliance/check", response_model=ComplianceResult, tags=["compliance"])
+def check(svc: Service, _: Writer) -> Any:
+    return svc.check_compliance()
+
+
+@router.get("/compliance/noncompliant", tags=["compliance"])
+def noncompliant(svc: Service, _: Reader) -> dict[str, list[str]]:
+    """Machines that get no power by policy (the quota engine's input)."""
+    return {"device_ids": sorted(svc.noncompliant_device_ids()), "serials": sorted(svc.noncompliant_serials())}

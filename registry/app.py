@@ -1,0 +1,62 @@
+"""The registry as its own process (serving many sites). The controller normally mounts the same router instead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from registry.api import install
+from registry.db import init_db, make_engine, session_factory
+from registry.service import RegistryService
+from registry.settings import RegistrySettings
+
+log = logging.getLogger(__name__)
+
+
+def build_service(settings: RegistrySettings) -> RegistryService:
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    return RegistryService(session_factory(engine), missing_after=timedelta(days=settings.missing_after_days),
+                           fresh_for=timedelta(minutes=settings.fresh_minutes))
+
+
+async def _compliance_loop(service: RegistryService, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            result = await asyncio.to_thread(service.check_compliance)
+            log.info("compliance check: %d machines, %d opened, %d resolved, open %s", result.hscs_checked,
+                     result.opened, result.resolved, result.open_by_kind)
+        except Exception:  # keep checking: one failed round must not stop compliance for good
+            log.exception("compliance check failed")
+
+
+def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None) -> FastAPI:
+    settings = settings or RegistrySettings()
+    svc = service or build_service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.compliance_interval_s > 0:
+            task = asyncio.create_task(_compliance_loop(svc, settings.compliance_interval_s))
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="Kuat HSC registry", version="1", lifespan=lifespan,
+                  description="State registry of hardware-software complexes (mining machines), compliance, audit.")
+    install(app, svc)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
