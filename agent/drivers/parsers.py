@@ -94,7 +94,7 @@ def _model_name(type_field: Any) -> str | None:
     """'Antminer S19j Pro' -> 'S19j Pro' (catalogue spelling when it is a catalogue model), else as given."""
     if not isinstance(type_field, str) or not type_field.strip():
         return None
-    name = type_field.strip()
+    name = type_field.strip().splitlines()[0].strip()
     for prefix in ("Antminer ", "ANTMINER ", "WhatsMiner ", "Whatsminer "):
         if name.startswith(prefix):
             name = name[len(prefix) :]
@@ -185,7 +185,8 @@ def parse_bmminer_stats(reply: Reply | None) -> Reading:
     body = next((s for s in stats if "Elapsed" in s or "GHS 5s" in s), {})
     reading = Reading(model=_model_name(head.get("Type")))
     if "BMMiner" in head:
-        reading.make, reading.firmware = "Antminer", f"bmminer {head['BMMiner']}"
+        hiveon = "Hiveon" in str(head.get("Type", ""))
+        reading.make, reading.firmware = "Antminer", f"{'Hiveon ' if hiveon else ''}bmminer {head['BMMiner']}"
     ghs = pick(body, "GHS 5s", "GHS av")
     reading.hashrate_ths = None if ghs is None else ghs / GH_PER_TH
     reading.uptime_s = integer(body.get("Elapsed"))
@@ -221,11 +222,16 @@ def _chain_numbers(body: dict[str, Any]) -> list[int]:
     return sorted(numbers)
 
 
+def plausible_temp(value: float | None) -> float | None:
+    """A sensor figure that can be a temperature (0 means "no sensor", negatives are broken sensors)."""
+    return value if value is not None and 0 < value < 150 else None
+
+
 def _temp_from_dashed(value: Any) -> float | None:
     """'39-37-40-39' -> 40 (hottest of the sensors)."""
     if not isinstance(value, str):
         return None
-    return _hottest([num(part) for part in value.split("-")])
+    return _hottest([plausible_temp(num(part)) for part in value.split("-")])
 
 
 def _bmminer_boards(body: dict[str, Any], spec: catalog.ModelSpec | None) -> list[v1.Board]:
@@ -233,8 +239,8 @@ def _bmminer_boards(body: dict[str, Any], spec: catalog.ModelSpec | None) -> lis
     for index, n in enumerate(_chain_numbers(body)):
         rate = num(body.get(f"chain_rate{n}"))
         chips = integer(body.get(f"chain_acn{n}"))
-        board_temp = num(body.get(f"temp{n}")) or _temp_from_dashed(body.get(f"temp_pcb{n}"))
-        chip_temp = num(body.get(f"temp2_{n}")) or _temp_from_dashed(body.get(f"temp_chip{n}"))
+        board_temp = plausible_temp(num(body.get(f"temp{n}"))) or _temp_from_dashed(body.get(f"temp_pcb{n}"))
+        chip_temp = plausible_temp(num(body.get(f"temp2_{n}"))) or _temp_from_dashed(body.get(f"temp_chip{n}"))
         expected = spec.chips_per_board if spec else None
         boards.append(
             v1.Board(
@@ -242,8 +248,8 @@ def _bmminer_boards(body: dict[str, Any], spec: catalog.ModelSpec | None) -> lis
                 hashrate_ths=None if rate is None else rate / GH_PER_TH,
                 chips=chips,
                 expected_chips=expected,
-                temp_c=board_temp or None,
-                chip_temp_c=chip_temp or None,
+                temp_c=board_temp,
+                chip_temp_c=chip_temp,
                 ok=chips is not None and chips > 0 and (expected is None or chips >= expected),
             )
         )
@@ -304,9 +310,8 @@ def _whatsminer_firmware(value: Any) -> str | None:
     return f"btminer {version}" if version else "btminer"
 
 
-def parse_whatsminer_devs(reply: Reply | None, model: str | None = None) -> list[v1.Board]:
+def parse_whatsminer_devs(reply: Reply | None) -> list[v1.Board]:
     """`edevs`/`devs`: one entry per hash board, MH/s."""
-    spec = catalog.lookup(model)
     boards = []
     for index, entry in enumerate(section(reply, "DEVS")):
         mhs = pick(entry, "MHS 1m", "MHS 5s", "MHS av")
@@ -316,8 +321,7 @@ def parse_whatsminer_devs(reply: Reply | None, model: str | None = None) -> list
             v1.Board(
                 index=index,
                 hashrate_ths=None if mhs is None else mhs / MH_PER_TH,
-                chips=chips,
-                expected_chips=spec.chips_per_board if spec else None,
+                chips=chips,  # Whatsminer chip counts vary by variant (105/111/156 seen): no expectation
                 temp_c=num(entry.get("Temperature")),
                 chip_temp_c=num(entry.get("Chip Temp Max")),
                 ok=alive and (mhs or 0) > 0,
@@ -339,7 +343,7 @@ def parse_whatsminer_status(reply: Reply | None) -> bool | None:
 def parse_whatsminer(replies: dict[str, Reply], model: str | None = None) -> Reading:
     reading = parse_whatsminer_summary(replies.get("summary"))
     reading.model = model
-    reading.boards = parse_whatsminer_devs(replies.get("edevs") or replies.get("devs"), model)
+    reading.boards = parse_whatsminer_devs(replies.get("edevs") or replies.get("devs"))
     reading.pools = parse_pools(replies.get("pools"))
     reading.sleeping = parse_whatsminer_status(replies.get("status"))
     return reading

@@ -2,8 +2,9 @@
 
 Pure functions; the thresholds are the why of each state:
 - rebooting: no hash rate and the mining process started less than `BOOT_WINDOW_S` ago (boards still coming up);
-- sleeping: the firmware says so, or no hash rate long after start (stock firmware's sleep: 0 GH/s, fans slow);
-- degraded: hashing, but a hash board is missing/dead or hash rate below `DEGRADED_RATIO` of nominal;
+- sleeping: the firmware says so, or no hash rate with slow (or unreported) fans (stock firmware's sleep);
+- degraded: hashing, but a hash board is missing/dead or hash rate below `DEGRADED_RATIO` of nominal; or no
+  hash rate with fans racing long after start (stopped by a fault such as overheating);
 - offline: the device did not answer (built by `offline_sample`).
 """
 
@@ -16,6 +17,7 @@ from .parsers import Reading
 
 BOOT_WINDOW_S = 240
 DEGRADED_RATIO = 0.6  # hash rate below 60 % of nominal (at its power target) counts as degraded
+SLOW_FAN_RPM = 2000  # a sleeping miner idles its fans (~1,200-1,600 rpm); hashing or booting ones run faster
 
 # What each firmware can be told to do (DEVICES.md "Control by firmware").
 CAPABILITIES: dict[str, v1.Capabilities] = {
@@ -43,19 +45,32 @@ def miner_device_id(ip: str, mac: str | None) -> str:
 
 def decide_state(reading: Reading, nominal_ths: float | None, expected_boards: int | None) -> v1.MinerState:
     hashing = (reading.hashrate_ths or 0.0) > 0.0
-    if reading.sleeping and not hashing:
-        return v1.MinerState.SLEEPING
+    starting = reading.uptime_s is not None and reading.uptime_s < BOOT_WINDOW_S
     if not hashing:
-        if reading.uptime_s is not None and reading.uptime_s < BOOT_WINDOW_S:
-            return v1.MinerState.REBOOTING
-        return v1.MinerState.SLEEPING
-    if _boards_short(reading, expected_boards):
+        return _idle_state(reading, starting)
+    low = bool(nominal_ths) and reading.hashrate_ths is not None and _below_expected(reading, nominal_ths or 0.0)
+    if low and starting:
+        return v1.MinerState.REBOOTING  # still ramping up after a boot or a wake
+    if low or _boards_short(reading, expected_boards):
         return v1.MinerState.DEGRADED
-    if nominal_ths and reading.hashrate_ths is not None and reading.hashrate_ths < DEGRADED_RATIO * nominal_ths:
-        limit_ratio = _limit_ratio(reading, nominal_ths)
-        if limit_ratio is None or reading.hashrate_ths < DEGRADED_RATIO * limit_ratio * nominal_ths:
-            return v1.MinerState.DEGRADED
     return v1.MinerState.MINING
+
+
+def _idle_state(reading: Reading, starting: bool) -> v1.MinerState:
+    """No hash rate: asleep (firmware says so, or slow fans), starting up, or stopped by a fault (fans racing)."""
+    fans_slow = bool(reading.fans_rpm) and max(reading.fans_rpm) < SLOW_FAN_RPM
+    if reading.sleeping or fans_slow:
+        return v1.MinerState.SLEEPING
+    if starting:
+        return v1.MinerState.REBOOTING
+    if not reading.fans_rpm:
+        return v1.MinerState.SLEEPING
+    return v1.MinerState.DEGRADED
+
+
+def _below_expected(reading: Reading, nominal_ths: float) -> bool:
+    ratio = _limit_ratio(reading, nominal_ths) or 1.0
+    return (reading.hashrate_ths or 0.0) < DEGRADED_RATIO * ratio * nominal_ths
 
 
 def _boards_short(reading: Reading, expected_boards: int | None) -> bool:
@@ -96,6 +111,8 @@ def build_sample(
     power_w, source = _power(reading, spec, state)
     errors = list(reading.errors)
     errors.extend(e for e in board_errors(reading, expected_boards) if e not in errors)
+    if state == v1.MinerState.DEGRADED and not reading.hashrate_ths:
+        errors.append("not hashing although awake (fans at speed): fault, e.g. overheating")
     return v1.MinerSample(
         device_id=device_id or miner_device_id(ip, reading.mac),
         ip=ip,
