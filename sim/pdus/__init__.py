@@ -10,6 +10,7 @@ loses power and becomes unreachable; switched on, it boots). Family tables are d
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pysnmp.entity.engine import SnmpEngine
@@ -32,6 +33,7 @@ class PduAgents:
         self.port = port
         self.states = list(registry.by_domain.values())
         self.by_ip = {s.pdu.ip: s for s in self.states}
+        self._sockets = registry.sockets
         self._stopped = False
 
     async def stop(self) -> None:
@@ -41,7 +43,18 @@ class PduAgents:
         for state in self.states:
             state.cancel_all()
         self.engine.close_dispatcher()
+        await self._sockets_closed()
         log.info("PDU agents stopped (%d PDUs)", len(self.states))
+
+
+    async def _sockets_closed(self) -> None:
+        """asyncio closes datagram sockets on a later loop iteration: wait (bounded) so the ports are free."""
+        for _ in range(100):
+            if all(sock.fileno() == -1 for sock in self._sockets):
+                return
+            await asyncio.sleep(0.01)
+        for sock in self._sockets:
+            sock.close()
 
 
 async def start_pdu_agents(site: Site, port: int = 161, *, reboot_s: float = 5.0) -> PduAgents:

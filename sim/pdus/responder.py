@@ -63,6 +63,7 @@ class Registry:
     def __init__(self) -> None:
         self.by_domain: dict[tuple[int, ...], PduState] = {}
         self.community_of: dict[str, str] = {}  # securityName -> community string
+        self.sockets: list[socket.socket] = []
 
     def resolve(self, engine: SnmpEngine) -> Request | None:
         """The request being processed, or None when the PDU must not answer (offline, foreign community)."""
@@ -240,6 +241,7 @@ def build_engine(states: Sequence[PduState], port: int) -> tuple[SnmpEngine, Reg
                 raise OSError(exc.errno, f"PDU {state.pdu.d.id}: cannot bind udp {state.pdu.ip}:{port}{hint}: "
                                          f"{exc.strerror}") from exc
             bound.append(sock)
+            registry.sockets.append(sock)
             domain = (*udp.DOMAIN_NAME, n)
             config.add_transport(engine, domain, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
             registry.by_domain[domain] = state
