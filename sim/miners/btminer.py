@@ -104,7 +104,7 @@ class BtminerApi(CgminerApi):
 
     # ------------------------------------------------------------ native (string-STATUS) replies
     def native(self, r: Reading, code: int, msg: Any, ok: bool = True) -> Reply:
-        return {"STATUS": "S" if ok else "E", "When": r.when, "Code": code, "Msg": msg, "Description": ""}
+        return {"STATUS": "S" if ok else "E", "When": r.when, "Code": code, "Msg": msg, "Description": API_VERSION}
 
     def special(self, miner: SimMiner, r: Reading, req: Request) -> str | None:
         """Encrypted writes (`{"enc":1,...}`), plain writes (refused) and the `{"cmd":...}` form."""
@@ -282,6 +282,7 @@ class BtminerApi(CgminerApi):
             "Power Limit": limit, "Power Voltage Input": 230.0,
             "Power Current Input": round(r.power_w / 230.0, 2), "Chip Temp Min": min(r.board_temps),
             "Chip Temp Max": max(r.chip_temps), "Chip Temp Avg": round(sum(r.chip_temps) / len(r.chip_temps), 2),
+            "Debug": f"{r.ths:.1f}/{r.nominal_ths:.1f}T_{r.power_w / max(r.ths, 0.001):.1f}W",
         })
         return self.reply(r, 11, "Summary", "SUMMARY", [item])
 
@@ -293,6 +294,7 @@ class BtminerApi(CgminerApi):
             active = row["Stratum Active"]
             row["Last Share Time"] = r.when if active else 0
             row["Stratum URL"] = stratum_host(row["URL"]) if active else ""
+            row["Best Share"] = int(row["Best Share"])
             row.update({"Works": row["Accepted"] * 390000, "Work Difficulty": 0.0,
                         "Stratum Difficulty": 262144.0 if active else 0.0, "Pool Stale%": 0.0,
                         "Bad Work": 0, "Current Block Height": 868600 if active else 0,
