@@ -64,6 +64,10 @@ class Buffer:
             else:
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def last_seq(self) -> int:
+        """The last sequence number handed out (0 for a new buffer)."""
+        return int(self.get_meta("seq") or 0)
+
     def next_seq(self) -> int:
         """The next telemetry sequence number; persisted, so it keeps rising across restarts."""
         with self._lock:

@@ -55,7 +55,8 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> telemetry seq
         self._cursor = 0  # highest seq handed to paho
-        self._live_seq = 0  # seq of the newest batch: anything older goes out as historical
+        # seq of the newest batch: anything older goes out as historical (all that a previous run left behind, too)
+        self._live_seq = buffer.last_seq() + 1
         self._connected = False
         self.published = 0  # batches acknowledged by the broker
         self.replayed = 0  # of which historical
