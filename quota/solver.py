@@ -45,6 +45,7 @@ class _Continuous:
         self.rmin, self.rmax, self.p0 = rmin, rmax, p0
         self.exp = 1.0 / (gamma - 1.0)
         self.uniform = bool(np.all(gamma == gamma[0])) if len(gamma) else True
+        self.g0 = float(gamma[0]) if len(gamma) else 2.0  # the common gamma when uniform (scalar powers: fast)
         self.a = (ths / (span * gamma)) ** self.exp  # x(lam) = a * lam ** -exp
         self.a_pow = span * self.a**gamma  # span * x**gamma = a_pow * s**gamma when x = a * s
         self.pmin = self.kb + span * rmin**gamma
@@ -63,9 +64,9 @@ class _Continuous:
         so clipping the power to [pmin, pmax] is clipping the ratio."""
         if lam <= 0:
             return self.pmax, self.hmax, self.rmax
-        s = lam ** (-self.exp) if self.uniform else np.power(lam, -self.exp)
+        s = lam ** (-1.0 / (self.g0 - 1.0)) if self.uniform else np.power(lam, -self.exp)
         ratio = np.minimum(np.maximum(self.a * s, self.rmin), self.rmax)
-        sg = s ** self.gamma[0] if self.uniform else np.power(s, self.gamma)
+        sg = s**self.g0 if self.uniform else np.power(s, self.gamma)
         power = np.minimum(np.maximum(self.kb + self.a_pow * sg, self.pmin), self.pmax)
         return power, self.ths * ratio, ratio
 
@@ -220,7 +221,7 @@ def _fill_continuous(cont: _Continuous, c_idx: I64, running: BOOL, lam: float, b
     sub = _Continuous.__new__(_Continuous)
     for name in ("ths", "kb", "gamma", "rmin", "rmax", "exp", "a", "a_pow", "pmin", "pmax", "hmax"):
         setattr(sub, name, getattr(cont, name)[on])
-    sub.uniform = cont.uniform
+    sub.uniform, sub.g0 = cont.uniform, cont.g0
 
     def at(price: float) -> tuple[F64, F64, F64]:
         p, h, r = sub.point(price)

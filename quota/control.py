@@ -1,0 +1,216 @@
+"""The closed loop: measured power against the limit, the hour's energy budget, and machines that did not follow.
+
+Called by the controller every cycle (seconds), all pure:
+
+1. `site_power` sums what was measured per machine (PDU outlet > firmware report > estimate) and says how
+   uncertain the total is;
+2. `energy_pace` turns the hour's purchased kWh, the energy used so far and the time left into the power allowed
+   for the rest of the hour, less a safety margin (measurement uncertainty, actuation lag);
+3. `band_step` is the three-band rule (cap threshold, cap target, uncap threshold) with a per-site correction
+   factor learnt from measured vs planned power; its output is the budget handed to the allocator;
+4. `stragglers` lists machines whose measured power does not match their setpoint after a settle time, to be
+   re-dispatched (and, after repeated failures, cut at the outlet where possible).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from quota.allocate import Mode
+from quota.limits import Constraint, Source
+from quota.timebase import require_aware
+
+# relative uncertainty of one machine's power by where the figure came from (PDU meters are class 1)
+UNCERTAINTY = {"pdu": 0.01, "reported": 0.03, "estimated": 0.10}
+
+
+@dataclass(frozen=True, slots=True)
+class PowerReading:
+    device_id: str
+    power_w: float | None
+    source: str  # "pdu", "reported", "estimated" or "none" (kuat.wire.v1.PowerSource values)
+
+
+@dataclass(frozen=True, slots=True)
+class SitePower:
+    watts: float
+    uncertainty: float  # relative (0.01 = +-1 %): worst case, errors of one kind assumed correlated
+    estimated_share: float  # share of the watts nobody measured
+    missing: int  # machines with no figure at all
+
+
+def site_power(readings: Sequence[PowerReading]) -> SitePower:
+    """Total site power and how far it can be trusted."""
+    total = err = estimated = 0.0
+    missing = 0
+    for r in readings:
+        if r.power_w is None or r.source not in UNCERTAINTY or not math.isfinite(r.power_w):
+            missing += 1
+            continue
+        total += r.power_w
+        err += r.power_w * UNCERTAINTY[r.source]
+        if r.source == "estimated":
+            estimated += r.power_w
+    return SitePower(total, err / total if total else 0.0, estimated / total if total else 0.0, missing)
+
+
+# ---------------------------------------------------------------- the hour's energy budget
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyPace:
+    purchased_kwh: float
+    used_kwh: float
+    remaining_s: float
+    pace_w: float  # allowed power from now to the end of the hour (after the margin)
+    margin_kwh: float
+    constraint: Constraint
+
+
+def energy_pace(
+    purchased_kwh: float, used_kwh: float, now: datetime, hour_end: datetime, current_w: float,
+    lag_s: float = 30.0, uncertainty: float = 0.01, reference: str | None = None,
+) -> EnergyPace:
+    """Power allowed for the rest of the hour so it ends at or under its purchased kWh.
+
+    The plant keeps drawing `current_w` for `lag_s` (commands take that long to act); the margin is the relative
+    measurement `uncertainty` of the energy still to be used plus that of the energy used so far. When less than
+    `lag_s` is left, nothing sent now acts in this hour: the pace is then what keeps `current_w` honest (the
+    caller should plan the next hour's start instead).
+    """
+    now, hour_end = require_aware(now, "now"), require_aware(hour_end, "hour_end")
+    remaining_s = max(0.0, (hour_end - now).total_seconds())
+    margin = uncertainty * max(purchased_kwh, 0.0)
+    left_wh = (purchased_kwh - used_kwh - margin) * 1000.0
+    lag = min(lag_s, remaining_s)
+    after_lag_s = remaining_s - lag
+    if after_lag_s <= 0:
+        pace = current_w if left_wh >= current_w * lag / 3600.0 else 0.0
+    else:
+        pace = max(0.0, (left_wh - current_w * lag / 3600.0) * 3600.0 / after_lag_s)
+    reason = (f"energy budget: {used_kwh:.1f} of {purchased_kwh:.1f} kWh used, {remaining_s / 60:.1f} min left, "
+              f"margin {margin:.1f} kWh")
+    return EnergyPace(purchased_kwh, used_kwh, remaining_s, pace, margin,
+                      Constraint(Source.ENERGY_BUDGET, pace, reason, reference))
+
+
+# ---------------------------------------------------------------- three-band loop
+
+
+class Action(StrEnum):
+    INIT = "init"
+    CAP = "cap"
+    HOLD = "hold"
+    UNCAP = "uncap"
+
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    cap_threshold: float = 0.99  # measured above limit x this: cut now
+    cap_target: float = 0.98  # the budget aims at limit x this
+    uncap_threshold: float = 0.96  # measured below limit x this: raise the budget back to the target
+    gain: float = 0.3  # how fast the correction factor follows measured / planned (0..1)
+    correction_min: float = 0.7
+    correction_max: float = 1.4
+
+    def check(self) -> None:
+        if not 0 < self.uncap_threshold < self.cap_target < self.cap_threshold <= 1.0:
+            raise ValueError("bands must satisfy 0 < uncap_threshold < cap_target < cap_threshold <= 1")
+        if not 0 < self.gain <= 1:
+            raise ValueError("gain must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopState:
+    correction: float = 1.0  # measured / planned power, smoothed: the model's error at site level
+    budget_w: float | None = None  # the last budget given to the allocator (model watts)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopDecision:
+    state: LoopState
+    budget_w: float  # model watts for quota.allocate
+    action: Action
+    reason: str
+
+
+def band_step(
+    bands: Bands, state: LoopState, limit_w: float, measured_w: float, planned_w: float, settled: bool
+) -> LoopDecision:
+    """One control cycle. `planned_w` is what the allocator predicted for the dispatch in force; `settled` says
+    the plant has had time to follow it (only then does measured/planned teach the correction)."""
+    correction = state.correction
+    if settled and planned_w > 0 and measured_w > 0:
+        ratio = measured_w / planned_w
+        correction = (1 - bands.gain) * correction + bands.gain * ratio
+        correction = min(max(correction, bands.correction_min), bands.correction_max)
+    target = limit_w * bands.cap_target / correction
+    if state.budget_w is None:
+        action, budget, why = Action.INIT, target, "first cycle"
+    elif measured_w > limit_w * bands.cap_threshold:
+        # over the cap threshold: cut at once, scaled by the overshoot seen (do not wait for the model to learn)
+        budget = min(target, state.budget_w * (limit_w * bands.cap_target) / max(measured_w, 1e-9))
+        action, why = Action.CAP, f"measured {measured_w / 1e3:.1f} kW above {bands.cap_threshold:.1%} of the limit"
+    elif measured_w < limit_w * bands.uncap_threshold:
+        action, budget = Action.UNCAP, target
+        why = f"measured {measured_w / 1e3:.1f} kW below {bands.uncap_threshold:.1%} of the limit"
+    else:
+        action, budget = Action.HOLD, min(state.budget_w, target)
+        why = "inside the bands"
+    budget = max(0.0, budget)
+    return LoopDecision(LoopState(correction, budget), budget, action,
+                        f"{action.value}: {why}; limit {limit_w / 1e3:.1f} kW, correction {correction:.3f}")
+
+
+# ---------------------------------------------------------------- machines that did not follow
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    mode: Mode
+    power_w: float  # planned wall power
+    since_s: float  # seconds since the setpoint was sent
+    outlet_switchable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Redispatch:
+    device_id: str
+    mode: Mode  # what to send now (the same setpoint again, or OUTLET_OFF to escalate)
+    reason: str
+
+
+@dataclass
+class StragglerCheck:
+    redispatch: list[Redispatch]
+    attempts: dict[str, int] = field(default_factory=dict)  # keep for the next cycle
+
+
+def stragglers(
+    planned: Mapping[str, Planned], measured: Mapping[str, float], attempts: Mapping[str, int],
+    settle_s: float = 90.0, tolerance: float = 0.05, tolerance_w: float = 60.0, max_attempts: int = 3,
+) -> StragglerCheck:
+    """Machines drawing clearly more than planned once settled. After `max_attempts` re-sends a machine on a
+    switchable outlet is cut at the outlet; one that follows again has its count cleared."""
+    out: list[Redispatch] = []
+    counts: dict[str, int] = {}
+    for device, plan in sorted(planned.items()):
+        watts = measured.get(device)
+        if watts is None or plan.since_s < settle_s or plan.mode == Mode.OUTLET_OFF:
+            continue
+        allowed = plan.power_w * (1 + tolerance) + tolerance_w
+        if watts <= allowed:
+            continue
+        n = attempts.get(device, 0) + 1
+        counts[device] = n
+        if n > max_attempts and plan.outlet_switchable:
+            out.append(Redispatch(device, Mode.OUTLET_OFF,
+                                  f"draws {watts:.0f} W against {plan.power_w:.0f} W planned after {n - 1} re-sends"))
+        else:
+            out.append(Redispatch(device, plan.mode,
+                                  f"draws {watts:.0f} W against {plan.power_w:.0f} W planned ({plan.mode.name})"))
+    return StragglerCheck(out, counts)
