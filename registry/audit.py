@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Float, select
 from sqlmodel import Session, SQLModel, col
 
 from registry.models import AUDIT_EXCLUDED, AccreditedPool, AuditEvent, AuditHead, Dpc, Hsc, Licensee
@@ -37,11 +37,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _column_value(column: Any, value: Any) -> Any:
+    """A value as the database gives it back (a float column returns 3000.0 for an int 3000 written)."""
+    if value is not None and isinstance(column.type, Float):
+        return float(value)
+    return _jsonable(value)
+
+
 def snapshot(entity: str, row: SQLModel) -> dict[str, Any]:
     """The audited state of a row: every column but the heartbeat ones, JSON-ready."""
     excluded = AUDIT_EXCLUDED.get(entity, frozenset())
     columns = type(row).__table__.columns  # type: ignore[attr-defined]
-    return {c.name: _jsonable(getattr(row, c.name)) for c in columns if c.name not in excluded}
+    return {c.name: _column_value(c, getattr(row, c.name)) for c in columns if c.name not in excluded}
 
 
 def canonical(value: Any) -> str:
