@@ -1,0 +1,112 @@
+"""Closed loop: the hour's energy pace, the three bands, machines that did not follow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from quota.allocate import Mode
+from quota.control import (
+    Action,
+    Bands,
+    LoopState,
+    Planned,
+    PowerReading,
+    band_step,
+    energy_pace,
+    site_power,
+    stragglers,
+)
+from quota.limits import Source
+
+H0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+H1 = H0 + timedelta(hours=1)
+
+
+def test_energy_pace_by_hand() -> None:
+    # 1000 kWh bought, 400 used at half past; 1200 kW for the 30 s lag; 1 % margin:
+    # (1000 - 400 - 10 - 1200 * 30 / 3600) kWh over 1770 s
+    p = energy_pace(1000, 400, H0 + timedelta(minutes=30), H1, current_w=1_200_000, lag_s=30, uncertainty=0.01)
+    assert p.margin_kwh == pytest.approx(10.0)
+    assert p.pace_w == pytest.approx(580 * 3600 / 1770 * 1000)
+    assert p.constraint.source == Source.ENERGY_BUDGET and "400.0 of 1000.0 kWh" in p.constraint.reason
+
+
+def test_energy_pace_never_negative_and_last_seconds() -> None:
+    assert energy_pace(100, 120, H0 + timedelta(minutes=50), H1, current_w=50_000).pace_w == 0.0
+    end = energy_pace(100, 50, H1 - timedelta(seconds=10), H1, current_w=100_000, lag_s=30)
+    assert end.pace_w == 100_000  # nothing sent now acts in this hour, and the energy covers the tail
+    broke = energy_pace(100, 98.9, H1 - timedelta(seconds=10), H1, current_w=600_000, lag_s=30)
+    assert broke.pace_w == 0.0
+
+
+def test_following_the_pace_ends_the_hour_at_or_under_its_energy() -> None:
+    bought, used, t, power = 1000.0, 0.0, H0, 1_500_000.0
+    while t < H1:
+        p = energy_pace(bought, used, t, H1, current_w=power, lag_s=30, uncertainty=0.01)
+        new = p.pace_w
+        for _ in range(30):  # the plant follows after 30 s
+            used += power / 3.6e6
+            t += timedelta(seconds=1)
+            if t >= H1:
+                break
+        power = min(new, 1_500_000.0)
+        while t < H1 and (t - H0).total_seconds() % 60:
+            used += power / 3.6e6
+            t += timedelta(seconds=1)
+    assert used <= bought
+    assert used >= 0.98 * bought
+
+
+def test_three_bands_learn_the_model_error_and_settle() -> None:
+    bands = Bands()
+    state = LoopState()
+    limit = 1_000_000.0
+    actions = []
+    measured = 0.0
+    for _ in range(40):
+        planned = state.budget_w or limit
+        measured = 1.06 * planned  # the model underestimates site power by 6 %
+        d = band_step(bands, state, limit, measured, planned, settled=True)
+        state = d.state
+        actions.append(d.action)
+        measured = 1.06 * d.budget_w
+    assert measured <= limit * bands.cap_threshold
+    assert measured >= limit * bands.uncap_threshold
+    assert state.correction == pytest.approx(1.06, rel=0.01)
+    assert set(actions[-10:]) == {Action.HOLD}  # settled, no oscillation
+
+
+def test_over_threshold_cuts_at_once_and_low_power_uncaps() -> None:
+    bands = Bands()
+    state = LoopState(correction=1.0, budget_w=1_000_000.0)
+    cut = band_step(bands, state, 800_000.0, measured_w=1_000_000.0, planned_w=1_000_000.0, settled=False)
+    assert cut.action == Action.CAP and cut.budget_w <= 800_000.0 * bands.cap_target
+    up = band_step(bands, LoopState(1.0, 500_000.0), 1_000_000.0, 500_000.0, 500_000.0, settled=True)
+    assert up.action == Action.UNCAP and up.budget_w == pytest.approx(980_000.0)
+    hold = band_step(bands, LoopState(1.0, 970_000.0), 1_000_000.0, 970_000.0, 970_000.0, settled=True)
+    assert hold.action == Action.HOLD and hold.budget_w == 970_000.0
+    with pytest.raises(ValueError):
+        Bands(uncap_threshold=0.99, cap_target=0.98).check()
+
+
+def test_stragglers_resent_then_cut() -> None:
+    planned = {
+        "sleepy": Planned(Mode.SLEEP, 25.0, since_s=300, outlet_switchable=True),
+        "young": Planned(Mode.SLEEP, 25.0, since_s=10),
+        "good": Planned(Mode.POWER_TARGET, 2500.0, since_s=300),
+    }
+    measured = {"sleepy": 3100.0, "young": 3100.0, "good": 2550.0}
+    first = stragglers(planned, measured, {})
+    assert [(r.device_id, r.mode) for r in first.redispatch] == [("sleepy", Mode.SLEEP)]
+    later = stragglers(planned, measured, {"sleepy": 3, "good": 2})
+    assert [(r.device_id, r.mode) for r in later.redispatch] == [("sleepy", Mode.OUTLET_OFF)]
+    assert "good" not in later.attempts  # it follows now: its count is cleared
+
+
+def test_site_power_uncertainty() -> None:
+    sp = site_power([PowerReading("a", 1000, "pdu"), PowerReading("b", 1000, "estimated"),
+                     PowerReading("c", None, "none")])
+    assert sp.watts == 2000 and sp.missing == 1
+    assert sp.uncertainty == pytest.approx(0.055) and sp.estimated_share == 0.5
