@@ -42,13 +42,20 @@ def _digest(salt: str, token: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + token.encode()).hexdigest()
 
 
-def create_key(session: Session, name: str, role: Role) -> str:
-    """Store a new key and return its token (the only time it exists in clear)."""
-    token = secrets.token_urlsafe(32)
+def store_key(session: Session, name: str, role: Role, token: str) -> None:
+    """Store a key whose token is known in advance (settings-managed deployments); hashed like any other."""
+    if len(token) < PREFIX_LEN:
+        raise ValueError(f"an API key needs at least {PREFIX_LEN} characters")
     salt = secrets.token_hex(16)
     session.add(ApiKey(name=name, role=role.value, prefix=token[:PREFIX_LEN], salt=salt, hash=_digest(salt, token),
                        created_at=system_clock()))
     session.flush()
+
+
+def create_key(session: Session, name: str, role: Role) -> str:
+    """Store a new random key and return its token (the only time it exists in clear)."""
+    token = secrets.token_urlsafe(32)
+    store_key(session, name, role, token)
     return token
 
 

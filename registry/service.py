@@ -577,8 +577,9 @@ class RegistryService:
 
     def check_compliance(self, now: datetime | None = None,
                          dpc_power_w: Mapping[str, float] | None = None) -> ComplianceResult:
-        """Evaluate every rule over the whole registry. `dpc_power_w` maps DPC name -> measured W; DPCs it does
-        not name are summed from their machines' last reported power (fresh sightings only)."""
+        """Evaluate every rule over the whole registry. `dpc_power_w` maps a DPC name, or a site name (the site's
+        machines all in one DPC), to measured W; DPCs it does not cover are summed from their machines' last
+        reported power (fresh sightings only)."""
         now = utc(now) if now else self.now()
         with self.transaction() as s:
             ctx = self._rule_context(s, now)
@@ -602,6 +603,24 @@ class RegistryService:
         return ComplianceResult(checked_at=now, hscs_checked=checked, opened=opened,
                                 resolved=before_open + opened - total_open, open_by_kind=counts)
 
+    def _measured_by_dpc(self, session: Session, measured: Mapping[str, float]) -> dict[int, float]:
+        """Measured power per DPC id, from keys naming a DPC, or a site whose machines all sit in one DPC."""
+        dpcs = {d.name: d.id for d in session.execute(select(Dpc)).scalars() if d.id is not None}
+        site_dpcs: dict[str, set[int]] = {}
+        for site, dpc_id in session.execute(select(col(Hsc.site), col(Hsc.dpc_id)).distinct().where(
+                col(Hsc.site).is_not(None), col(Hsc.dpc_id).is_not(None))).all():
+            site_dpcs.setdefault(site, set()).add(dpc_id)
+        by_dpc: dict[int, float] = {}
+        for key, watts in measured.items():
+            targets = {dpcs[key]} if key in dpcs else site_dpcs.get(key, set())
+            if len(targets) == 1:
+                (dpc_id,) = targets
+                by_dpc[dpc_id] = by_dpc.get(dpc_id, 0.0) + float(watts)
+            elif len(targets) > 1:
+                log.warning("measured power of site %s not attributed: its machines sit in %d DPCs", key,
+                            len(targets))
+        return by_dpc
+
     def _check_dpcs(self, session: Session, now: datetime, measured: Mapping[str, float],
                     open_rows: dict[tuple[str, str, int], Violation]) -> int:
         fresh_since = now - self.fresh_for
@@ -609,13 +628,14 @@ class RegistryService:
             select(col(Hsc.dpc_id), func.coalesce(func.sum(col(Hsc.last_power_w)), 0.0))
             .where(col(Hsc.dpc_id).is_not(None), col(Hsc.last_seen_at) >= fresh_since)
             .group_by(col(Hsc.dpc_id))).all()}
+        by_dpc = self._measured_by_dpc(session, measured)
         opened = 0
         for dpc in session.execute(select(Dpc)).scalars():
-            power = measured.get(dpc.name, summed.get(dpc.id, 0.0))
-            evidence = dpc_over_capacity(float(power), dpc.capacity_mw)
-            if evidence is not None:
-                evidence["source"] = "measured" if dpc.name in measured else "sum of machines' reported power"
             assert dpc.id is not None
+            power = by_dpc.get(dpc.id, summed.get(dpc.id, 0.0))
+            evidence = dpc_over_capacity(power, dpc.capacity_mw)
+            if evidence is not None:
+                evidence["source"] = "measured" if dpc.id in by_dpc else "sum of machines' reported power"
             existing = open_rows.get((ViolationKind.DPC_CAPACITY.value, "dpc", dpc.id))
             opened += self._sync_one(session, existing, ViolationKind.DPC_CAPACITY, "dpc", dpc.id, evidence, now)
         return opened

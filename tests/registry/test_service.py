@@ -146,6 +146,8 @@ def test_expired_licence_and_capacity_and_missing(service: RegistryService, worl
     (cap,) = service.violations(kind="dpc_over_capacity")
     assert cap.subject == "dpc" and cap.subject_id == world["dpc"] and cap.evidence["power_w"] == 12000.0
     assert service.check_compliance(dpc_power_w={"Ekibastuz-1": 9000.0}).open_by_kind == {}
+    assert service.check_compliance(dpc_power_w={SITE: 10500.0}).open_by_kind == {"dpc_over_capacity": 1}
+    assert service.violations(kind="dpc_over_capacity")[0].evidence["source"] == "measured"
     service.update_licensee(world["host"], LicenseePatch(valid_to=date(2026, 3, 1)), "operator:test")
     assert service.check_compliance(dpc_power_w={"Ekibastuz-1": 0}).open_by_kind == {"owner_licence": 4}
     assert "expired on 2026-03-01" in service.violations(kind="owner_licence")[0].evidence["problem"]
