@@ -1,19 +1,21 @@
 """Streaming export of the HSC registry as CSV or JSON Lines.
 
 Rows come from a server-side cursor (``stream_results``, ``yield_per``) in batches and leave as text chunks, one
-chunk per batch: memory stays flat however large the registry is.
+chunk per batch: memory stays flat however large the registry is. To reach 100,000+ rows/s the database does
+the formatting: timestamps become ISO 8601 text (``2026-01-01T08:00:00.000000Z``) in SQL, JSON Lines records are
+built by the database's JSON functions (SQLite ``json_object``, PostgreSQL ``json_build_object``), and no
+per-value Python conversion runs. CSV cells hold the ``pools`` list as JSON text.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, String, cast, func, literal, select, type_coerce
+from sqlalchemy.types import NullType
 from sqlmodel import col
 
 from registry.models import Dpc, Hsc, Licensee
@@ -24,16 +26,47 @@ HSC_COLUMNS = (
     "owner_id", "dpc_id", "hall", "rack", "slot", "pdu", "pdu_outlet", "pools", "first_seen_at", "registered_at",
     "decommissioned_at", "changed_at", "last_seen_at",
 )
+TIME_COLUMNS = frozenset({"first_seen_at", "registered_at", "decommissioned_at", "changed_at", "last_seen_at"})
+NUMBER_COLUMNS = frozenset({"id", "nominal_ths", "rated_w", "owner_id", "dpc_id", "pdu_outlet"})
 JOINED_COLUMNS = ("owner_bin", "owner_name", "owner_licence", "dpc_name", "zone")
 EXPORT_COLUMNS = HSC_COLUMNS + JOINED_COLUMNS
 BATCH = 5000
 
 
-def export_query(flt: HscFilter) -> Select[Any]:
+def _iso(column: Any, dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    return func.replace(column, " ", "T") + literal("Z")  # SQLite keeps UTC as 'YYYY-MM-DD HH:MM:SS.ffffff'
+
+
+def _columns(dialect: str, for_json: bool) -> list[ColumnElement[Any]]:
+    """The export's columns as raw (unprocessed) values, in EXPORT_COLUMNS order."""
     table = Hsc.__table__  # type: ignore[attr-defined]
+    values: list[ColumnElement[Any]] = []
+    for name in HSC_COLUMNS:
+        column = table.c[name]
+        if name in TIME_COLUMNS:
+            values.append(type_coerce(_iso(column, dialect), NullType()))
+        elif not for_json and name in NUMBER_COLUMNS | {"pools"}:  # text already: the csv module only quotes
+            values.append(type_coerce(cast(column, String), NullType()))
+        elif name == "pools" and dialect != "postgresql":
+            values.append(func.json(type_coerce(column, String)))
+        else:
+            values.append(type_coerce(column, NullType()))
+    joined = (Licensee.bin, Licensee.name, Licensee.licence_number, Dpc.name, Dpc.zone)
+    return values + [type_coerce(col(c), NullType()) for c in joined]
+
+
+def export_query(flt: HscFilter, dialect: str, jsonl: bool = False) -> Select[Any]:
+    table = Hsc.__table__  # type: ignore[attr-defined]
+    columns = _columns(dialect, jsonl)
+    if jsonl:
+        args = [x for name, value in zip(EXPORT_COLUMNS, columns, strict=True) for x in (literal(name), value)]
+        builder = func.json_build_object if dialect == "postgresql" else func.json_object
+        columns = [type_coerce(cast(builder(*args), String) if dialect == "postgresql" else builder(*args),
+                               NullType())]
     return (
-        select(*(table.c[name] for name in HSC_COLUMNS), col(Licensee.bin), col(Licensee.name),
-               col(Licensee.licence_number), col(Dpc.name), col(Dpc.zone))
+        select(*columns)
         .select_from(table.outerjoin(Licensee, col(Licensee.id) == table.c.owner_id)
                      .outerjoin(Dpc, col(Dpc.id) == table.c.dpc_id))
         .where(*hsc_conditions(flt))
@@ -41,39 +74,29 @@ def export_query(flt: HscFilter) -> Select[Any]:
     )
 
 
-def _text(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def iter_batches(service: RegistryService, flt: HscFilter, batch: int = BATCH) -> Iterator[Sequence[Any]]:
-    stmt = export_query(flt).execution_options(stream_results=True, yield_per=batch)
+def iter_batches(service: RegistryService, flt: HscFilter, jsonl: bool, batch: int = BATCH
+                 ) -> Iterator[Sequence[Any]]:
     with service.reading() as session:
-        result = session.execute(stmt)
+        dialect = session.get_bind().dialect.name
+        stmt = export_query(flt, dialect, jsonl).execution_options(stream_results=True, yield_per=batch)
+        result = session.connection().execute(stmt)
         yield from result.partitions(batch)
 
 
 def iter_csv(service: RegistryService, flt: HscFilter, batch: int = BATCH) -> Iterator[str]:
-    """A header line, then one chunk per batch. Pools are joined with a space."""
+    """A header line, then one chunk per batch."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
-    pools_at = EXPORT_COLUMNS.index("pools")
-    for rows in iter_batches(service, flt, batch):
-        for row in rows:
-            values = [_text(v) for v in row]
-            values[pools_at] = " ".join(values[pools_at] or ())
-            writer.writerow(values)
-        yield buffer.getvalue()
+    yield buffer.getvalue()
+    for rows in iter_batches(service, flt, False, batch):
         buffer.seek(0)
         buffer.truncate()
-    if buffer.tell():
+        writer.writerows(rows)
         yield buffer.getvalue()
 
 
 def iter_jsonl(service: RegistryService, flt: HscFilter, batch: int = BATCH) -> Iterator[str]:
     """One JSON object per line, keys as in the CSV header."""
-    for rows in iter_batches(service, flt, batch):
-        yield "".join(json.dumps(dict(zip(EXPORT_COLUMNS, row, strict=True)), default=_text,
-                                 ensure_ascii=False) + "\n" for row in rows)
+    for rows in iter_batches(service, flt, True, batch):
+        yield "\n".join(row[0] for row in rows) + "\n"
