@@ -45,6 +45,7 @@ def run(config_path: Path, check: bool) -> None:
             loop.add_signal_handler(sig, _stopper(stop, sig))
         await Agent(cfg).run(stop)
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise in a journal
     log.info("starting: %s", summary)
     asyncio.run(main())
 

@@ -83,11 +83,16 @@ class OutletConfig(_Strict):
     outlet: int = Field(ge=1)
 
 
+class MinerCredentials(_Strict):
+    username: str | None = None  # Antminer web API (digest auth), pyasic logins
+    password: str | None = None  # default: the firmware's factory password
+
+
 class MinerConfig(_Strict):
     ip: str
     id: str | None = None  # default: the MAC once read, else ip-<address>
     driver: str = "auto"
-    credentials: dict[str, str] = Field(default_factory=dict)
+    credentials: MinerCredentials = Field(default_factory=MinerCredentials)
     protected: bool = False  # the failsafe leaves it alone (e.g. a customer with a firm contract)
     outlet: OutletConfig | None = None
     rpc_port: int | None = Field(None, ge=1, le=65535)  # overrides 4028 + port_offset
@@ -101,10 +106,10 @@ class MinerConfig(_Strict):
 
 class SnmpV3Config(_Strict):
     user: str
-    auth_protocol: Literal["md5", "sha", "sha256", "sha512"] | None = "sha"
-    auth_key: str | None = None
-    priv_protocol: Literal["des", "aes", "aes256"] | None = "aes"
-    priv_key: str | None = None
+    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] = "sha"
+    auth_key: str | None = None  # no key: noAuth
+    priv_protocol: Literal["des", "3des", "aes", "aes128", "aes192", "aes256"] = "aes"
+    priv_key: str | None = None  # no key: noPriv
 
 
 class PduConfig(_Strict):

@@ -153,13 +153,21 @@ class Coordinator:
             asyncio.gather(*(self._guarded(self._read_miner(m)) for m in self.fleet.miners)),
         )
         outlets = _outlet_index(pdu_samples)
-        for sample in miner_samples:
-            ref = self.fleet.outlets.outlet_of(sample.device_id)
-            self.fleet.outlets.merge(sample, outlets.get((ref.pdu, ref.outlet)) if ref else None)
-        cycle = Cycle(list(miner_samples), list(pdu_samples), started, time.monotonic() - started)
+        miners = [self._with_outlet(sample, outlets) for sample in miner_samples]
+        cycle = Cycle(miners, list(pdu_samples), started, time.monotonic() - started)
         self.cycles += 1
         self.last_cycle = cycle
         return cycle
+
+    def _with_outlet(
+        self, sample: v1.MinerSample, outlets: dict[tuple[str, int], v1.OutletSample]
+    ) -> v1.MinerSample:
+        ref = self.fleet.outlets.outlet_of(sample.device_id)
+        merged = self.fleet.outlets.merge(sample, outlets.get((ref.pdu, ref.outlet)) if ref else None)
+        dev = self.fleet.miner(sample.device_id)
+        if dev is not None and merged.available:
+            dev.last = merged  # what commands and the failsafe look at: measured power, outlet, capabilities
+        return merged
 
     async def _guarded(self, read: Awaitable[T]) -> T:
         async with self._sem:
@@ -237,8 +245,9 @@ class Coordinator:
                 missed = int((now - next_tick) // self.interval_s) + 1
                 self.skipped += missed
                 log.warning(
-                    "poll cycle took %.1fs (interval %.1fs): skipping %d tick(s)",
+                    "poll cycle overran: %.1fs polling, %.1fs in all (interval %.1fs): skipping %d tick(s)",
                     cycle.duration_s,
+                    now - cycle.started,
                     self.interval_s,
                     missed,
                 )

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from agent.drivers import apply_outlet_power
 from kuat.wire import v1
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,9 @@ class OutletMap:
         if verdict == Verdict.MISMATCH:
             miner.errors.append(f"outlet map mismatch: {self._state[miner.device_id].reason}")
             return miner
-        if outlet is not None and outlet.power_w is not None:
-            if miner.power_source == v1.PowerSource.REPORTED and miner.reported_power_w is None:
-                miner.reported_power_w = miner.power_w
-            miner.power_w = outlet.power_w
-            miner.power_source = v1.PowerSource.PDU
-        return miner
+        if miner.power_source == v1.PowerSource.REPORTED and miner.reported_power_w is None:
+            miner.reported_power_w = miner.power_w  # keep the firmware's figure beside the measured one
+        return apply_outlet_power(miner, outlet)
 
 
 def _judge(miner: v1.MinerSample, outlet: v1.OutletSample, st: _EntryState) -> tuple[str | None, str | None]:

@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from typing import Any
 
+from agent import drivers
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
 from agent.config import AgentConfig, MinerConfig, PduConfig
@@ -17,6 +16,7 @@ from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet
 from agent.drivers.base import MinerDriver, PduDriver
 from agent.failsafe import Failsafe, Lease
 from agent.publisher import Publisher
+from agent.transport.snmp import V3Auth
 from kuat.wire import v1
 
 log = logging.getLogger(__name__)
@@ -28,30 +28,28 @@ class RealDrivers:
     def __init__(self, port_offset: int = 0, timeout_s: float = 5.0) -> None:
         self.port_offset = port_offset
         self.timeout_s = timeout_s
-        self._drivers: Any = importlib.import_module("agent.drivers")
 
     async def open_miner(self, cfg: MinerConfig) -> MinerDriver:
-        driver: MinerDriver = await self._drivers.open_miner(
+        return await drivers.open_miner(
             cfg.ip,
             driver=cfg.driver,
             timeout=self.timeout_s,
             rpc_port=cfg.rpc_port or 4028 + self.port_offset,
             web_port=cfg.web_port or 80 + self.port_offset,
-            **cfg.credentials,
+            **cfg.credentials.model_dump(exclude_none=True),
         )
-        return driver
 
     async def open_pdu(self, cfg: PduConfig) -> PduDriver:
-        driver: PduDriver = await self._drivers.open_pdu(
+        v3 = V3Auth(**cfg.v3.model_dump()) if cfg.v3 is not None else None
+        return await drivers.open_pdu(
             cfg.ip,
             family=cfg.family,
             community=cfg.community,
             write_community=cfg.write_community,
             port=cfg.port or 161 + self.port_offset,
-            v3=cfg.v3,
-            timeout=min(self.timeout_s, 2.0),
+            v3=v3,
+            timeout=min(self.timeout_s, 2.0),  # per SNMP request; a read is several requests
         )
-        return driver
 
 
 class Agent:
