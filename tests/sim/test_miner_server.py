@@ -139,3 +139,24 @@ def test_kuat_sim_run_serves_takes_faults_and_stops_on_sigterm() -> None:
     assert "simulator stopped" in out
     with pytest.raises(urllib.error.URLError):
         get_json(f"http://127.0.0.1:{control}/state")
+
+
+async def test_faults_from_the_site_file_shape_the_wire(tmp_path: Path) -> None:
+    site_file = tmp_path / "faulty.toml"
+    site_file.write_text(
+        '[[miners]]\nmodel = "S19j Pro"\nfirmware = "bmminer"\nfaults = ["string_numbers"]\n'
+        '[[miners]]\nmodel = "M30S"\nfirmware = "btminer"\nfaults = ["offline"]\n'
+    )
+    site = load_site(site_file, miner_net=f"127.{random.randint(20, 250)}")
+    srv = SimServer(site, SimConfig(port_offset=34000, control_port=None, serve_pdus=False))
+    await srv.start()
+    try:
+        quoted, offline = srv.site.miners
+        stats = await rpc(quoted.ip, srv.miners.opts.rpc, "stats")
+        assert isinstance(stats["STATS"][1]["GHS 5s"], str)
+        try:
+            assert await rpc_raw(offline.ip, srv.miners.opts.rpc, {"command": "summary"}) == b""
+        except ConnectionError:
+            pass
+    finally:
+        await srv.stop()
