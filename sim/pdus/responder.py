@@ -211,6 +211,19 @@ RESPONDERS = tuple(
 )
 
 
+class PduUdpTransport(udp.UdpAsyncioTransport):
+    """The UDP endpoint of one PDU: while the PDU is offline, datagrams are dropped unread (no reply at all,
+    whatever the SNMP version - even an SNMPv3 discovery gets no report)."""
+
+    def __init__(self, state: PduState) -> None:
+        super().__init__()
+        self.state = state
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        if not self.state.pdu.offline:
+            super().datagram_received(datagram, transportAddress)
+
+
 def bind_udp(ip: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -243,7 +256,7 @@ def build_engine(states: Sequence[PduState], port: int) -> tuple[SnmpEngine, Reg
             bound.append(sock)
             registry.sockets.append(sock)
             domain = (*udp.DOMAIN_NAME, n)
-            config.add_transport(engine, domain, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
+            config.add_transport(engine, domain, PduUdpTransport(state).open_server_mode(sock=sock))
             registry.by_domain[domain] = state
     except BaseException:
         for sock in bound:

@@ -23,6 +23,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     ObjectType,
     SnmpEngine,
     UdpTransportTarget,
+    UsmUserData,
     bulk_walk_cmd,
     get_cmd,
     set_cmd,
@@ -405,10 +406,21 @@ async def test_offline_pdu_does_not_answer(running: Running) -> None:
     quick = Manager(running.agents.port, timeout=0.5)
     with pytest.raises(SnmpError, match="No SNMP response"):
         await quick.get(pdu.ip, "1.3.6.1.2.1.1.3.0")
+    assert await v3_probe(quick, pdu.ip) == "No SNMP response received before timeout"  # not even a v3 report
     other = running.pdu("apc_rpdu2")
     assert await quick.get(other.ip, "1.3.6.1.2.1.1.3.0")  # the other PDUs still answer
     running.site.inject(pdu.d.id, "offline", on=False)
     assert await quick.get(pdu.ip, "1.3.6.1.2.1.1.3.0")
+    assert "No SNMP response" not in await v3_probe(quick, pdu.ip)  # online: the engine reports (unknown user)
+
+
+async def v3_probe(manager: Manager, ip: str) -> str:
+    """An SNMPv3 GET (the simulator has no v3 users): the error indication it ends with."""
+    err, _, _, _ = await get_cmd(
+        manager.engine, UsmUserData("nobody"), await manager._target(ip), ContextData(),
+        ObjectType(ObjectIdentity("1.3.6.1.2.1.1.3.0")),
+    )
+    return str(err)
 
 
 # ---------------------------------------------------------------- walking
