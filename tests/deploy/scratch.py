@@ -55,7 +55,9 @@ class PlaybookRun:
             for task in play.get("tasks", []):
                 for host, result in task.get("hosts", {}).items():
                     if result.get("failed"):
-                        messages.append(f"{host}: {task['task']['name']}: {result.get('msg')}")
+                        items = [r.get("msg") for r in result.get("results", []) if r.get("failed")]
+                        for msg in items or [result.get("msg")]:
+                            messages.append(f"{host}: {task['task']['name']}: {msg}")
         return messages
 
 
@@ -114,7 +116,7 @@ class ScratchDeployment:
         inventory = {
             "all": {
                 "children": {
-                    "kuat_controllers": {"hosts": {"ctl": self._host_vars("ctl")}},
+                    "kuat_controllers": {"hosts": {"ctl": {**self._host_vars("ctl"), "kuat_registry_standalone": True}}},
                     "kuat_gateways": {"hosts": gateways},
                 }
             }

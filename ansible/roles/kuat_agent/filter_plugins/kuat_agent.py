@@ -89,6 +89,24 @@ def kuat_agent_miners(
     return out
 
 
+def kuat_agent_check_devices(
+    miners: list[dict[str, Any]],
+    pdus: list[dict[str, Any]],
+    outlet_map: dict[str, Any],
+    profile_names: list[str],
+    default_profile: str = "",
+) -> str:
+    """The same checks as the two filters above, with credential profile names only (safe to log)."""
+    profiles: dict[str, Any] = {name: {} for name in profile_names}
+    checked = kuat_agent_miners(miners, kuat_agent_pdus(pdus, "", ""), outlet_map, profiles, default_profile)
+    mapped = sum(1 for m in checked if "outlet" in m)
+    return f"{len(checked)} miners ({mapped} on a mapped outlet), {len(pdus)} PDUs"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kuat_agent_miners": kuat_agent_miners, "kuat_agent_pdus": kuat_agent_pdus}
+        return {
+            "kuat_agent_miners": kuat_agent_miners,
+            "kuat_agent_pdus": kuat_agent_pdus,
+            "kuat_agent_check_devices": kuat_agent_check_devices,
+        }

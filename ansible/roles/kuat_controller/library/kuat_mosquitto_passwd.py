@@ -118,7 +118,10 @@ def run_module() -> None:
     if problem:
         module.fail_json(msg=problem)
     path = params["path"]
-    current = parse_passwd(open(path).read()) if os.path.exists(path) else {}
+    current: dict[str, str] = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            current = parse_passwd(fh.read())
     text, changed_users = render_passwd(current, params["users"], params["iterations"])
     mode = int(params["mode"], 8)
     mode_differs = os.path.exists(path) and (os.stat(path).st_mode & 0o7777) != mode

@@ -1,0 +1,131 @@
+"""Fixtures for the deployment tests: one scratch deployment per session (the playbook runs twice), a simulated
+rack for gateway gw1 (so the installed agent has real devices to poll), and the broker the role configured."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.scratch import GatewaySpec, PlaybookRun, ScratchDeployment, ansible_playbook
+from tests.support.servers import free_port, require_binary, wait_port
+
+SIM_SITE = """\
+[site]
+name = "deploy-test"
+gateways = ["gw1", "gw2"]
+
+[[racks]]
+name = "A01"
+gateway = "gw1"
+pdus = ["apc_rpdu2"]
+outlets_per_pdu = 4
+miners = [{ model = "S19j Pro", firmware = "bmminer", count = 2 }, { model = "S19j Pro", firmware = "luxos", count = 1 }]
+"""
+
+
+@dataclass
+class SimRack:
+    site_file: Path
+    miner_net: str
+    pdu_net: str
+    port_offset: int
+    gw1: GatewaySpec
+
+
+@dataclass
+class Deployed:
+    scratch: ScratchDeployment
+    first: PlaybookRun
+    second: PlaybookRun
+    rack: SimRack
+
+
+def _sim_rack(base: Path) -> SimRack:
+    """A 3-miner rack behind gw1 on a random loopback block, and gw1's inventory entry for it."""
+    from sim.site import load_site
+
+    site_file = base / "sim-site.toml"
+    site_file.write_text(SIM_SITE)
+    first = random.randint(20, 240)
+    miner_net, pdu_net = f"127.{first}", f"127.{first + 1}"
+    port_offset = random.randint(20000, 40000)
+    site = load_site(site_file, miner_net=miner_net, pdu_net=pdu_net)
+    miners = [m for m in site.miners if m.gateway == "gw1"]
+    gw1 = GatewaySpec(
+        "gw1",
+        miners=[{"ip": m.ip} for m in miners],
+        pdus=[{"ip": p.ip, "id": p.id, "community": p.community, "write_community": p.write_community}
+              for p in site.pdus],
+        outlet_map={m.ip: {"pdu": m.pdu, "outlet": m.outlet} for m in miners if m.pdu and m.outlet},
+        port_offset=port_offset,
+    )
+    return SimRack(site_file, miner_net, pdu_net, port_offset, gw1)
+
+
+@pytest.fixture(scope="session")
+def deployed() -> Iterator[Deployed]:
+    """The site playbook run twice into scratch roots (controller ctl, gateways gw1 and gw2)."""
+    if ansible_playbook() is None:
+        pytest.skip("ansible-playbook not installed (Debian package ansible; scripts/bootstrap.sh installs it as root)")
+    base = Path(tempfile.mkdtemp(prefix="kuat-deploy-"))
+    rack = _sim_rack(base)
+    gw2 = GatewaySpec("gw2", miners=[{"ip": "127.0.0.99"}])  # rendered only; nothing polls it
+    scratch = ScratchDeployment(base, f"site-{random.randint(1000, 9999)}", [rack.gw1, gw2], free_port())
+    scratch.prepare()
+    first = scratch.run()
+    if first.returncode != 0:
+        pytest.fail("site playbook failed:\n" + "\n".join(first.failure_messages()))
+    second = scratch.run()
+    yield Deployed(scratch, first, second, rack)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class RenderedBroker:
+    """mosquitto started with the controller role's rendered conf.d (TLS listener, password file, ACL)."""
+
+    def __init__(self, deployed: Deployed) -> None:
+        self.binary = require_binary("mosquitto")
+        self.scratch = deployed.scratch
+        self.port = deployed.scratch.mqtt_tls_port
+        mosquitto_dir = deployed.scratch.root("ctl") / "etc/mosquitto"
+        self.ca = mosquitto_dir / "certs/kuat-ca.crt"
+        self.conf = deployed.scratch.base / "mosquitto-main.conf"
+        # What Debian's /etc/mosquitto/mosquitto.conf does, minus the system paths; `user root` because the
+        # scratch files belong to root rather than to the mosquitto group the role sets on a real host.
+        self.conf.write_text(f"user root\npersistence false\nlog_dest stderr\ninclude_dir {mosquitto_dir}/conf.d\n")
+        self.log = deployed.scratch.base / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RenderedBroker:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
+        try:
+            wait_port("127.0.0.1", self.port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("mosquitto did not start with the rendered config:\n" + self.log.read_text())
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def rendered_broker(deployed: Deployed) -> Iterator[RenderedBroker]:
+    broker = RenderedBroker(deployed).start()
+    yield broker
+    broker.stop()
