@@ -104,6 +104,7 @@ class BmminerApi(CgminerApi):
             "pools": self.pools,
             "devs": self.devs,
             "config": self.config,
+            "devdetails": self.devdetails,
         }
 
     def header(self, miner: SimMiner) -> dict[str, Any]:
@@ -157,6 +158,12 @@ class BmminerApi(CgminerApi):
             "Queue": 1, "Expiry": 120,
         }
         return self.reply(r, 33, "CGMiner config", "CONFIG", [item])
+
+    def devdetails(self, miner: SimMiner, r: Reading, req: Request) -> Reply:
+        """One BTM_SOC device named after the model (why pyasic ignores "ANTMINER" in a DEVDETAILS reply)."""
+        item = {"DEVDETAILS": 0, "Name": "BTM_SOC", "ID": 0, "Driver": "bitmain_soc", "Kernel": "",
+                "Model": model_name(miner), "Device Path": ""}
+        return self.reply(r, 69, "Device Details", "DEVDETAILS", [item])
 
     def break_json(self, command: str, text: str) -> str:
         """Old bmminer writes the STATS objects with no comma between them: `...}{"STATS":0,...`."""

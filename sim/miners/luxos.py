@@ -73,7 +73,7 @@ class LuxosApi(CgminerApi):
             "power": self.power, "profiles": self.profiles, "groups": self.groups, "atm": self.atm,
             "session": self.session, "logon": self.logon, "logoff": self.logoff, "curtail": self.curtail,
             "profileset": self.profileset, "atmset": self.atmset, "rebootdevice": self.rebootdevice,
-            "ledset": self.ledset,
+            "ledset": self.ledset, "devdetails": self.devdetails,
         }
 
     # ------------------------------------------------------------ sessions
@@ -212,6 +212,11 @@ class LuxosApi(CgminerApi):
                   "MHS av": round(ths * 1e6, 2), "MHS 5s": round(ths * 1e6, 2), "Device Elapsed": r.uptime_s}
                  for i, ths in enumerate(r.board_ths)]
         return self.reply(r, 9, f"{len(items)} ASC(s)", "DEVS", items)
+
+    def devdetails(self, miner: SimMiner, r: Reading, req: Request) -> Reply:
+        items = [{"DEVDETAILS": i, "Name": "BTM_SOC", "ID": i, "Driver": "bitmain_soc", "Kernel": "",
+                  "Model": f"Antminer {miner.phys.spec.key}"} for i in range(len(r.board_ths))]
+        return self.reply(r, 69, "Device Details", "DEVDETAILS", items)
 
     def config(self, miner: SimMiner, r: Reading, req: Request) -> Reply:
         item = {"ASC Count": len(r.board_ths), "PGA Count": 0, "Pool Count": len(configured(miner)),
