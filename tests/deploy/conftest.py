@@ -26,7 +26,10 @@ name = "A01"
 gateway = "gw1"
 pdus = ["apc_rpdu2"]
 outlets_per_pdu = 4
-miners = [{ model = "S19j Pro", firmware = "bmminer", count = 2 }, { model = "S19j Pro", firmware = "luxos", count = 1 }]
+miners = [
+  { model = "S19j Pro", firmware = "bmminer", count = 2 },
+  { model = "S19j Pro", firmware = "luxos", count = 1 },
+]
 """
 
 
@@ -108,9 +111,9 @@ class RenderedBroker:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
         try:
             wait_port("127.0.0.1", self.port)
-        except TimeoutError:
+        except TimeoutError as exc:
             self.stop()
-            raise AssertionError("mosquitto did not start with the rendered config:\n" + self.log.read_text())
+            raise AssertionError("mosquitto did not start with the rendered config:\n" + self.log.read_text()) from exc
         return self
 
     def stop(self) -> None:

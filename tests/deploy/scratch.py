@@ -116,7 +116,7 @@ class ScratchDeployment:
         inventory = {
             "all": {
                 "children": {
-                    "kuat_controllers": {"hosts": {"ctl": {**self._host_vars("ctl"), "kuat_registry_standalone": True}}},
+                    "kuat_controllers": {"hosts": {"ctl": self._host_vars("ctl") | {"kuat_registry_standalone": True}}},
                     "kuat_gateways": {"hosts": gateways},
                 }
             }

@@ -208,6 +208,7 @@ def test_ansible_lint_is_clean() -> None:
     lint = shutil.which("ansible-lint")
     if lint is None:
         pytest.skip("ansible-lint not installed (Debian package ansible-lint; scripts/bootstrap.sh installs it)")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")}
     result = subprocess.run([lint, "--offline", "-p", "site.yml", "roles"], capture_output=True, text=True,
-                            timeout=300, cwd=ANSIBLE_DIR, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")})
+                            timeout=300, cwd=ANSIBLE_DIR, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
