@@ -28,6 +28,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     get_cmd,
     set_cmd,
 )
+from pysnmp.hlapi.v3arch.asyncio.cmdgen import VB_PROCESSOR
 from pysnmp.proto import rfc1902
 
 from sim.clock import ManualClock
@@ -119,9 +120,23 @@ class SnmpError(Exception):
     pass
 
 
+_MIB_VIEW: dict[str, Any] = {}
+
+
+def client_engine() -> SnmpEngine:
+    """A client engine sharing one MIB view across tests: pysnmp builds its MIB compiler (seconds of CPU on a
+    loaded machine) once per MIB view, and an engine cannot outlive the test's event loop."""
+    engine = SnmpEngine()
+    if "view" in _MIB_VIEW:
+        engine.cache["mibViewController"] = _MIB_VIEW["view"]
+    else:
+        _MIB_VIEW["view"] = VB_PROCESSOR.get_mib_view_controller(engine.cache)
+    return engine
+
+
 class Manager:
     def __init__(self, port: int, timeout: float = 1.0) -> None:
-        self.engine = SnmpEngine()
+        self.engine = client_engine()
         self.port = port
         self.timeout = timeout
 
