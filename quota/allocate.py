@@ -44,7 +44,9 @@ class Policy:
     min_off_s: float = 300.0
     max_wakes: int | None = None  # ramp limit: machines woken per dispatch
     max_wake_w: float | None = None  # ramp limit: planned watts of machines woken per dispatch
-    hysteresis_w: float = 200.0  # reboot-on-change machines keep a limit this close to the new one
+    hysteresis_w: float = 200.0  # reboot-on-change machines always keep a limit this close to the new one
+    reboot_cost_s: float = 90.0  # zero-hash time of a reboot to apply a new limit (Whatsminer)
+    horizon_s: float = 900.0  # how long a plan is expected to hold: a reboot must pay for itself within it
     tenant_shares: Mapping[str, float] = field(default_factory=dict)
     lend_unused_share: bool = True
 
@@ -56,6 +58,7 @@ class Allocation:
     power_w: F64  # planned wall power per machine
     hash_ths: F64  # planned hash rate per machine
     ratio: F64  # planned hash ratio (0 when idle)
+    price: F64  # per machine: its group's multiplier (TH/s per W at the margin)
     bound_ths: float  # relaxation upper bound for the same budget and hard rules (before churn/ramp limits)
     over_budget_w: float = 0.0  # > 0: floors (protected machines, idle draw) exceed the budget
     deferred_wakes: int = 0
@@ -195,6 +198,7 @@ def _solve_pool(f: FleetArrays, r: _Rules, idx: I64, budget_w: float, out: Alloc
         width = f.presets.shape[1]
         out.power_w[sel], out.hash_ths[sel], out.ratio[sel] = res.power, res.hash, res.ratio
         out.mode[sel] = _modes(f, r, sel, res.kind, res.ratio, width)
+        out.price[sel] = res.price
         remaining -= float(res.power.sum())
         bound += res.bound_ths
     return bound
@@ -209,7 +213,7 @@ def _modes(f: FleetArrays, r: _Rules, sel: I64, kind: I64, ratio: F64, width: in
 
 def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Allocation:
     n = len(f)
-    out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
+    out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
     out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w)
     out.notes = r.notes
     pinned = ~np.isnan(r.fixed_w)
@@ -217,7 +221,7 @@ def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Alloca
         p = np.flatnonzero(pinned)
         x = _ratio_at(f, p, r.fixed_w[p])
         out.power_w[p], out.hash_ths[p], out.ratio[p] = r.fixed_w[p], f.ths[p] * x, x
-        out.mode[p] = Mode.POWER_TARGET
+        out.mode[p] = np.where(x >= f.rmax[p] - 1e-9, Mode.RUN, Mode.POWER_TARGET)
     free = ~pinned
     pools = _pool_budgets(f, r, free, budget_w - float(r.fixed_w[pinned].sum()), policy)
     bound = float(out.hash_ths[pinned].sum())
@@ -234,13 +238,22 @@ def _ratio_at(f: FleetArrays, idx: I64, watts: F64) -> F64:
 
 
 def _pins(f: FleetArrays, plan: Allocation, policy: Policy) -> tuple[I64, F64]:
-    """Reboot-on-change machines whose new target is within the hysteresis of the one in force."""
-    current = f.current_w
-    running_now = (f.now == Now.RUNNING) & f.reboots & ~np.isnan(current)
+    """Reboot-on-change machines to keep at the limit in force: those whose new limit is within the hysteresis, and
+    those whose change would not pay for its reboot within the horizon. The gain of a change is its Lagrangian
+    value (hash - price x power) at the new limit against the old one; the cost is the hash lost while rebooting."""
+    current = np.where(np.isnan(f.current_w), f.max_power, f.current_w)  # no limit set: running at full
     running_next = (plan.mode == Mode.POWER_TARGET) | (plan.mode == Mode.RUN)
-    close = np.abs(plan.power_w - np.nan_to_num(current)) < policy.hysteresis_w
-    idx = np.flatnonzero(running_now & running_next & close & (plan.power_w != current))
-    return idx, current[idx]
+    moved = np.abs(plan.power_w - current) > 1.0
+    idx = np.flatnonzero((f.now == Now.RUNNING) & f.reboots & running_next & moved)
+    if len(idx) == 0:
+        return idx, current[idx]
+    cur = current[idx]
+    old_ths = f.ths[idx] * _ratio_at(f, idx, cur)
+    price = plan.price[idx]
+    gain = (plan.hash_ths[idx] - price * plan.power_w[idx]) - (old_ths - price * cur)
+    close = np.abs(plan.power_w[idx] - cur) < policy.hysteresis_w
+    keep = close | (gain * policy.horizon_s < old_ths * policy.reboot_cost_s)
+    return idx[keep], cur[keep]
 
 
 def _deferred(f: FleetArrays, plan: Allocation, policy: Policy) -> I64:

@@ -17,12 +17,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from quota.allocate import Mode
-from quota.limits import Constraint, Source
-from quota.timebase import require_aware
+from quota.limits import (
+    Constraint,
+    EffectiveLimit,
+    QuotaState,
+    Source,
+    constraints_at,
+    hour_bounds,
+    most_restrictive,
+    purchased_kwh,
+)
+from quota.timebase import local_day_and_hour, require_aware
 
 # relative uncertainty of one machine's power by where the figure came from (PDU meters are class 1)
 UNCERTAINTY = {"pdu": 0.01, "reported": 0.03, "estimated": 0.10}
@@ -98,6 +107,34 @@ def energy_pace(
                       Constraint(Source.ENERGY_BUDGET, pace, reason, reference))
 
 
+_SCHEDULES = (Source.SCHEDULE, Source.ZONE_SCHEDULE)
+
+
+def dispatch_limit(
+    state: QuotaState, at: datetime, used_kwh: float, current_w: float, lag_s: float = 30.0,
+    uncertainty: float = 0.01,
+) -> EffectiveLimit:
+    """The limit a dispatch sent at `at` must respect.
+
+    The hour's schedule enters as its energy pace (`energy_pace`), not as the hour's average power, so an hour that
+    started low can catch up and one that ran high slows down. Limits already known to start within the actuation
+    lag (a scheduled order, the next hour's schedule) are honoured now, because this dispatch will still be in
+    force then. `used_kwh` is the energy of the current hour so far.
+    """
+    at = require_aware(at, "at")
+    _, end, hour = hour_bounds(at, state.tz)
+    day, _ = local_day_and_hour(at, state.tz)
+    now = [c for c in constraints_at(state, at) if c.source not in _SCHEDULES]
+    bought = purchased_kwh(state, day, hour)
+    if bought is not None:
+        now.append(energy_pace(bought[0], used_kwh, at, end, current_w, lag_s, uncertainty, bought[2]).constraint)
+    ahead = at + timedelta(seconds=lag_s)
+    later = constraints_at(state, ahead, live=False)
+    if ahead < end:
+        later = [c for c in later if c.source not in _SCHEDULES]
+    return most_restrictive(at, now + [c for c in later if c not in now])
+
+
 # ---------------------------------------------------------------- three-band loop
 
 
@@ -110,9 +147,9 @@ class Action(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Bands:
-    cap_threshold: float = 0.99  # measured above limit x this: cut now
-    cap_target: float = 0.98  # the budget aims at limit x this
-    uncap_threshold: float = 0.96  # measured below limit x this: raise the budget back to the target
+    cap_threshold: float = 0.995  # measured above limit x this: cut now
+    cap_target: float = 0.99  # the budget aims at limit x this
+    uncap_threshold: float = 0.975  # measured below limit x this: raise the budget back to the target
     gain: float = 0.3  # how fast the correction factor follows measured / planned (0..1)
     correction_min: float = 0.7
     correction_max: float = 1.4

@@ -381,15 +381,17 @@ def _grid_constraint(state: QuotaState, at: datetime) -> Constraint | None:
                       reading.reference)
 
 
-def constraints_at(state: QuotaState, at: datetime, live: bool = True) -> list[Constraint]:
-    """Every limit that applies at `at`; `live` adds the grid signal (a plan for the future leaves it out)."""
+def constraints_at(state: QuotaState, at: datetime, live: bool = True, energy: bool = True) -> list[Constraint]:
+    """Every limit that applies at `at`; `live` adds the grid signal (a plan for the future leaves it out);
+    `energy=False` leaves out the schedule's hourly average (instantaneous caps only; orders stated as a share of
+    the schedule still use it as their basis)."""
     at = require_aware(at, "at")
     cfg = state.site
     out = [Constraint(
         Source.CONNECTION, (cfg.connection_kw - cfg.reserved_headroom_kw) * 1000.0,
         f"connection {cfg.connection_kw:g} kW less {cfg.reserved_headroom_kw:g} kW reserved headroom",
     )]
-    sched = _schedule_constraint(state, at)
+    sched = _schedule_constraint(state, at) if energy else None
     if sched is not None:
         out.append(sched)
     areas = cfg.areas()
@@ -428,13 +430,14 @@ def _breakpoints(state: QuotaState, start: datetime, end: datetime) -> list[date
     return sorted(points)
 
 
-def plan_segments(state: QuotaState, start: datetime, end: datetime) -> list[PlanSegment]:
-    """Piecewise-constant limit from `start` to `end` (without the live grid signal), merged where unchanged."""
+def plan_segments(state: QuotaState, start: datetime, end: datetime, energy: bool = True) -> list[PlanSegment]:
+    """Piecewise-constant limit from `start` to `end` (without the live grid signal), merged where unchanged;
+    `energy=False`: instantaneous caps only (the schedule's hourly energy is accounted separately)."""
     start, end = require_aware(start, "start"), require_aware(end, "end")
     points = _breakpoints(state, start, end)
     segments: list[PlanSegment] = []
     for a, b in itertools.pairwise(points):
-        lim = most_restrictive(a, constraints_at(state, a, live=False))
+        lim = most_restrictive(a, constraints_at(state, a, live=False, energy=energy))
         last = segments[-1] if segments else None
         if last is not None and last.binding == lim.binding and last.limit_w == lim.limit_w:
             segments[-1] = replace(last, end=b)
@@ -458,8 +461,7 @@ def effective_plan(state: QuotaState, day: date) -> EffectivePlan:
     n = hours_in_day(day, state.tz)
     start, end = hour_window(day, 1, state.tz)[0], hour_window(day, n, state.tz)[1]
     segments = plan_segments(state, start, end)
-    no_schedule = replace(state, schedules=(), site=replace(state.site, require_schedule=False))
-    caps = plan_segments(no_schedule, start, end)
+    caps = plan_segments(state, start, end, energy=False)
     hours = []
     for h in range(1, n + 1):
         a, b = hour_window(day, h, state.tz)

@@ -33,6 +33,7 @@ class GroupResult:
     ratio: F64  # hash ratio when running, 0 when idle
     bound_ths: float  # Lagrangian upper bound for this group and budget
     over_w: float  # > 0: even the floor (forced machines, idle draws) exceeds the budget
+    price: float = 0.0  # the multiplier found: TH/s a watt is worth at the margin in this group
 
 
 class _Continuous:
@@ -206,7 +207,7 @@ def _repair(g: GroupInput, cont: _Continuous, disc: _Discrete, c_idx: I64, d_idx
         _upgrade_discrete(g, cont, disc, c_idx, d_idx, width, budget_w, kind, power, hash_, ratio,
                           min_gain=lam * 0.999 if headroom else 0.0)
         _fill_continuous(cont, c_idx, kind == width, lam, budget_w, power, hash_, ratio)
-    return GroupResult(kind, power, hash_, ratio, max(bound, float(hash_.sum())), over)
+    return GroupResult(kind, power, hash_, ratio, max(bound, float(hash_.sum())), over, lam)
 
 
 def _fill_continuous(cont: _Continuous, c_idx: I64, running: BOOL, lam: float, budget_w: float,

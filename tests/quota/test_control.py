@@ -84,9 +84,9 @@ def test_over_threshold_cuts_at_once_and_low_power_uncaps() -> None:
     cut = band_step(bands, state, 800_000.0, measured_w=1_000_000.0, planned_w=1_000_000.0, settled=False)
     assert cut.action == Action.CAP and cut.budget_w <= 800_000.0 * bands.cap_target
     up = band_step(bands, LoopState(1.0, 500_000.0), 1_000_000.0, 500_000.0, 500_000.0, settled=True)
-    assert up.action == Action.UNCAP and up.budget_w == pytest.approx(980_000.0)
-    hold = band_step(bands, LoopState(1.0, 970_000.0), 1_000_000.0, 970_000.0, 970_000.0, settled=True)
-    assert hold.action == Action.HOLD and hold.budget_w == 970_000.0
+    assert up.action == Action.UNCAP and up.budget_w == pytest.approx(990_000.0)
+    hold = band_step(bands, LoopState(1.0, 985_000.0), 1_000_000.0, 985_000.0, 985_000.0, settled=True)
+    assert hold.action == Action.HOLD and hold.budget_w == 985_000.0
     with pytest.raises(ValueError):
         Bands(uncap_threshold=0.99, cap_target=0.98).check()
 
