@@ -78,6 +78,15 @@ def default_power_limit(miner: SimMiner) -> int:
     return int(math.ceil(miner.phys.spec.nominal_w * 1.01 / 100.0) * 100)
 
 
+def int_param(cmd: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
+    """An integer parameter of a write command (sent as a string), or None when absent or out of [lo, hi]."""
+    try:
+        value = int(str(cmd.get(key, "")))
+    except ValueError:
+        return None
+    return value if lo <= value <= hi else None
+
+
 def btminer_off(miner: SimMiner) -> bool:
     return bool(miner.proto.get("wm_power_off", False))
 
@@ -177,11 +186,8 @@ class BtminerApi(CgminerApi):
         return self.native(r, 131, "API command OK")
 
     def adjust_power_limit(self, miner: SimMiner, r: Reading, cmd: dict[str, Any]) -> Reply:
-        try:
-            watts = int(str(cmd.get("power_limit", "")))
-        except ValueError:
-            return self.native(r, 14, "invalid power_limit", ok=False)
-        if not 0 < watts <= 99999:
+        watts = int_param(cmd, "power_limit", 1, 99999)
+        if watts is None:
             return self.native(r, 14, "invalid power_limit", ok=False)
         limit = min(watts, default_power_limit(miner))
         miner.phys.set_power_limit(float(limit), reboot=True)
@@ -206,11 +212,8 @@ class BtminerApi(CgminerApi):
         return self.native(r, 131, "API command OK")
 
     def set_power_pct(self, miner: SimMiner, r: Reading, cmd: dict[str, Any]) -> Reply:
-        try:
-            pct = int(str(cmd.get("percent", "")))
-        except ValueError:
-            return self.native(r, 14, "invalid percent", ok=False)
-        if not 0 <= pct <= 100:
+        pct = int_param(cmd, "percent", 0, 100)
+        if pct is None:
             return self.native(r, 14, "invalid percent", ok=False)
         miner.phys.set_power_limit(default_power_limit(miner) * pct / 100.0)
         return self.native(r, 131, "API command OK")

@@ -404,6 +404,10 @@ async def test_whatsminer_encrypted_writes(site: RunningSite, miner_fixtures: Pa
     wrong = await wm_write(m, site.rpc_port, {"cmd": "power_off"}, password="not-admin")
     assert wrong["STATUS"] == "E" and m.phys.phase() == "mining"
 
+    bad = await wm_write(m, site.rpc_port, {"cmd": "adjust_power_limit", "power_limit": "lots"})
+    assert (bad["STATUS"], bad["Msg"]) == ("E", "invalid power_limit")
+    assert m.phys.phase() == "mining" and m.phys.power_limit_w is None  # bad input changes nothing
+
     off = await wm_write(m, site.rpc_port, {"cmd": "power_off", "respbefore": "true"})
     assert (off["STATUS"], off["Code"], off["Msg"]) == ("S", 131, "API command OK")
     await until(lambda: m.phys.phase() == "sleeping", "Whatsminer power_off")
