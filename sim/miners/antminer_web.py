@@ -107,9 +107,12 @@ def set_miner_conf(miner: SimMiner, req: HttpRequest) -> HttpResponse:
 
 
 def reboot(miner: SimMiner, req: HttpRequest) -> HttpResponse:
+    """Reboot; the work mode is kept in the miner's config, so a sleeping miner comes back asleep."""
     if Fault.IGNORE_COMMANDS not in miner.phys.faults:
         miner.phys.reboot()
-        log.info("%s: reboot via web", miner.ip)
+        if work_mode(miner) == 1:
+            miner.phys.sleep()
+        log.info("%s: reboot via web (work mode %d)", miner.ip, work_mode(miner))
     return json_response({"stats": "success", "code": "R000", "msg": "OK!"})
 
 

@@ -201,6 +201,11 @@ async def test_antminer_web_miner_modes_drive_physics(site: RunningSite) -> None
         assert bad.json()["stats"] == "error" and await work_mode(client, base) == "0"
         await client.get(f"{base}/cgi-bin/reboot.cgi", auth=httpx.DigestAuth("root", "root"))
         assert m.phys.phase() == "booting"
+        await until(lambda: m.phys.phase() == "mining", "boot")
+        await set_mode(client, base, 1)
+        await client.get(f"{base}/cgi-bin/reboot.cgi", auth=httpx.DigestAuth("root", "root"))
+        await until(lambda: m.phys.phase() == "sleeping", "reboot into the saved sleep mode")
+        assert await work_mode(client, base) == "1"
 
 
 async def test_ignore_commands_acknowledges_and_changes_nothing(site: RunningSite) -> None:
