@@ -86,6 +86,14 @@ async def test_text_form_and_invalid_command(site: RunningSite) -> None:
     bad = await rpc(m.ip, site.rpc_port, "no-such-command")
     assert bad["STATUS"][0]["STATUS"] == "E" and bad["STATUS"][0]["Code"] == 14
     assert bad["STATUS"][0]["Msg"] == "Invalid command"
+    reader, writer = await asyncio.open_connection(m.ip, site.rpc_port)
+    try:
+        writer.write(b'{"command": "summ')  # truncated JSON, then the client stops sending
+        writer.write_eof()
+        broken = decode(await asyncio.wait_for(reader.read(), 10))
+    finally:
+        writer.close()
+    assert broken["STATUS"][0]["STATUS"] == "E" and "command" in broken["STATUS"][0]["Msg"]
 
 
 # ---------------------------------------------------------------------------------------------------- stock bmminer
