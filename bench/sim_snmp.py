@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -46,26 +47,47 @@ POLL_COLUMNS = {  # what an agent reads per PDU, per family (DEVICES.md)
 
 
 # ---------------------------------------------------------------- server side (child process)
-async def serve(site_file: str, port: int, miner_net: str, pdu_net: str) -> None:
-    from sim.clock import SimClock
-    from sim.pdus import start_pdu_agents
-    from sim.runtime import Site
+async def serve(site_file: str, port: int, miner_net: str, pdu_net: str, with_miners: bool) -> None:
+    """PDU agents and the site's ticker; `with_miners`: the whole simulator process (sim.server), miners
+    listening on 80/4028 + offset, so the figures are those of the real process."""
     from sim.site import load_site
 
-    site = Site(load_site(site_file, miner_net=miner_net, pdu_net=pdu_net), clock=SimClock())
-    agents = await start_pdu_agents(site, port)
-    ticker = asyncio.create_task(site.run_ticker())
+    site_def = load_site(site_file, miner_net=miner_net, pdu_net=pdu_net)
+    stop: Callable[[], Awaitable[None]]
+    if with_miners:
+        from sim.server import SNMP_PORT, SimConfig, SimServer
+
+        server = await SimServer(site_def, SimConfig(port_offset=port - SNMP_PORT, control_port=None)).start()
+        site, stop = server.site, server.stop
+    else:
+        from sim.clock import SimClock
+        from sim.pdus import start_pdu_agents
+        from sim.runtime import Site
+
+        site = Site(site_def, clock=SimClock())
+        agents = await start_pdu_agents(site, port)
+        ticker = asyncio.create_task(site.run_ticker())
+
+        async def stop() -> None:
+            ticker.cancel()
+            await agents.stop()
+
     for pdu in site.pdus:
         print(f"PDU {pdu.ip} {pdu.d.family}", flush=True)
-    print(f"READY {len(site.miners)} miners", flush=True)
+    print(f"READY {len(site.miners)} miners{' served' if with_miners else ''}", flush=True)
     try:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     finally:
-        ticker.cancel()
-        await agents.stop()
+        await stop()
 
 
 # ---------------------------------------------------------------- client side
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -117,7 +139,7 @@ async def poll_all(pdus: list[tuple[str, str]], port: int, cycles: int, period: 
     idle0 = cpu_seconds(server_pid)
     await asyncio.sleep(period)
     idle = cpu_seconds(server_pid) - idle0
-    print(f"idle server (ticker for the site's miners only): {idle:.3f} CPU s per {period:.0f} s "
+    print(f"idle server (energy ticker, no requests): {idle:.3f} CPU s per {period:.0f} s "
           f"({100 * idle / period:.1f}%)")
 
 
@@ -126,21 +148,22 @@ def main() -> None:
     ap.add_argument("--site", default=str(PROJECT / "sim" / "sites" / "container-1000.toml"))
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument("--period", type=float, default=10.0, help="poll period in seconds (default 10)")
+    ap.add_argument("--with-miners", action="store_true",
+                    help="run the whole simulator (sim.server: miners on 80/4028 + an offset too), not only the PDUs")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--miner-net", default="", help=argparse.SUPPRESS)
     ap.add_argument("--pdu-net", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        asyncio.run(serve(args.site, args.port, args.miner_net, args.pdu_net))
+        asyncio.run(serve(args.site, args.port, args.miner_net, args.pdu_net, args.with_miners))
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # with miners, the simulator serves 80/4028/161 + one offset: pick it so all three are unprivileged
+    port = random.randint(20000, 30000) + 161 if args.with_miners else free_udp_port()
     miner_net, pdu_net = (f"127.{n}" for n in random.sample(range(20, 251), 2))
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--site", args.site, "--port", str(port),
-         "--miner-net", miner_net, "--pdu-net", pdu_net],
+         "--miner-net", miner_net, "--pdu-net", pdu_net, *(["--with-miners"] if args.with_miners else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     assert server.stdin is not None and server.stdout is not None
