@@ -160,3 +160,12 @@ async def test_faults_from_the_site_file_shape_the_wire(tmp_path: Path) -> None:
             pass
     finally:
         await srv.stop()
+
+
+async def test_an_address_in_use_is_named_and_nothing_is_left_open(server: SimServer) -> None:
+    twin = SimServer(server.site.file, SimConfig(port_offset=32000, control_port=None, serve_pdus=False))
+    with pytest.raises(OSError, match=r"cannot listen on 127\.\d+\.1\.1:36028"):
+        await twin.start()
+    assert twin.miners.servers == []  # what it had opened is closed again
+    m = server.site.miners[0]
+    assert "SUMMARY" in await rpc(m.ip, server.miners.opts.rpc, "summary")  # the first one is unharmed
