@@ -224,6 +224,12 @@ async def test_ignore_commands_acknowledges_and_changes_nothing(site: RunningSit
         assert (await set_mode(client, base, 1))["stats"] == "success"
         assert await work_mode(client, base) == "0"
     assert m.phys.phase() == "mining"
+    wm = site.miner("btminer")
+    wm.phys.inject(Fault.IGNORE_COMMANDS)
+    reply = await wm_write(wm, site.rpc_port, {"cmd": "power_off", "respbefore": "true"})
+    assert reply["Msg"] == "API command OK"
+    await asyncio.sleep(0.3)  # longer than the 0.2 s it takes to fall asleep
+    assert wm.phys.phase() == "mining"
 
 
 # ---------------------------------------------------------------------------------------------------- quirks
