@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,9 @@ from pathlib import Path
 
 import click
 import httpx
+
+# Run as a script, this file's folder is first on sys.path and its name would shadow the `registry` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from registry import auth
 from registry.app import create_app

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from registry import export
 from registry.auth import READ, SUBMIT, WRITE, Principal, require_role
@@ -80,84 +82,45 @@ async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
 # ---------------------------------------------------------------- licensees, DPCs, pools
 
 
-@router.get("/registry/licensees", response_model=list[LicenseeOut], tags=["registry"])
-def list_licensees(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)
-                   ) -> Any:
-    return svc.list_licensees(limit, offset)
+def _crud_routes(entity: str, path: str, in_model: type[BaseModel], patch_model: type[BaseModel],
+                 out_model: type[BaseModel]) -> None:
+    """List, create, read, patch and delete routes for one reference entity (licensee, DPC or pool)."""
+
+    def list_rows(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000),
+                  offset: int = Query(0, ge=0)) -> Any:
+        return svc.list_rows(entity, limit, offset)
+
+    def create(data: Any, svc: Service, who: Writer) -> Any:
+        return svc.create(entity, data, who.actor)
+
+    def read(row_id: int, svc: Service, _: Reader) -> Any:
+        return svc.get(entity, row_id)
+
+    def update(row_id: int, patch: Any, svc: Service, who: Writer) -> Any:
+        return svc.update(entity, row_id, patch, who.actor)
+
+    def delete(row_id: int, svc: Service, who: Writer) -> Response:
+        svc.delete(entity, row_id, who.actor)
+        return Response(status_code=204)
+
+    create.__annotations__["data"] = in_model  # the body models are only known here, at registration
+    update.__annotations__["patch"] = patch_model
+    tags: list[str | Enum] = ["registry"]
+    one = f"/registry/{path}/{{row_id}}"
+    router.add_api_route(f"/registry/{path}", list_rows, methods=["GET"], response_model=list[out_model],  # type: ignore[valid-type]
+                         tags=tags, name=f"list_{path}")
+    router.add_api_route(f"/registry/{path}", create, methods=["POST"], response_model=out_model, status_code=201,
+                         tags=tags, name=f"create_{entity}")
+    router.add_api_route(one, read, methods=["GET"], response_model=out_model, tags=tags, name=f"get_{entity}")
+    router.add_api_route(one, update, methods=["PATCH"], response_model=out_model, tags=tags,
+                         name=f"update_{entity}")
+    router.add_api_route(one, delete, methods=["DELETE"], status_code=204, tags=tags, name=f"delete_{entity}",
+                         description=f"Delete a {entity} nothing references (a 422 says what still does).")
 
 
-@router.post("/registry/licensees", response_model=LicenseeOut, status_code=201, tags=["registry"])
-def create_licensee(data: LicenseeIn, svc: Service, who: Writer) -> Any:
-    return svc.create_licensee(data, who.actor)
-
-
-@router.get("/registry/licensees/{row_id}", response_model=LicenseeOut, tags=["registry"])
-def get_licensee(row_id: int, svc: Service, _: Reader) -> Any:
-    return svc.get_licensee(row_id)
-
-
-@router.patch("/registry/licensees/{row_id}", response_model=LicenseeOut, tags=["registry"])
-def update_licensee(row_id: int, patch: LicenseePatch, svc: Service, who: Writer) -> Any:
-    return svc.update_licensee(row_id, patch, who.actor)
-
-
-@router.delete("/registry/licensees/{row_id}", status_code=204, tags=["registry"])
-def delete_licensee(row_id: int, svc: Service, who: Writer) -> Response:
-    svc.delete_licensee(row_id, who.actor)
-    return Response(status_code=204)
-
-
-@router.get("/registry/dpcs", response_model=list[DpcOut], tags=["registry"])
-def list_dpcs(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> Any:
-    return svc.list_dpcs(limit, offset)
-
-
-@router.post("/registry/dpcs", response_model=DpcOut, status_code=201, tags=["registry"])
-def create_dpc(data: DpcIn, svc: Service, who: Writer) -> Any:
-    return svc.create_dpc(data, who.actor)
-
-
-@router.get("/registry/dpcs/{row_id}", response_model=DpcOut, tags=["registry"])
-def get_dpc(row_id: int, svc: Service, _: Reader) -> Any:
-    return svc.get_dpc(row_id)
-
-
-@router.patch("/registry/dpcs/{row_id}", response_model=DpcOut, tags=["registry"])
-def update_dpc(row_id: int, patch: DpcPatch, svc: Service, who: Writer) -> Any:
-    return svc.update_dpc(row_id, patch, who.actor)
-
-
-@router.delete("/registry/dpcs/{row_id}", status_code=204, tags=["registry"])
-def delete_dpc(row_id: int, svc: Service, who: Writer) -> Response:
-    svc.delete_dpc(row_id, who.actor)
-    return Response(status_code=204)
-
-
-@router.get("/registry/pools", response_model=list[PoolOut], tags=["registry"])
-def list_pools(svc: Service, _: Reader, limit: int = Query(1000, ge=1, le=10_000), offset: int = Query(0, ge=0)
-               ) -> Any:
-    return svc.list_pools(limit, offset)
-
-
-@router.post("/registry/pools", response_model=PoolOut, status_code=201, tags=["registry"])
-def create_pool(data: PoolIn, svc: Service, who: Writer) -> Any:
-    return svc.create_pool(data, who.actor)
-
-
-@router.get("/registry/pools/{row_id}", response_model=PoolOut, tags=["registry"])
-def get_pool(row_id: int, svc: Service, _: Reader) -> Any:
-    return svc.get_pool(row_id)
-
-
-@router.patch("/registry/pools/{row_id}", response_model=PoolOut, tags=["registry"])
-def update_pool(row_id: int, patch: PoolPatch, svc: Service, who: Writer) -> Any:
-    return svc.update_pool(row_id, patch, who.actor)
-
-
-@router.delete("/registry/pools/{row_id}", status_code=204, tags=["registry"])
-def delete_pool(row_id: int, svc: Service, who: Writer) -> Response:
-    svc.delete_pool(row_id, who.actor)
-    return Response(status_code=204)
+_crud_routes("licensee", "licensees", LicenseeIn, LicenseePatch, LicenseeOut)
+_crud_routes("dpc", "dpcs", DpcIn, DpcPatch, DpcOut)
+_crud_routes("pool", "pools", PoolIn, PoolPatch, PoolOut)
 
 
 # ---------------------------------------------------------------- HSCs

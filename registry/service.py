@@ -51,13 +51,11 @@ from registry.schemas import (
     BulkApproveItem,
     ComplianceResult,
     DpcIn,
-    DpcPatch,
     HscIn,
     HscPatch,
     LicenseeIn,
     LicenseePatch,
     PoolIn,
-    PoolPatch,
     SightingResult,
 )
 from registry.timeutil import Clock, system_clock, utc
@@ -81,6 +79,10 @@ STATUS_MOVES: dict[str, set[str]] = {
     HscStatus.REGISTERED.value: {HscStatus.SUSPENDED.value, HscStatus.DECOMMISSIONED.value},
     HscStatus.SUSPENDED.value: {HscStatus.REGISTERED.value, HscStatus.DECOMMISSIONED.value},
     HscStatus.DECOMMISSIONED.value: set(),
+}
+DELETE_BLOCKERS: dict[str, tuple[tuple[Any, str], ...]] = {
+    "licensee": ((Dpc.operator_id, "a DPC"), (Hsc.owner_id, "an HSC")),
+    "dpc": ((Hsc.dpc_id, "an HSC"),),
 }
 LOCATION_FIELDS = ("site", "gateway", "device_id", "ip", "pdu", "pdu_outlet")
 IDENTITY_FIELDS = ("mac", "make", "model")
@@ -219,15 +221,36 @@ class RegistryService:
         if valid_to <= valid_from:
             raise InvalidInput("valid_to", "must be after valid_from (dates out of order)")
 
-    def _list(self, entity: str, limit: int, offset: int) -> list[Any]:
+    # ------------------------------------------------------------ licensees, DPCs, pools
+
+    def create(self, entity: str, data: BaseModel, actor: str) -> Any:
+        """Create a licensee, DPC or pool from its validated API model."""
+        with self.transaction() as s:
+            return self._create(s, entity, self._values(data, False), actor)
+
+    def update(self, entity: str, row_id: int, patch: BaseModel, actor: str) -> Any:
+        with self.transaction() as s:
+            row = self._get(s, entity, row_id)
+            changes = self._values(patch, True)
+            if hasattr(row, "valid_to"):
+                self._checked_dates(row, changes)
+            self._update(s, entity, row, changes, actor)
+            return row
+
+    def get(self, entity: str, row_id: int) -> Any:
+        with self.reading() as s:
+            return self._get(s, entity, row_id)
+
+    def list_rows(self, entity: str, limit: int = 1000, offset: int = 0) -> list[Any]:
         model = ENTITY_MODELS[entity]
         with self.reading() as s:
             return list(s.execute(select(model).order_by(model.id).limit(limit).offset(offset)).scalars())  # type: ignore[attr-defined]
 
-    def _delete(self, entity: str, row_id: int, actor: str, referenced_by: Sequence[tuple[Any, str]]) -> None:
+    def delete(self, entity: str, row_id: int, actor: str) -> None:
+        """Delete a licensee, DPC or pool that nothing references (the deletion is audited)."""
         with self.transaction() as s:
             row = self._get(s, entity, row_id)
-            for column, label in referenced_by:
+            for column, label in DELETE_BLOCKERS.get(entity, ()):
                 if s.execute(select(func.count()).where(column == row_id)).scalar():
                     raise InvalidInput("id", f"{entity} {row_id} is still referenced by {label}")
             before = audit.snapshot(entity, row)
@@ -236,77 +259,24 @@ class RegistryService:
             audit.append(s, actor=actor, ts=self.now(), entity=entity, entity_id=row_id, action="deleted",
                          before=before, after=None)
 
-    # ------------------------------------------------------------ licensees, DPCs, pools
-
     def create_licensee(self, data: LicenseeIn, actor: str) -> Licensee:
-        with self.transaction() as s:
-            row: Licensee = self._create(s, "licensee", self._values(data, False), actor)
-            return row
+        row: Licensee = self.create("licensee", data, actor)
+        return row
 
     def update_licensee(self, row_id: int, patch: LicenseePatch, actor: str) -> Licensee:
-        with self.transaction() as s:
-            row: Licensee = self._get(s, "licensee", row_id)
-            changes = self._values(patch, True)
-            self._checked_dates(row, changes)
-            self._update(s, "licensee", row, changes, actor)
-            return row
-
-    def get_licensee(self, row_id: int) -> Licensee:
-        with self.reading() as s:
-            row: Licensee = self._get(s, "licensee", row_id)
-            return row
-
-    def list_licensees(self, limit: int = 1000, offset: int = 0) -> list[Licensee]:
-        return self._list("licensee", limit, offset)
+        row: Licensee = self.update("licensee", row_id, patch, actor)
+        return row
 
     def delete_licensee(self, row_id: int, actor: str) -> None:
-        self._delete("licensee", row_id, actor, [(Dpc.operator_id, "a DPC"), (Hsc.owner_id, "an HSC")])
+        self.delete("licensee", row_id, actor)
 
     def create_dpc(self, data: DpcIn, actor: str) -> Dpc:
-        with self.transaction() as s:
-            row: Dpc = self._create(s, "dpc", self._values(data, False), actor)
-            return row
-
-    def update_dpc(self, row_id: int, patch: DpcPatch, actor: str) -> Dpc:
-        with self.transaction() as s:
-            row: Dpc = self._get(s, "dpc", row_id)
-            self._update(s, "dpc", row, self._values(patch, True), actor)
-            return row
-
-    def get_dpc(self, row_id: int) -> Dpc:
-        with self.reading() as s:
-            row: Dpc = self._get(s, "dpc", row_id)
-            return row
-
-    def list_dpcs(self, limit: int = 1000, offset: int = 0) -> list[Dpc]:
-        return self._list("dpc", limit, offset)
-
-    def delete_dpc(self, row_id: int, actor: str) -> None:
-        self._delete("dpc", row_id, actor, [(Hsc.dpc_id, "an HSC")])
+        row: Dpc = self.create("dpc", data, actor)
+        return row
 
     def create_pool(self, data: PoolIn, actor: str) -> AccreditedPool:
-        with self.transaction() as s:
-            row: AccreditedPool = self._create(s, "pool", self._values(data, False), actor)
-            return row
-
-    def update_pool(self, row_id: int, patch: PoolPatch, actor: str) -> AccreditedPool:
-        with self.transaction() as s:
-            row: AccreditedPool = self._get(s, "pool", row_id)
-            changes = self._values(patch, True)
-            self._checked_dates(row, changes)
-            self._update(s, "pool", row, changes, actor)
-            return row
-
-    def get_pool(self, row_id: int) -> AccreditedPool:
-        with self.reading() as s:
-            row: AccreditedPool = self._get(s, "pool", row_id)
-            return row
-
-    def list_pools(self, limit: int = 1000, offset: int = 0) -> list[AccreditedPool]:
-        return self._list("pool", limit, offset)
-
-    def delete_pool(self, row_id: int, actor: str) -> None:
-        self._delete("pool", row_id, actor, [])
+        row: AccreditedPool = self.create("pool", data, actor)
+        return row
 
     # ------------------------------------------------------------ HSCs
 
