@@ -55,6 +55,7 @@ class PollConfig(_Strict):
     interval_s: float = Field(10.0, gt=0)
     concurrency: int = Field(64, ge=1, le=4096)  # devices read at the same time
     device_timeout_s: float = Field(5.0, gt=0)  # one device's read or command may take this long
+    pdu_timeout_s: float = Field(10.0, gt=0)  # a PDU read walks several SNMP tables: it gets longer
 
 
 class BufferConfig(_Strict):

@@ -134,11 +134,13 @@ class Coordinator:
         interval_s: float = 10.0,
         concurrency: int = 64,
         device_timeout_s: float = 5.0,
+        pdu_timeout_s: float | None = None,
     ) -> None:
         self.fleet = fleet
         self.opener = opener
         self.interval_s = interval_s
         self.device_timeout_s = device_timeout_s
+        self.pdu_timeout_s = pdu_timeout_s or device_timeout_s
         self._sem = asyncio.Semaphore(concurrency)
         self._refresh = asyncio.Event()
         self.cycles = 0
@@ -193,9 +195,9 @@ class Coordinator:
 
     async def _read_pdu(self, dev: PduDevice) -> v1.PduSample:
         try:
-            sample = await asyncio.wait_for(self._pdu_sample(dev), self.device_timeout_s)
+            sample = await asyncio.wait_for(self._pdu_sample(dev), self.pdu_timeout_s)
         except Exception as exc:
-            self._availability(dev, False, _why(exc, self.device_timeout_s), exc)
+            self._availability(dev, False, _why(exc, self.pdu_timeout_s), exc)
             return v1.PduSample(device_id=dev.device_id, ip=dev.ip, available=False, errors=[_why(exc, 0)])
         self._availability(dev, sample.available, "; ".join(sample.errors) or "reported unavailable", None)
         return sample

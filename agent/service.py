@@ -64,6 +64,7 @@ class Agent:
             interval_s=cfg.poll.interval_s,
             concurrency=cfg.poll.concurrency,
             device_timeout_s=cfg.poll.device_timeout_s,
+            pdu_timeout_s=cfg.poll.pdu_timeout_s,
         )
         self.actuator = Actuator(self.fleet, opener, cfg.poll.device_timeout_s)
         self.lease = Lease(self.buffer)
