@@ -12,6 +12,9 @@ import pyasic
 import pytest
 
 from kuat.catalog import hashrate_at_power, power_at_ratio
+from sim.miners.bmminer import COMPILE_TIME as BM_COMPILE_TIME
+from sim.miners.btminer import FW_VERSION as WM_FW_VERSION
+from sim.miners.luxos import LUX_VERSION
 from sim.runtime import SimMiner
 from tests.conftest import requires_root
 from tests.sim.conftest import RunningSite, StartSite, until
@@ -52,6 +55,7 @@ async def test_pyasic_identifies_and_reads(site: RunningSite, fw: str, model: st
     assert data.pools and str(data.pools[0].url) == m.d.pools[0]
     assert data.uptime is not None and data.uptime > 0
     assert [f.speed for f in data.fans][:2] == m.phys.fans_rpm()[:2]
+    assert data.fw_ver == {"bmminer": BM_COMPILE_TIME, "luxos": LUX_VERSION, "btminer": WM_FW_VERSION}[fw]
     if fw == "bmminer":
         assert data.wattage is None  # stock Antminer firmware reports no power
     else:
