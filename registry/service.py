@@ -186,6 +186,8 @@ class RegistryService:
 
     def _create(self, session: Session, entity: str, values: dict[str, Any], actor: str,
                 action: str = "created") -> Any:
+        if entity != "hsc":
+            session.info.pop("rule_context", None)
         self._check_unique(session, entity, values, None)
         self._check_references(session, entity, values)
         now = self.now()
@@ -202,6 +204,8 @@ class RegistryService:
             return False
         self._check_unique(session, entity, changes, row.id)
         self._check_references(session, entity, changes)
+        if entity != "hsc":
+            session.info.pop("rule_context", None)
         before = audit.snapshot(entity, row)
         for name, value in changes.items():
             setattr(row, name, value)
@@ -434,7 +438,11 @@ class RegistryService:
         result = SightingResult()
         actor = f"telemetry:{site}/{gateway}"
         serials = {s.serial.strip() for s in samples if s.serial and s.serial.strip()}
-        known = {h.serial: h for h in session.execute(select(Hsc).where(Hsc.serial.in_(serials))).scalars()}  # type: ignore[attr-defined]
+        known = {h.serial: h for h in session.execute(select(Hsc).where(col(Hsc.serial).in_(serials))).scalars()}
+        ctx = self._rule_context(session, at)
+        open_rows = {(v.kind, v.subject, v.subject_id): v for v in session.execute(select(Violation).where(
+            col(Violation.subject) == "hsc", col(Violation.status) == ViolationStatus.OPEN.value,
+            col(Violation.subject_id).in_([h.id for h in known.values()]))).scalars()}
         for sample in samples:
             serial = (sample.serial or "").strip()
             if not serial:
@@ -455,7 +463,7 @@ class RegistryService:
             if sample.available:
                 row.last_seen_at, row.last_state, row.last_power_w = at, sample.state.value, sample.power_w
                 session.add(row)
-            for kind in self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS, now=at):
+            for kind in self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS, at, ctx, open_rows):
                 result.violations_opened.append({"kind": kind.value, "serial": serial})
         return result
 
@@ -498,9 +506,15 @@ class RegistryService:
     # ------------------------------------------------------------ compliance
 
     def _rule_context(self, session: Session, now: datetime) -> RuleContext:
+        """Pools and licensees for the rules, loaded once per transaction (and again after one of them changes)."""
+        cached = session.info.get("rule_context")
+        if isinstance(cached, RuleContext) and cached.now == now:
+            return cached
         pools = list(session.execute(select(AccreditedPool)).scalars())
         licensees = list(session.execute(select(Licensee)).scalars())
-        return RuleContext.build(now, pools, licensees, self.fresh_for, self.missing_after)
+        ctx = RuleContext.build(now, pools, licensees, self.fresh_for, self.missing_after)
+        session.info["rule_context"] = ctx
+        return ctx
 
     @staticmethod
     def _facts(row: Hsc) -> HscFacts:
@@ -521,29 +535,34 @@ class RegistryService:
         for kind in kinds:
             existing = open_rows.get((kind.value, "hsc", row.id))  # type: ignore[arg-type]
             evidence = found.get(kind)
-            if self._sync_one(session, existing, kind, "hsc", row.id, evidence, now, row):  # type: ignore[arg-type]
+            created = self._sync_one(session, existing, kind, "hsc", row.id, evidence, now, row)  # type: ignore[arg-type]
+            if evidence is None:
+                open_rows.pop((kind.value, "hsc", row.id), None)  # type: ignore[arg-type]
+            elif created is not None:
+                open_rows[(kind.value, "hsc", row.id)] = created  # type: ignore[index]
                 opened.append(kind)
         return opened
 
     @staticmethod
     def _sync_one(session: Session, existing: Violation | None, kind: ViolationKind, subject: str, subject_id: int,
-                  evidence: dict[str, Any] | None, now: datetime, hsc: Hsc | None = None) -> bool:
-        """Apply one rule outcome to its violation row; True when a violation was opened."""
+                  evidence: dict[str, Any] | None, now: datetime, hsc: Hsc | None = None) -> Violation | None:
+        """Apply one rule outcome to its violation row; returns the violation when one was opened."""
         if evidence is None:
             if existing is not None:
                 existing.status, existing.resolved_at, existing.last_seen_at = ViolationStatus.RESOLVED.value, now, now
                 session.add(existing)
                 log.info("violation %s resolved: %s %s", kind.value, subject, subject_id)
-            return False
+            return None
         if existing is not None:
             existing.last_seen_at, existing.evidence = now, evidence
             session.add(existing)
-            return False
-        session.add(Violation(kind=kind.value, subject=subject, subject_id=subject_id, first_seen_at=now,
+            return None
+        violation = Violation(kind=kind.value, subject=subject, subject_id=subject_id, first_seen_at=now,
                               last_seen_at=now, evidence=evidence, serial=hsc.serial if hsc else None,
-                              device_id=hsc.device_id if hsc else None))
+                              device_id=hsc.device_id if hsc else None)
+        session.add(violation)
         log.warning("violation %s opened: %s %s %s", kind.value, subject, subject_id, evidence)
-        return True
+        return violation
 
     def check_compliance(self, now: datetime | None = None,
                          dpc_power_w: Mapping[str, float] | None = None) -> ComplianceResult:
@@ -607,7 +626,8 @@ class RegistryService:
             if evidence is not None:
                 evidence["source"] = "measured" if dpc.id in by_dpc else "sum of machines' reported power"
             existing = open_rows.get((ViolationKind.DPC_CAPACITY.value, "dpc", dpc.id))
-            opened += self._sync_one(session, existing, ViolationKind.DPC_CAPACITY, "dpc", dpc.id, evidence, now)
+            opened += self._sync_one(session, existing, ViolationKind.DPC_CAPACITY, "dpc", dpc.id, evidence,
+                                     now) is not None
         return opened
 
     def violations(self, status: str | None = ViolationStatus.OPEN.value, kind: str | None = None,

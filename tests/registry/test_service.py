@@ -267,3 +267,11 @@ def test_heartbeat_does_not_touch_the_chain(service: RegistryService, engine: En
     assert events_count(service) == before and service.verify_audit().ok
     with service.reading() as s:
         assert s.execute(select(func.count()).select_from(Hsc)).scalar_one() == 1
+
+
+def test_one_batch_with_a_serial_twice(service: RegistryService, world: dict[str, int], clock: StepClock) -> None:
+    rogue = "stratum+tcp://rogue.example:1"
+    result = service.record_sightings(SITE, "gw1", [sample(1, pools=[rogue]), sample(1, pools=[rogue], outlet=9)],
+                                      clock())
+    assert result.new_pending == ["SN00001"] and result.moved == ["SN00001"]
+    assert sorted(v.kind for v in service.violations()) == ["unaccredited_pool", "unregistered_mining"]
