@@ -46,7 +46,7 @@ def run(config: Path | None) -> None:
     import uvicorn
 
     from controller.app import create_app
-    from controller.runtime import build_services
+    from controller.runtime import build_services, tune_gc_for_ingest
     from controller.scheduler import make_scheduler
 
     settings = _load(config)
@@ -61,6 +61,7 @@ def run(config: Path | None) -> None:
              settings.broker.host, settings.broker.port, settings.api.host, settings.api.port,
              settings.influx.url if settings.influx else "off")  # fmt: skip
     _survive_reraised_signals()
+    tune_gc_for_ingest()
     services.ingest.start()
     scheduler.start()
     try:

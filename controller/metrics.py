@@ -92,7 +92,7 @@ class IngestMetrics:
             [("", self.historical_samples_total)],
         )
         metric("kuat_ingest_rate", "gauge", "Device samples per second over the last window.", [("", self.rate())])
-        metric("kuat_ingest_lag_seconds", "gauge", "Receive time minus batch time, last live batch.",
+        metric("kuat_ingest_lag_seconds", "gauge", "Processing time minus batch time, last live batch.",
                [("", self.last_lag_s)])
         metric("kuat_ingest_queue_depth", "gauge", "Messages received but not yet processed.",
                [("", self.queue_depth())])

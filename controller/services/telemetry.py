@@ -19,6 +19,7 @@ from controller.metrics import IngestMetrics
 from controller.services.owners import OwnerDirectory
 from controller.services.sightings import SightingsBridge
 from controller.settings import ControllerSettings
+from kuat import clock
 from kuat.wire import v1
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class TelemetryService:
             self.influx.write(lines)
             self.metrics.influx_points += len(lines)
         self.sightings.offer(site, gateway, batch.miners, batch.ts)
-        self.metrics.count_samples(len(batch.miners) + len(batch.pdus), received - t, batch.historical)
+        self.metrics.count_samples(len(batch.miners) + len(batch.pdus), clock.time() - t, batch.historical)
         return True
 
     @staticmethod
