@@ -6,7 +6,9 @@ per request. One `SnmpEngine` is shared by every session of the process (pysnmp 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,14 +77,16 @@ class V3Auth:
         )
 
 
-_ENGINE: SnmpEngine | None = None
+_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SnmpEngine] = weakref.WeakKeyDictionary()
 
 
 def shared_engine() -> SnmpEngine:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = SnmpEngine()
-    return _ENGINE
+    """One engine per event loop (an engine's transports belong to the loop that opened them)."""
+    loop = asyncio.get_running_loop()
+    engine = _ENGINES.get(loop)
+    if engine is None:
+        engine = _ENGINES[loop] = SnmpEngine()
+    return engine
 
 
 def parse_oid(text: str) -> Oid:
@@ -137,7 +141,6 @@ class SnmpSession:
         self.timeout = timeout
         self.retries = retries
         self.max_repetitions = max_repetitions
-        self.engine = shared_engine()
         self._target: UdpTransportTarget | None = None
 
     def _auth(self, write: bool = False) -> CommunityData | UsmUserData:
@@ -145,6 +148,10 @@ class SnmpSession:
             return self.v3.usm()
         community = (self.write_community or self.community) if write else self.community
         return CommunityData(community, mpModel=1)
+
+    @property
+    def engine(self) -> SnmpEngine:
+        return shared_engine()
 
     async def _transport(self) -> UdpTransportTarget:
         if self._target is None:
