@@ -77,6 +77,8 @@ class HourOutcome:
     used_kwh: float
     hash_thh: float
     bound_thh: float
+    cut: bool = False  # an emergency order was in force during the hour
+    bound_at_used_thh: float = 0.0  # the bound for the energy actually used: isolates allocation and churn losses
 
     @property
     def over_kwh(self) -> float:
@@ -219,7 +221,7 @@ def _hour_bound(curve: tuple[np.ndarray, np.ndarray], caps: list[tuple[float, fl
 
 def run_day(site_path: Path, day: date, hours: int = 24, step_s: float = 5.0, control_s: float = 15.0,
             lag_s: float = 30.0, cuts: list[Cut] | None = None, net: int | None = None,
-            profile: list[float] | None = None) -> DayResult:
+            profile: list[float] | None = None, policy: Policy | None = None) -> DayResult:
     net = net if net is not None else random.randint(20, 250)
     site_file = load_site(site_path, miner_net=f"127.{net}", pdu_net=f"127.{(net + 1) % 256}")
     t0 = hour_window(day, 1)[0]
@@ -232,7 +234,7 @@ def run_day(site_path: Path, day: date, hours: int = 24, step_s: float = 5.0, co
     schedule = DaySchedule.from_kwh("sim", day, [round(full_w * s / 1000.0, 1) for s in shares], "KOREM-DA")
     cfg = SiteConfig("sim", connection_kw=round(full_w * 1.05 / 1000.0, 1), zone="north-south")
     state, _ = accept_schedule(QuotaState(cfg), schedule, t0 - timedelta(hours=10))
-    policy = Policy(max_wake_w=0.1 * full_w, min_on_s=300, min_off_s=120)
+    policy = policy or Policy(max_wake_w=0.1 * full_w, min_on_s=300, min_off_s=120)
     bands, loop = Bands(), LoopState()
     pending = _orders(day, cuts if cuts is not None else CUTS)
     lifts: list[tuple[datetime, str]] = []
@@ -295,8 +297,10 @@ def _summarise(state: QuotaState, day: date, hours: int, t0: datetime, full_w: f
         hour_caps = [(s.limit_w, (min(s.end, b) - max(s.start, a)).total_seconds()) for s in caps
                      if s.end > a and s.start < b]
         allowed = min(kwh, sum(c * s for c, s in hour_caps) / 3.6e6)
+        cut = any(s.binding.source == Source.EMERGENCY for s in caps if s.end > a and s.start < b)
         outcomes.append(HourOutcome(h, kwh, allowed, used_by_hour[h - 1], hash_ws[h - 1] / 3600.0,
-                                    _hour_bound(curve, hour_caps, kwh)))
+                                    _hour_bound(curve, hour_caps, kwh), cut,
+                                    _hour_bound(curve, hour_caps, used_by_hour[h - 1])))
     windows = [CapWindow(s.start, s.end, s.limit_w, s.binding.source.value, s.binding.reason, s.binding.reference)
                for s in caps if s.binding.source != Source.CONNECTION or s.limit_w < full_w]
     allot = [Allotment(*hour_window(day, h), state.schedules[0].kwh(h) or 0.0) for h in range(1, hours + 1)]
@@ -310,12 +314,21 @@ def report(result: DayResult) -> str:
     for h in result.hours:
         used_pct = 100 * h.used_kwh / h.allowed_kwh if h.allowed_kwh > 0 else float("nan")
         lines.append(f"{h.hour:4d} {h.purchased_kwh:11.1f} {h.allowed_kwh:11.1f} {h.used_kwh:10.1f} "
-                     f"{h.over_kwh:9.3f} {used_pct:9.2f} {100 * h.hash_thh / max(h.bound_thh, 1e-9):12.2f}")
+                     f"{h.over_kwh:9.3f} {used_pct:9.2f} {100 * h.hash_thh / max(h.bound_thh, 1e-9):12.2f}"
+                     f"{'  emergency order' if h.cut else ''}")
     bought = sum(h.purchased_kwh for h in result.hours)
     allowed = sum(h.allowed_kwh for h in result.hours)
     used = sum(h.used_kwh for h in result.hours)
     hash_ = sum(h.hash_thh for h in result.hours)
     bound = sum(h.bound_thh for h in result.hours)
+    calm = [h for h in result.hours if not h.cut]
+    if calm:
+        c_bought, c_used = sum(h.purchased_kwh for h in calm), sum(h.used_kwh for h in calm)
+        c_hash, c_bound = sum(h.hash_thh for h in calm), sum(h.bound_thh for h in calm)
+        c_at_used = sum(h.bound_at_used_thh for h in calm)
+        lines.append(f"hours without an emergency order ({len(calm)}): used {100 * c_used / c_bought:.2f} % of "
+                     f"purchased, hash {100 * c_hash / c_bound:.2f} % of the bound at the purchased energy, "
+                     f"{100 * c_hash / c_at_used:.2f} % of the bound at the energy used")
     lines += [
         f"total: bought {bought:.1f} kWh, allowed by the limits {allowed:.1f} kWh, used {used:.1f} kWh "
         f"({100 * used / bought:.2f} % of bought, {100 * used / allowed:.2f} % of allowed)",
