@@ -3,14 +3,13 @@
 Rows come from a server-side cursor (``stream_results``, ``yield_per``) in batches and leave as text chunks, one
 chunk per batch: memory stays flat however large the registry is. To reach 100,000+ rows/s the database does
 the formatting: timestamps become ISO 8601 text (``2026-01-01T08:00:00.000000Z``) in SQL, JSON Lines records are
-built by the database's JSON functions (SQLite ``json_object``, PostgreSQL ``json_build_object``), and no
-per-value Python conversion runs. CSV cells hold the ``pools`` list as JSON text.
+built by the database's JSON functions (SQLite ``json_object``, PostgreSQL ``json_build_object``) and CSV lines
+by concatenation (every text cell quoted, ``"`` doubled, RFC 4180), so Python only joins one string per row.
+CSV cells hold the ``pools`` list as JSON text.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -57,16 +56,35 @@ def _columns(dialect: str, for_json: bool) -> list[ColumnElement[Any]]:
     return values + [type_coerce(col(c), NullType()) for c in joined]
 
 
+def _csv_line(columns: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """One CSV line per row, built in SQL: numbers bare, text quoted with inner quotes doubled, NULL empty."""
+    cells: list[ColumnElement[Any]] = []
+    for name, value in zip(EXPORT_COLUMNS, columns, strict=True):
+        text = type_coerce(value, String)
+        if name in NUMBER_COLUMNS:
+            cells.append(func.coalesce(text, literal("")))
+        else:
+            cells.append(func.coalesce(literal('"') + func.replace(text, '"', '""') + literal('"'), literal("")))
+    line = cells[0]
+    for cell in cells[1:]:
+        line = line + literal(",") + cell
+    return type_coerce(line, NullType())
+
+
+def _json_line(columns: list[ColumnElement[Any]], dialect: str) -> ColumnElement[Any]:
+    args = [x for name, value in zip(EXPORT_COLUMNS, columns, strict=True) for x in (literal(name), value)]
+    if dialect == "postgresql":
+        return type_coerce(cast(func.json_build_object(*args), String), NullType())
+    return type_coerce(func.json_object(*args), NullType())
+
+
 def export_query(flt: HscFilter, dialect: str, jsonl: bool = False) -> Select[Any]:
+    """One text column per row: a JSON object (`jsonl`) or a CSV line."""
     table = Hsc.__table__  # type: ignore[attr-defined]
     columns = _columns(dialect, jsonl)
-    if jsonl:
-        args = [x for name, value in zip(EXPORT_COLUMNS, columns, strict=True) for x in (literal(name), value)]
-        builder = func.json_build_object if dialect == "postgresql" else func.json_object
-        columns = [type_coerce(cast(builder(*args), String) if dialect == "postgresql" else builder(*args),
-                               NullType())]
+    line = _json_line(columns, dialect) if jsonl else _csv_line(columns)
     return (
-        select(*columns)
+        select(line)
         .select_from(table.outerjoin(Licensee, col(Licensee.id) == table.c.owner_id)
                      .outerjoin(Dpc, col(Dpc.id) == table.c.dpc_id))
         .where(*hsc_conditions(flt))
@@ -83,20 +101,17 @@ def iter_batches(service: RegistryService, flt: HscFilter, jsonl: bool, batch: i
         yield from result.partitions(batch)
 
 
+def _lines(service: RegistryService, flt: HscFilter, jsonl: bool, batch: int) -> Iterator[str]:
+    for rows in iter_batches(service, flt, jsonl, batch):
+        yield "\n".join([row[0] for row in rows]) + "\n"
+
+
 def iter_csv(service: RegistryService, flt: HscFilter, batch: int = BATCH) -> Iterator[str]:
     """A header line, then one chunk per batch."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    yield buffer.getvalue()
-    for rows in iter_batches(service, flt, False, batch):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(rows)
-        yield buffer.getvalue()
+    yield ",".join(EXPORT_COLUMNS) + "\n"
+    yield from _lines(service, flt, False, batch)
 
 
 def iter_jsonl(service: RegistryService, flt: HscFilter, batch: int = BATCH) -> Iterator[str]:
     """One JSON object per line, keys as in the CSV header."""
-    for rows in iter_batches(service, flt, True, batch):
-        yield "\n".join(row[0] for row in rows) + "\n"
+    yield from _lines(service, flt, True, batch)

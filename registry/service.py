@@ -109,8 +109,9 @@ def hsc_conditions(flt: HscFilter) -> list[Any]:
         conditions.append(Hsc.owner_id == owner)
     if flt.dpc_id is not None:
         conditions.append(Hsc.dpc_id == flt.dpc_id)
-    if flt.zone is not None:
-        conditions.append(col(Hsc.dpc_id).in_(select(col(Dpc.id)).where(col(Dpc.zone) == flt.zone)))
+    if flt.zone is not None:  # EXISTS, not IN: the planner then walks (changed_at, id) and stops at a page
+        conditions.append(select(col(Dpc.id)).where(col(Dpc.id) == col(Hsc.dpc_id), col(Dpc.zone) == flt.zone)
+                          .exists())
     if flt.status is not None:
         conditions.append(Hsc.status == flt.status)
     if flt.model is not None:

@@ -106,6 +106,19 @@ def test_export_csv_and_jsonl(client: TestClient, keys: dict[str, str], service:
     records = [json.loads(line) for line in lines]
     assert len(records) == 6 and all(r["status"] == "registered" for r in records)
     assert records[0]["pools"] == ["stratum+tcp://pool.kz-accredited.example:3333"]
+    assert records[0]["changed_at"].endswith("Z") and records[0]["nominal_ths"] == 104.0
+
+
+def test_export_quotes_awkward_text(client: TestClient, keys: dict[str, str]) -> None:
+    awkward = 'Antminer "S19", hydro\nrev 2'
+    made = client.post("/api/v1/registry/hscs", json={"serial": "Q-1", "model": awkward, "nominal_ths": 1.5},
+                       headers=bearer(keys["operator"]))
+    assert made.status_code == 201
+    text_csv = client.get("/api/v1/registry/export.csv", headers=bearer(keys["regulator"])).text
+    (row,) = list(csv.DictReader(io.StringIO(text_csv)))
+    assert row["model"] == awkward and row["nominal_ths"] in {"1.5"} and row["owner_bin"] == ""
+    (line,) = client.get("/api/v1/registry/export.jsonl", headers=bearer(keys["regulator"])).text.splitlines()
+    assert json.loads(line)["model"] == awkward
 
 
 def test_verify_endpoint_names_the_first_broken_link(client: TestClient, keys: dict[str, str], engine: Engine,
