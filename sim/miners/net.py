@@ -93,12 +93,15 @@ async def network_faults(miner: SimMiner, reader: asyncio.StreamReader, writer: 
                          opts: ServeOptions) -> bool:
     """Play the miner's network condition; True when the request must not be answered."""
     if not miner.phys.reachable:
+        log.debug("%s: unreachable (%s), connection reset", miner.ip, miner.phys.phase())
         reset(writer)
         return True
     if Fault.TIMEOUT in miner.phys.faults:
+        log.debug("%s: fault timeout, holding the connection without a reply", miner.ip)
         await hold(reader)
         return True
     if Fault.SLOW in miner.phys.faults:
+        log.debug("%s: fault slow, replying in %.1f s", miner.ip, opts.slow_s)
         await asyncio.sleep(opts.slow_s)
     return False
 
