@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("agent.cli:cli", "Edge agent for a rack gateway: run, probe, scan, command."),
     "controller": ("controller.cli:cli", "Controller: ingest, registry, quota engine, dashboard and API."),
     "demo": ("demo.cli:cli", "One-command demo: broker, controller, simulated site, agents, a grid day."),
+    "registry": ("registry.cli:cli", "HSC registry: standalone service, API keys, CSV import, audit check."),
 }
 
 

@@ -101,3 +101,7 @@ def verify(database_url: str | None) -> None:
         click.echo(f"BROKEN: {report.first_broken.as_dict()}")
         sys.exit(1)
     click.echo("chain intact")
+
+
+if __name__ == "__main__":
+    cli()
