@@ -117,6 +117,8 @@ class RpcMiner(MinerDriver):
             identity.model = _whatsminer_model(await self._optional_command("devdetails")) or identity.model
         if self.family == "antminer":
             identity.merge(await self._antminer_web_identity())
+        if self.family == "luxos":
+            identity.mac = parsers.luxos_mac(await self._optional_command("config"))
         return identity
 
     async def _antminer_web_identity(self) -> Reading:

@@ -378,6 +378,12 @@ def parse_luxos(replies: dict[str, Reply]) -> Reading:
     return reading
 
 
+def luxos_mac(config: Reply | None) -> str | None:
+    """LuxOS `config`: CONFIG[0].MACAddr."""
+    mac = first(config, "CONFIG").get("MACAddr")
+    return mac.strip().lower() or None if isinstance(mac, str) else None
+
+
 # ------------------------------------------------------------------ Braiins OS (legacy RPC)
 
 

@@ -1,0 +1,197 @@
+"""Field tools: `kuat agent probe` (one device's normalized JSON) and `kuat agent scan` (find devices on a range)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from agent.drivers import V3Auth, open_miner, open_pdu
+from agent.drivers.base import DeviceError
+from kuat.wire import v1
+
+
+def _print_json(sample: v1.MinerSample | v1.PduSample) -> None:
+    click.echo(json.dumps(sample.model_dump(mode="json", exclude_none=True), indent=2))
+
+
+@click.command()
+@click.argument("host")
+@click.option("--snmp", is_flag=True, help="HOST is a PDU: read it over SNMP instead of as a miner.")
+@click.option(
+    "--driver",
+    default="auto",
+    show_default=True,
+    help="Miner firmware: auto, antminer, luxos, whatsminer, braiins, avalon.",
+)
+@click.option(
+    "--family",
+    default="auto",
+    show_default=True,
+    help="PDU family (with --snmp): auto or a table name, e.g. apc_rpdu2.",
+)
+@click.option("--community", default="public", show_default=True, help="SNMP v2c read community.")
+@click.option("--snmp-port", type=click.IntRange(1, 65535), default=161, show_default=True)
+@click.option("--v3-user", default=None, help="SNMPv3 user (replaces the community).")
+@click.option("--v3-auth-key", default=None, help="SNMPv3 auth passphrase.")
+@click.option("--v3-priv-key", default=None, help="SNMPv3 privacy passphrase.")
+@click.option("--v3-auth-protocol", default="sha", show_default=True, help="md5, sha, sha224, sha256, sha384, sha512.")
+@click.option("--v3-priv-protocol", default="aes", show_default=True, help="des, 3des, aes, aes192, aes256.")
+@click.option(
+    "--port-offset", type=click.IntRange(0, 60000), default=0, help="Simulated miners: RPC on 4028+N, web on 80+N."
+)
+@click.option("--username", default=None, help="Miner web/API user (stock Antminer default root).")
+@click.option("--password", default=None, help="Miner web/API password (stock Antminer default root).")
+@click.option(
+    "--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True, help="Per request, seconds."
+)
+def probe(
+    host: str,
+    snmp: bool,
+    driver: str,
+    family: str,
+    community: str,
+    snmp_port: int,
+    v3_user: str | None,
+    v3_auth_key: str | None,
+    v3_priv_key: str | None,
+    v3_auth_protocol: str,
+    v3_priv_protocol: str,
+    port_offset: int,
+    username: str | None,
+    password: str | None,
+    timeout: float,
+) -> None:
+    """Read one miner (or with --snmp one PDU) and print Kuat's normalized JSON for it.
+
+    \b
+    Examples:
+      kuat agent probe 10.0.3.17
+      kuat agent probe --snmp 10.0.9.2 --community public
+      kuat agent probe 127.42.1.1 --port-offset 30000
+    """
+    if snmp:
+        v3 = V3Auth(v3_user, v3_auth_key, v3_priv_key, v3_auth_protocol, v3_priv_protocol) if v3_user else None
+        sample: v1.MinerSample | v1.PduSample = _run(
+            _probe_pdu(host, family=family, community=community, port=snmp_port, v3=v3, timeout=timeout)
+        )
+    else:
+        creds = {k: v for k, v in (("username", username), ("password", password)) if v is not None}
+        sample = _run(_probe_miner(host, driver=driver, port_offset=port_offset, timeout=timeout, **creds))
+    _print_json(sample)
+
+
+async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
+    miner = await open_miner(host, **kwargs)
+    return await miner.read()
+
+
+async def _probe_pdu(host: str, **kwargs: Any) -> v1.PduSample:
+    pdu = await open_pdu(host, **kwargs)
+    return await pdu.read()
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except DeviceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:
+        raise click.ClickException(f"bad value: {exc}") from exc
+
+
+@click.command()
+@click.argument("cidr")
+@click.option("--port-offset", type=click.IntRange(0, 60000), default=0, help="Simulated site: RPC 4028+N, SNMP 161+N.")
+@click.option(
+    "--community",
+    "communities",
+    multiple=True,
+    default=["public"],
+    show_default=True,
+    help="SNMP communities to try (repeatable).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 4096), default=128, show_default=True, help="Addresses probed at once."
+)
+@click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True, help="Per probe, seconds.")
+@click.option("--no-miners", is_flag=True, help="Skip the miner (TCP 4028) probe.")
+@click.option("--no-pdus", is_flag=True, help="Skip the PDU (SNMP) probe.")
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write an agent config (YAML) listing what was found.",
+)
+@click.option("--site", default="site", show_default=True, help="Site name for --write-config.")
+@click.option("--gateway", default="gw1", show_default=True, help="Gateway id for --write-config.")
+def scan(
+    cidr: str,
+    port_offset: int,
+    communities: tuple[str, ...],
+    concurrency: int,
+    timeout: float,
+    no_miners: bool,
+    no_pdus: bool,
+    write_config: Path | None,
+    site: str,
+    gateway: str,
+) -> None:
+    """Find miners (cgminer RPC) and PDUs (SNMP sysObjectID) on CIDR; print a table, optionally write a config.
+
+    \b
+    Examples:
+      kuat agent scan 10.0.3.0/24
+      kuat agent scan 10.0.3.0/24 --community public --community monitor --write-config agent.yaml
+    """
+    from agent import discovery
+
+    try:
+        total = len(discovery.addresses(cidr))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="CIDR") from exc
+    with click.progressbar(length=total, label=f"scanning {cidr}", file=sys.stderr) as bar:
+        found = asyncio.run(
+            discovery.scan(
+                cidr,
+                rpc_port=4028 + port_offset,
+                snmp_port=161 + port_offset,
+                communities=list(communities),
+                concurrency=concurrency,
+                timeout_s=timeout,
+                miners=not no_miners,
+                pdus=not no_pdus,
+                progress=bar.update,
+            )
+        )
+    _print_table(found)
+    if write_config is not None:
+        doc = discovery.config_document(found, site=site, gateway=gateway, port_offset=port_offset)
+        _check_config(doc)
+        write_config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        click.echo(f"wrote {write_config} ({len(found)} devices)", err=True)
+
+
+def _print_table(found: list[Any]) -> None:
+    rows = [("KIND", "IP", "DRIVER/FAMILY", "MODEL", "FIRMWARE", "COMMUNITY")]
+    rows += [(f.kind, f.ip, f.driver, f.model or "-", f.firmware or "-", f.community or "-") for f in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    miners = sum(1 for f in found if f.kind == "miner")
+    click.echo(f"{miners} miner(s), {len(found) - miners} PDU(s)", err=True)
+
+
+def _check_config(doc: dict[str, Any]) -> None:
+    """Validate against the agent's own config model, so a written file always loads."""
+    from agent.config import config_from_dict
+
+    try:
+        config_from_dict(doc, source="scan result")
+    except ValueError as exc:
+        raise click.ClickException(f"the scan result does not make a valid agent config: {exc}") from exc

@@ -1,0 +1,125 @@
+"""Find miners and PDUs on an address range: a TCP connect to the cgminer port and an SNMP sysObjectID GET
+per address, with bounded concurrency. Used by `kuat agent scan`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent.drivers import parsers
+from agent.drivers.base import DeviceError
+from agent.drivers.pdu import identify_family as identify_pdu_family
+from agent.transport.cgminer import RpcClient
+from agent.transport.snmp import SnmpSession
+
+log = logging.getLogger(__name__)
+
+MAX_ADDRESSES = 65536  # a /16: beyond that a scan is a mistake, not a site
+
+
+@dataclass
+class Found:
+    kind: Literal["miner", "pdu"]
+    ip: str
+    driver: str  # miner firmware family, or PDU family
+    model: str | None = None
+    firmware: str | None = None
+    community: str | None = None
+
+
+def addresses(cidr: str) -> list[str]:
+    """Host addresses of a CIDR (or a single address); ValueError with the reason when it is not usable."""
+    network = ipaddress.ip_network(cidr.strip(), strict=False)
+    if network.num_addresses > MAX_ADDRESSES:
+        raise ValueError(f"{cidr} holds {network.num_addresses} addresses; scan at most a /16 at a time")
+    hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
+    return [str(h) for h in hosts]
+
+
+async def _port_open(ip: str, port: int, timeout_s: float) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout_s)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
+    if not await _port_open(ip, rpc_port, timeout_s):
+        return None
+    try:
+        version = await RpcClient(ip, rpc_port, timeout_s * 3).command("version")
+    except DeviceError as exc:
+        log.info("%s:%d is open but did not answer 'version': %s", ip, rpc_port, exc)
+        return None
+    family = parsers.firmware_family(version)
+    if family is None:
+        return None
+    identity = parsers.parse_version(version)
+    return Found("miner", ip, family, identity.model, identity.firmware)
+
+
+async def probe_pdu(ip: str, snmp_port: int, communities: list[str], timeout_s: float) -> Found | None:
+    for community in communities:
+        session = SnmpSession(ip, port=snmp_port, community=community, timeout=timeout_s, retries=0)
+        try:
+            table = await identify_pdu_family(session)
+        except DeviceError:
+            continue
+        return Found("pdu", ip, table.family, None, None, community)
+    return None
+
+
+async def scan(
+    cidr: str,
+    *,
+    rpc_port: int = 4028,
+    snmp_port: int = 161,
+    communities: list[str] | None = None,
+    concurrency: int = 128,
+    timeout_s: float = 1.0,
+    miners: bool = True,
+    pdus: bool = True,
+    progress: Callable[[int], Any] | None = None,
+) -> list[Found]:
+    """Every miner and PDU found on `cidr`, in address order. `progress(n)` is told of each address done."""
+    targets = addresses(cidr)
+    limit = asyncio.Semaphore(max(1, concurrency))
+    found: list[Found] = []
+
+    async def one(ip: str) -> None:
+        async with limit:
+            checks = []
+            if miners:
+                checks.append(probe_miner(ip, rpc_port, timeout_s))
+            if pdus:
+                checks.append(probe_pdu(ip, snmp_port, communities or ["public"], timeout_s))
+            for result in await asyncio.gather(*checks):
+                if result is not None:
+                    found.append(result)
+        if progress is not None:
+            progress(1)
+
+    await asyncio.gather(*(one(ip) for ip in targets))
+    return sorted(found, key=lambda f: (ipaddress.ip_address(f.ip), f.kind))
+
+
+def config_document(found: list[Found], *, site: str, gateway: str, port_offset: int = 0) -> dict[str, Any]:
+    """An agent config (agent/config.py format) holding the devices found."""
+    doc: dict[str, Any] = {"site": site, "gateway": gateway}
+    if port_offset:
+        doc["port_offset"] = port_offset
+    doc["devices"] = {
+        "miners": [{"ip": f.ip, "driver": f.driver} for f in found if f.kind == "miner"],
+        "pdus": [{"ip": f.ip, "family": f.driver, "community": f.community} for f in found if f.kind == "pdu"],
+    }
+    return doc
