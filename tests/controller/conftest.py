@@ -9,15 +9,32 @@ import pytest
 
 from controller.runtime import Services, build_services
 from controller.settings import ControllerSettings, load_settings
+from tests.support.postgres import PostgresCluster
 
 
 def make_settings(tmp_path: Path, **over: object) -> ControllerSettings:
-    return load_settings(None, database_url=f"sqlite:///{tmp_path / 'kuat.sqlite'}", **over)
+    over.setdefault("database_url", f"sqlite:///{tmp_path / 'kuat.sqlite'}")
+    return load_settings(None, **over)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> ControllerSettings:
-    return make_settings(tmp_path)
+def database_url(tmp_path: Path) -> str:
+    """SQLite by default; test modules that must hold on PostgreSQL too override this with params."""
+    return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> ControllerSettings:
+    return make_settings(tmp_path, database_url=database_url)
 
 
 @pytest.fixture

@@ -14,6 +14,16 @@ from controller.settings import EnergySource
 from kuat.wire import v1
 from tests.controller.conftest import make_settings
 from tests.controller.wire import T0, batch, every, miner, pdu
+from tests.support.postgres import PostgresCluster
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Rollup upserts and site recomputation are dialect-specific SQL: run them on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
 
 
 def feed(svc: Services, miners_power: dict[int, float], seconds: int, step: int = 10, seq0: int = 1) -> int:
@@ -24,9 +34,10 @@ def feed(svc: Services, miners_power: dict[int, float], seconds: int, step: int 
     return seq
 
 
-def test_energy_by_source_and_site_from_rollups(tmp_path: Path) -> None:
+def test_energy_by_source_and_site_from_rollups(tmp_path: Path, database_url: str) -> None:
     settings = make_settings(
-        tmp_path, meters={"kz1": {"default": "grid", "devices": {miner(2).device_id: "renewables"}}}
+        tmp_path, database_url=database_url,
+        meters={"kz1": {"default": "grid", "devices": {miner(2).device_id: "renewables"}}},
     )
     svc = build_services(settings, with_ingest=False)
     try:
