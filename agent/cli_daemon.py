@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +45,11 @@ def run(config_path: Path, check: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _stopper(stop, sig))
-        await Agent(cfg).run(stop)
+        try:
+            agent = Agent(cfg)
+        except (OSError, sqlite3.Error, ssl.SSLError) as exc:  # buffer path, TLS files
+            raise click.ClickException(f"cannot start the agent: {exc}") from exc
+        await agent.run(stop)
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise in a journal
     log.info("starting: %s", summary)
@@ -82,6 +88,7 @@ def command(host: str, action: str, watts: float | None, outlet: int | None, dri
       kuat agent command 10.1.2.3 power-target --watts 2800
       kuat agent command 10.1.9.1 outlet-cycle --outlet 7 --write-community private
     """
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     drivers = RealDrivers(port_offset, timeout)
     try:
         if action.startswith("outlet-"):

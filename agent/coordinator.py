@@ -80,10 +80,11 @@ class Fleet:
 
     _index: dict[str, MinerDevice] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._reindex()
+
     def miner(self, key: str) -> MinerDevice | None:
         """By device id, `ip-<address>`, address or MAC."""
-        if not self._index:
-            self._reindex()
         return self._index.get(key) or self._index.get(key.lower())
 
     def _reindex(self) -> None:
@@ -98,14 +99,20 @@ class Fleet:
                 return p
         return None
 
-    def learn_id(self, dev: MinerDevice, mac: str | None) -> None:
-        """Without an id in config, a miner is known by its MAC once read (the wire's stable id)."""
+    def learn_id(self, dev: MinerDevice, mac: str | None) -> bool:
+        """Without an id in config, a miner is known by its MAC once read (the wire's stable id). True if changed."""
+        if mac and self._index.get(mac.lower()) is not dev:
+            self._index[mac.lower()] = dev  # findable by MAC from now on
         if dev.cfg.id or not mac or dev.device_id == mac.lower():
-            return
-        old, dev.device_id = dev.device_id, mac.lower()
-        self.outlets.rename(old, dev.device_id)
-        self._reindex()
+            return False
+        self.rename(dev, mac.lower())
         log.info("miner %s is now known by its MAC %s", dev.ip, dev.device_id)
+        return True
+
+    def rename(self, dev: MinerDevice, new_id: str) -> None:
+        old, dev.device_id = dev.device_id, new_id
+        self.outlets.rename(old, new_id)
+        self._reindex()
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Coordinator:
         self.pdu_timeout_s = pdu_timeout_s or device_timeout_s
         self._sem = asyncio.Semaphore(concurrency)
         self._refresh = asyncio.Event()
+        self.on_new_id: Callable[[MinerDevice], None] | None = None  # a miner became known by its MAC
         self.cycles = 0
         self.skipped = 0
         self.last_cycle: Cycle | None = None
@@ -188,7 +196,8 @@ class Coordinator:
         if dev.driver is None:
             dev.driver = await self.opener.open_miner(dev.cfg)
         sample = await dev.driver.read()
-        self.fleet.learn_id(dev, sample.mac)
+        if self.fleet.learn_id(dev, sample.mac) and self.on_new_id is not None:
+            self.on_new_id(dev)
         sample.device_id, sample.ip = dev.device_id, dev.ip
         dev.last = sample
         return sample

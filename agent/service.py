@@ -12,7 +12,7 @@ from agent import drivers
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
 from agent.config import AgentConfig, MinerConfig, PduConfig
-from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet
+from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet, MinerDevice
 from agent.drivers.base import MinerDriver, PduDriver
 from agent.failsafe import Failsafe, Lease
 from agent.publisher import Publisher
@@ -57,6 +57,7 @@ class Agent:
         self.cfg = cfg
         self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_rows, cfg.buffer.max_mb, cfg.buffer.command_memory)
         self.fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
+        self._restore_learned_ids()
         opener = opener or RealDrivers(cfg.port_offset, cfg.poll.device_timeout_s)
         self.coordinator = Coordinator(
             self.fleet,
@@ -66,6 +67,7 @@ class Agent:
             device_timeout_s=cfg.poll.device_timeout_s,
             pdu_timeout_s=cfg.poll.pdu_timeout_s,
         )
+        self.coordinator.on_new_id = self._remember_id
         self.actuator = Actuator(self.fleet, opener, cfg.poll.device_timeout_s)
         self.lease = Lease(self.buffer)
         self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator)
@@ -76,6 +78,17 @@ class Agent:
         self.publisher = Publisher(cfg, self.buffer, self._on_command, devices=len(self.fleet.miners) + len(
             self.fleet.pdus))
         self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ device ids
+    def _restore_learned_ids(self) -> None:
+        """Miners without a configured id keep the MAC id learned in an earlier run, even while unreachable."""
+        for dev in self.fleet.miners:
+            learned = None if dev.cfg.id else self.buffer.get_meta(f"id:{dev.ip}")
+            if learned:
+                self.fleet.rename(dev, learned)
+
+    def _remember_id(self, dev: MinerDevice) -> None:
+        self.buffer.set_meta(f"id:{dev.ip}", dev.device_id)
 
     # ------------------------------------------------------------ telemetry
     def batch(self, cycle: Cycle) -> v1.TelemetryBatch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import random
 import signal
@@ -284,3 +285,50 @@ async def test_daemon_sigterm_is_clean_and_sigkill_leaves_the_will(sim: Sim, bro
                 assert "SIGTERM received" in text and "agent stopped after" in text
     finally:
         ctl.close()
+
+
+async def _kuat(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "kuat.cli", *args, stdout=subprocess.PIPE,
+                                                stderr=subprocess.STDOUT, cwd=PROJECT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode or 0, out.decode()
+
+
+def _json_tail(text: str) -> Any:
+    return json.loads(text[text.index("\n{") + 1 if not text.startswith("{") else 0:])
+
+
+async def test_command_cli_acts_on_one_simulated_device(sim: Sim) -> None:
+    lux = sim.first("luxos")
+    offset = str(PORT_OFFSET)
+    code, out = await _kuat("agent", "command", lux.d.ip or "", "sleep", "--port-offset", offset)
+    assert code == 0, out
+    result = _json_tail(out)
+    assert result["status"] == "applied" and result["sample"]["ip"] == lux.d.ip
+    await wait_until(lambda: lux.phys.is_sleeping, 10, "the simulated LuxOS miner asleep")
+
+    bm = sim.first("bmminer")
+    pdu = next(p for p in sim.server.site.pdus if p.d.id == bm.d.pdu)
+    code, out = await _kuat("agent", "command", pdu.ip, "outlet-off", "--outlet", str(bm.d.outlet),
+                            "--port-offset", offset)
+    assert code == 0, out
+    assert _json_tail(out)["outlet_now"]["state"] == "off"
+    assert not pdu.outlet(bm.d.outlet or 0).on and not bm.phys.reachable
+
+    wm = sim.first("btminer")
+    code, out = await _kuat("agent", "command", bm.d.ip or "", "power-target", "--watts", "2000", "--port-offset",
+                            offset)
+    assert code == 1 and "failed:" in out  # its outlet is off now: it cannot answer
+    code, out = await _kuat("agent", "command", sim.first("bmminer").d.ip or "", "read", "--port-offset", offset)
+    assert code == 1 and "did not answer" in out
+    other_bm = [m for m in sim.server.site.miners if m.d.firmware == "bmminer"][1]
+    code, out = await _kuat("agent", "command", other_bm.d.ip or "", "power-target", "--watts", "2000",
+                            "--port-offset", offset)
+    assert code == 1 and "rejected:" in out and "power target" in out
+    code, out = await _kuat("agent", "command", wm.d.ip or "", "outlet-on", "--port-offset", offset)
+    assert code == 2 and "needs --outlet" in out

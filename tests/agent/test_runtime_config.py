@@ -105,3 +105,13 @@ def test_run_check_validates_and_reports(tmp_path: Path) -> None:
     result = CliRunner().invoke(agent_cli, ["run", "--config", str(bad), "--check"])
     assert result.exit_code != 0
     assert "gateway: Field required" in result.output
+
+
+def test_run_reports_an_unusable_buffer_path_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(yaml.safe_dump(_minimal(buffer={"path": str(blocker / "buffer.sqlite")})))
+    result = CliRunner().invoke(agent_cli, ["run", "--config", str(cfg)])
+    assert result.exit_code == 1
+    assert "cannot start the agent" in result.output and "a-file" in result.output

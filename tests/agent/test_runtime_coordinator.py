@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -241,3 +242,31 @@ async def test_swapped_cables_are_detected_end_to_end() -> None:
     assert coord.fleet.outlets.verdict("m1") == Verdict.MISMATCH
     m1 = next(m for m in cycle.miners if m.device_id == "m1")
     assert any("outlet map mismatch" in e for e in m1.errors)
+
+
+async def test_a_learned_mac_id_survives_a_restart_even_while_the_miner_is_down(tmp_path: Path) -> None:
+    from agent.service import Agent
+
+    site, devices = fake_site(1)
+    devices["miners"][0].pop("id")  # type: ignore[index]
+    site.miners["127.77.0.1"].mac = "02:bc:a1:00:00:07"
+    cfg = config_from_dict({"site": "s", "gateway": "g", "devices": devices,
+                            "buffer": {"path": str(tmp_path / "b.sqlite")}})
+    first = Agent(cfg, site)
+    assert (await first.coordinator.poll_once()).miners[0].device_id == "02:bc:a1:00:00:07"
+    first.buffer.close()
+    site.miners["127.77.0.1"].unreachable = True
+    again = Agent(cfg, site)
+    sample = (await again.coordinator.poll_once()).miners[0]
+    assert not sample.available and sample.device_id == "02:bc:a1:00:00:07"
+    assert sample.outlet == v1.OutletRef(pdu="pdu-a", outlet=1)  # the outlet entry follows the id
+    again.buffer.close()
+
+
+async def test_a_miner_with_a_configured_id_is_also_found_by_its_mac() -> None:
+    site, devices = fake_site(1)
+    site.miners["127.77.0.1"].mac = "02:BC:A1:00:00:09"
+    coord = _coordinator(site, devices)
+    assert coord.fleet.miner("02:bc:a1:00:00:09") is None
+    await coord.poll_once()
+    assert coord.fleet.miner("02:bc:a1:00:00:09") is coord.fleet.miner("m1") is not None
