@@ -371,6 +371,19 @@ async def test_apc_control_column_reads_back_the_control_enum(running: Running) 
     assert (await running.snmp.get_int(pdu.ip, control), await running.snmp.get_int(pdu.ip, state)) == (2, 1)
 
 
+async def test_apc_delayed_command_is_pending_until_cancelled(running: Running) -> None:
+    pdu = running.pdu("apc_rpdu2")
+    control, pending = f"{APC}.9.2.4.1.5.2", f"{APC}.9.2.3.1.6.2"  # outlet 2: ControlCommand, CommandPending
+    assert await running.snmp.get_int(pdu.ip, pending) == 2  # noCommandPending
+    assert await running.snmp.set(pdu.ip, control, rfc1902.Integer32(6)) == "noError"  # delayedOff (5 s)
+    assert pdu.outlet(2).on
+    assert await running.snmp.get_int(pdu.ip, pending) == 1  # commandPending
+    assert await running.snmp.get_int(pdu.ip, f"{APC}.4.3.1.11.1") == 1  # device: commandPending
+    assert await running.snmp.set(pdu.ip, control, rfc1902.Integer32(8)) == "noError"  # cancelPendingCommand
+    assert await running.snmp.get_int(pdu.ip, pending) == 2
+    assert pdu.outlet(2).on
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 async def test_outlet_name_is_writable(running: Running, family: str) -> None:
     pdu, spec = running.pdu(family), SPECS[family]
