@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 from agent.config import MinerConfig, PduConfig
@@ -23,6 +24,7 @@ from kuat.wire import v1
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S", v1.MinerSample, v1.PduSample)
 
 
 class DriverOpener(Protocol):
@@ -184,11 +186,21 @@ class Coordinator:
             return await read
 
     async def _read_miner(self, dev: MinerDevice) -> v1.MinerSample:
+        return await self._read(dev, self._miner_sample(dev), self.device_timeout_s, partial(_offline_miner, dev))
+
+    async def _read_pdu(self, dev: PduDevice) -> v1.PduSample:
+        return await self._read(dev, self._pdu_sample(dev), self.pdu_timeout_s, partial(_offline_pdu, dev))
+
+    async def _read(
+        self, dev: MinerDevice | PduDevice, work: Awaitable[S], timeout_s: float, offline: Callable[[str], S]
+    ) -> S:
+        """One device's read under its timeout; any failure becomes an unavailable sample saying why."""
         try:
-            sample = await asyncio.wait_for(self._miner_sample(dev), self.device_timeout_s)
+            sample = await asyncio.wait_for(work, timeout_s)
         except Exception as exc:  # one device's failure, whatever it is, never spoils the cycle
-            self._availability(dev, False, _why(exc, self.device_timeout_s), exc)
-            return _offline_miner(dev, _why(exc, self.device_timeout_s))
+            why = _why(exc, timeout_s)
+            self._availability(dev, False, why, exc)
+            return offline(why)
         self._availability(dev, sample.available, "; ".join(sample.errors) or "reported unavailable", None)
         return sample
 
@@ -199,24 +211,15 @@ class Coordinator:
         if self.fleet.learn_id(dev, sample.mac) and self.on_new_id is not None:
             self.on_new_id(dev)
         sample.device_id, sample.ip = dev.device_id, dev.ip
-        dev.last = sample
-        return sample
-
-    async def _read_pdu(self, dev: PduDevice) -> v1.PduSample:
-        try:
-            sample = await asyncio.wait_for(self._pdu_sample(dev), self.pdu_timeout_s)
-        except Exception as exc:
-            self._availability(dev, False, _why(exc, self.pdu_timeout_s), exc)
-            return v1.PduSample(device_id=dev.device_id, ip=dev.ip, available=False, errors=[_why(exc, 0)])
-        self._availability(dev, sample.available, "; ".join(sample.errors) or "reported unavailable", None)
-        return sample
+        return sample  # dev.last is set once the outlet's power is merged in
 
     async def _pdu_sample(self, dev: PduDevice) -> v1.PduSample:
         if dev.driver is None:
             dev.driver = await self.opener.open_pdu(dev.cfg)
         sample = await dev.driver.read()
         sample.device_id, sample.ip = dev.device_id, dev.ip
-        dev.last = sample
+        if sample.available:
+            dev.last = sample
         return sample
 
     def _availability(self, dev: MinerDevice | PduDevice, available: bool, why: str, exc: BaseException | None) -> None:
@@ -279,9 +282,9 @@ async def _wait_any(stop: asyncio.Event, refresh: asyncio.Event, delay_s: float)
             w.cancel()
 
 
-def _why(exc: BaseException, timeout: float) -> str:
+def _why(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:.1f}s" if timeout else "timed out"
+        return f"no answer within {timeout_s:.1f}s"
     if isinstance(exc, DeviceUnreachable):
         return f"unreachable: {exc}"
     return f"{type(exc).__name__}: {exc}"
@@ -304,6 +307,19 @@ def _offline_miner(dev: MinerDevice, why: str) -> v1.MinerSample:
         nominal_ths=last.nominal_ths if last else None,
         capabilities=last.capabilities.model_copy() if last else v1.Capabilities(),
         hashrate_ths=0.0,
+        errors=[why],
+    )
+
+
+def _offline_pdu(dev: PduDevice, why: str) -> v1.PduSample:
+    last = dev.last
+    return v1.PduSample(
+        device_id=dev.device_id,
+        ip=dev.ip,
+        available=False,
+        family=last.family if last else None,
+        model=last.model if last else None,
+        serial=last.serial if last else None,
         errors=[why],
     )
 

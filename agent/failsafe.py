@@ -135,7 +135,10 @@ class Failsafe:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # the failsafe must outlive any one bad attempt
+                log.exception("failsafe check failed; trying again")
             try:
                 await asyncio.wait_for(stop.wait(), CHECK_EVERY_S)
             except TimeoutError:

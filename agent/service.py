@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 
 from agent import drivers
 from agent.buffer import Buffer
@@ -104,8 +105,12 @@ class Agent:
         )
 
     async def _publish_cycle(self, cycle: Cycle) -> None:
-        batch = self.batch(cycle)
-        self.publisher.submit(batch.seq, v1.dumps(batch))
+        try:
+            batch = self.batch(cycle)
+            self.publisher.submit(batch.seq, v1.dumps(batch))
+        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: keep polling and obeying commands
+            log.error("this cycle's telemetry could not be buffered and is lost: %s", exc)
+            return
         up = sum(m.available for m in cycle.miners) + sum(p.available for p in cycle.pdus)
         log.debug("cycle %d: %d/%d devices answered in %.2fs", batch.seq, up, cycle.devices, cycle.duration_s)
 

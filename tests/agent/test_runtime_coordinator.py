@@ -270,3 +270,26 @@ async def test_a_miner_with_a_configured_id_is_also_found_by_its_mac() -> None:
     assert coord.fleet.miner("02:bc:a1:00:00:09") is None
     await coord.poll_once()
     assert coord.fleet.miner("02:bc:a1:00:00:09") is coord.fleet.miner("m1") is not None
+
+
+async def test_a_full_disk_loses_that_cycle_only_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from agent.service import Agent
+
+    site, devices = fake_site(1)
+    cfg = config_from_dict({"site": "s", "gateway": "g", "devices": devices,
+                            "buffer": {"path": str(tmp_path / "b.sqlite")}})
+    agent = Agent(cfg, site)
+
+    def full(seq: int, payload: bytes) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR, logger="agent.service"):
+        patch.setattr(agent.buffer, "append", full)
+        await agent._publish_cycle(await agent.coordinator.poll_once())
+    assert "could not be buffered and is lost: database or disk is full" in caplog.text
+    await agent._publish_cycle(await agent.coordinator.poll_once())  # the disk has room again
+    assert [row.seq for row in agent.buffer.pending(10)] == [2]  # seq 1 is the gap that records the loss
+    agent.buffer.close()
