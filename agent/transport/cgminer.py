@@ -68,6 +68,10 @@ class RpcClient:
             return await asyncio.wait_for(self._exchange(json.dumps(payload).encode()), self.timeout)
         except TimeoutError as exc:
             raise DeviceUnreachable(f"{self.ip}:{self.port} timed out after {self.timeout}s") from exc
+        except ConnectionRefusedError as exc:
+            raise DeviceUnreachable(f"{self.ip}:{self.port}: connection refused") from exc
+        except ConnectionResetError as exc:
+            raise DeviceUnreachable(f"{self.ip}:{self.port}: connection reset") from exc
         except OSError as exc:
             raise DeviceUnreachable(f"{self.ip}:{self.port}: {exc.strerror or exc}") from exc
 
