@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kuat import clock
+
 log = logging.getLogger(__name__)
 
 metadata = MetaData()
@@ -279,7 +281,7 @@ class RollupWriter:
 
     def flush(self, everything: bool = False, now: float | None = None) -> int:
         with self._write_lock:
-            cutoff = None if everything else minute_start(time.time() if now is None else now)
+            cutoff = None if everything else minute_start(clock.time() if now is None else now)  # batch-ts time
             taken = self.book.take(cutoff)
             if not taken:
                 return 0

@@ -7,7 +7,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from controller.services.owners import OwnerDirectory
 from controller.services.sightings import SightingsBridge
 from controller.services.telemetry import TelemetryService
 from controller.settings import ControllerSettings
+from kuat import clock
 
 log = logging.getLogger(__name__)
 
@@ -182,5 +183,5 @@ def check_compliance(services: Services) -> Any:
 
 
 def prune_history(services: Services) -> int:
-    cutoff = datetime.now(UTC) - timedelta(days=services.settings.retention_days)
+    cutoff = clock.now() - timedelta(days=services.settings.retention_days)
     return services.rollups.prune(cutoff)

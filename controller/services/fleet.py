@@ -15,6 +15,7 @@ from controller.history import RollupBook, as_datetime
 from controller.live import DeviceLive, LiveState
 from controller.services.commands import CommandService
 from controller.settings import ControllerSettings, EnergySource
+from kuat import clock
 from kuat.wire import v1
 
 EnergyGroup = Literal["device", "owner", "site", "source"]
@@ -94,7 +95,7 @@ class FleetService:
         if len(found) > 1:
             raise LookupError(f"device {device_id!r} is on several sites; add ?site=")
         d = found[0]
-        since = datetime.now(UTC) - timedelta(minutes=history_minutes)
+        since = clock.now() - timedelta(minutes=history_minutes)
         rows = history.device_history(self.engine, d.site, d.device_id, since)
         rows += self._pending_rows(d.site, d.device_id)
         return {
@@ -167,7 +168,7 @@ class FleetService:
         ]
 
     def site_series(self, site: str, minutes: int = 180) -> list[dict[str, Any]]:
-        since = datetime.now(UTC) - timedelta(minutes=minutes)
+        since = clock.now() - timedelta(minutes=minutes)
         return [{**r, "minute": _utc(r["minute"])} for r in history.site_series(self.engine, site, since)]
 
 
