@@ -39,7 +39,7 @@ async def site_and_port() -> AsyncIterator[tuple[Site, int]]:
 async def test_agent_driver_reads_and_switches_the_simulated_pdu(site_and_port: tuple[Site, int], family: str) -> None:
     site, port = site_and_port
     pdu = next(p for p in site.pdus if p.d.family == family)
-    driver = await open_pdu(pdu.ip, port=port, write_community=pdu.d.write_community, timeout=1.0)
+    driver = await open_pdu(pdu.ip, port=port, write_community=pdu.d.write_community, timeout=3.0)
     sample = await driver.read()
     assert sample.available and sample.family == family and not sample.errors
     assert sample.power_w == pytest.approx(pdu.power_w(), abs=10)  # APC totals come in 10 W steps

@@ -135,7 +135,7 @@ def client_engine() -> SnmpEngine:
 
 
 class Manager:
-    def __init__(self, port: int, timeout: float = 1.0) -> None:
+    def __init__(self, port: int, timeout: float = 3.0) -> None:  # generous: other suites load the machine
         self.engine = client_engine()
         self.port = port
         self.timeout = timeout
