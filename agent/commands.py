@@ -48,6 +48,7 @@ class Actuator:
         self.fleet = fleet
         self.opener = opener
         self.timeout_s = timeout_s
+        self._locks: dict[str, asyncio.Lock] = {}  # one control action at a time per device (LuxOS: one session)
 
     async def on_miner(self, dev: MinerDevice, what: str, act: Callable[[MinerDriver], Awaitable[None]]) -> v1.ItemAck:
         async def run() -> None:
@@ -91,8 +92,10 @@ class Actuator:
         return await self.outlet(pdu, ref.outlet, action, dev.device_id)
 
     async def _outcome(self, device_id: str, what: str, work: Awaitable[None]) -> v1.ItemAck:
+        lock = self._locks.setdefault(device_id, asyncio.Lock())
         try:
-            await asyncio.wait_for(work, self.timeout_s)
+            async with lock:
+                await asyncio.wait_for(work, self.timeout_s)
         except CommandUnsupported as exc:
             log.info("%s on %s rejected: %s", what, device_id, exc)
             return _rejected(device_id, f"unsupported: {exc}")

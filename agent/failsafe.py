@@ -205,6 +205,8 @@ class Failsafe:
 
     async def _sleep_or_cut(self, dev: MinerDevice) -> bool:
         assert self.actuator is not None
+        if dev.last is not None and dev.last.state == v1.MinerState.SLEEPING and dev.available:
+            return True  # asleep already: a second sleep could fail and wrongly cut its outlet
         slept = await self.actuator.sleep(dev)
         if slept.status == v1.AckStatus.APPLIED:
             return True

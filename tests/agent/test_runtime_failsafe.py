@@ -143,3 +143,15 @@ async def test_the_failsafe_loop_acts_within_seconds(tmp_path: Path) -> None:
         stop.set()
         await asyncio.wait_for(loop, 5)
     assert failsafe.lease.failsafe_active and all(m.sleeping for m in site.miners.values())
+
+
+async def test_a_miner_already_asleep_is_left_alone(tmp_path: Path) -> None:
+    site, coord, failsafe, processor = await _rig(tmp_path, n=2)
+    asleep = site.miners["127.77.0.1"]
+    asleep.sleeping, asleep.refuse_commands = True, True  # a second sleep would fail...
+    await coord.poll_once()
+    await processor.handle(_setpoints("b1", 0.05, n=1))
+    await asyncio.sleep(0.1)
+    await failsafe.check()
+    assert site.pdus["127.77.0.200"].calls == []  # ...and must not get its outlet cut
+    assert asleep.calls == [] and site.miners["127.77.0.2"].sleeping
