@@ -61,7 +61,8 @@ def event_hash(seq: int, prev_hash: str, actor: str, ts: datetime, entity: str, 
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _locked_head(session: Session) -> AuditHead:
+def lock_head(session: Session) -> AuditHead:
+    """The chain head, row-locked until the transaction ends (created on first use)."""
     stmt = select(AuditHead).where(col(AuditHead.id) == 1).with_for_update()
     head = session.execute(stmt).scalar_one_or_none()
     if head is None:
@@ -74,7 +75,7 @@ def _locked_head(session: Session) -> AuditHead:
 def append(session: Session, *, actor: str, ts: datetime, entity: str, entity_id: object, action: str,
            before: dict[str, Any] | None, after: dict[str, Any] | None) -> AuditEvent:
     """Append one event to the chain inside the caller's transaction (commits with the change it records)."""
-    head = _locked_head(session)
+    head = lock_head(session)
     before_text = None if before is None else canonical(before)
     after_text = None if after is None else canonical(after)
     seq = head.seq + 1

@@ -50,8 +50,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SQLITE_BEGIN = "kuat_sqlite_begin"  # execution option: "IMMEDIATE" for write transactions
+
+
 def _sqlite_on_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    """BEGIN IMMEDIATE for writers (they queue on the busy timeout instead of failing on a stale snapshot),
+    plain BEGIN for readers (WAL readers never block)."""
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def alembic_config() -> Config:

@@ -31,7 +31,7 @@ from registry.compliance import (
     dpc_over_capacity,
     hsc_violations,
 )
-from registry.db import SessionFactory
+from registry.db import SQLITE_BEGIN, SessionFactory
 from registry.errors import InvalidInput, NotFound
 from registry.models import (
     AccreditedPool,
@@ -149,8 +149,13 @@ class RegistryService:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One session, one transaction: committed when the block ends, rolled back on any exception."""
+        """One session, one write transaction: committed when the block ends, rolled back on any exception.
+
+        Writers are serialised up front (SQLite: BEGIN IMMEDIATE; PostgreSQL: the audit head's row lock), so two
+        writers never deadlock or fork the audit chain."""
         with self._sessions() as session, session.begin():
+            session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            audit.lock_head(session)
             yield session
 
     @contextmanager

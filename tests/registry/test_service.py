@@ -275,3 +275,27 @@ def test_one_batch_with_a_serial_twice(service: RegistryService, world: dict[str
                                       clock())
     assert result.new_pending == ["SN00001"] and result.moved == ["SN00001"]
     assert sorted(v.kind for v in service.violations()) == ["unaccredited_pool", "unregistered_mining"]
+
+
+def test_concurrent_writers_keep_one_chain(service: RegistryService, world: dict[str, int], clock: StepClock) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(gateway: str, first: int) -> None:
+        try:
+            for n in range(first, first + 8):
+                service.record_sightings(SITE, gateway, [sample(n)], clock())
+                service.approve(f"SN{n:05d}", ApproveIn(owner_id=world["host"], dpc_id=world["dpc"]), gateway)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"gw{i}", 1 + i * 100)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    report = service.verify_audit()
+    assert report.ok, report.as_dict()
+    assert len(service.list_hscs(HscFilter(status="registered"), limit=100)[0]) == 32
