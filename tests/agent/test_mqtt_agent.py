@@ -144,24 +144,38 @@ async def test_wrong_password_is_logged_and_telemetry_waits_in_the_buffer(tmp_pa
             assert agent.publisher.published == 0
 
 
-async def test_tls_with_a_private_ca(tmp_path: Path) -> None:
-    openssl = require_binary("openssl")
-    ca_key, ca, key, csr, cert = (tmp_path / n for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem"))
-    run = lambda *a: subprocess.run([openssl, *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1",
-        "-subj", "/CN=kuat-test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    ext = tmp_path / "ext.cnf"
+def _signed(openssl: str, tmp_path: Path, name: str, cn: str, ca: Path, ca_key: Path) -> tuple[Path, Path]:
+    """A key and a certificate for `cn` (also as IP SAN 127.0.0.1) signed by the test CA."""
+    key, csr, cert, ext = (tmp_path / f"{name}.{x}" for x in ("key", "csr", "pem", "cnf"))
     ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
-        "-days", "1", "-extfile", str(ext))
-    for f in (key, cert, ca):
-        f.chmod(0o644)
-    with Mosquitto(extra_conf=f"{KEEP_USER}cafile {ca}\ncertfile {cert}\nkeyfile {key}\n") as broker:
+    subprocess.run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                    "-subj", f"/CN={cn}"], check=True, capture_output=True)
+    subprocess.run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+                    "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext)],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def _tls_material(tmp_path: Path) -> dict[str, Path]:
+    openssl = require_binary("openssl")
+    ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+                    str(ca), "-days", "1", "-subj", "/CN=kuat-test-ca"], check=True, capture_output=True)
+    srv_key, srv_cert = _signed(openssl, tmp_path, "broker", "127.0.0.1", ca, ca_key)
+    gw_key, gw_cert = _signed(openssl, tmp_path, "gw1", "kuat-t1-gw1", ca, ca_key)
+    return {"ca": ca, "srv_key": srv_key, "srv_cert": srv_cert, "gw_key": gw_key, "gw_cert": gw_cert}
+
+
+async def test_tls_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
+    pki = _tls_material(tmp_path)
+    conf = (f"{KEEP_USER}cafile {pki['ca']}\ncertfile {pki['srv_cert']}\nkeyfile {pki['srv_key']}\n"
+            "require_certificate true\n")
+    with Mosquitto(extra_conf=conf) as broker:
         site, devices = fake_site(1)
-        cfg = agent_config(tmp_path, broker.port, devices, broker={"tls": {"ca": str(ca)}})
+        tls = {"ca": str(pki["ca"]), "cert": str(pki["gw_cert"]), "key": str(pki["gw_key"])}
+        cfg = agent_config(tmp_path, broker.port, devices, broker={"tls": tls})
         async with running_agent(cfg, site) as agent:
-            await wait_until(lambda: agent.publisher.published >= 2, 15, "telemetry acknowledged over TLS")
+            await wait_until(lambda: agent.publisher.published >= 2, 15, "telemetry acknowledged over mutual TLS")
         assert agent.publisher.connected is False
 
 
