@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRIFT_GRACE_S = 30.0  # after this long, telemetry that contradicts an applied setpoint makes a renewal re-send it
+OUTLET_ACTIONS: dict[v1.CommandKind, OutletAction] = {
+    v1.CommandKind.OUTLET_ON: "on",
+    v1.CommandKind.OUTLET_OFF: "off",
+    v1.CommandKind.OUTLET_CYCLE: "cycle",
+}
 _SEVERITY = {v1.AckStatus.APPLIED: 0, v1.AckStatus.REJECTED: 1, v1.AckStatus.FAILED: 2}
 
 
@@ -171,8 +177,6 @@ class CommandProcessor:
         self._in_progress[cmd.id] = future
         try:
             ack = await self._execute(cmd)
-            self.buffer.remember_command(cmd.id, v1.dumps(ack))
-            future.set_result(ack)
         except BaseException as exc:
             future.set_exception(exc)
             with contextlib.suppress(BaseException):
@@ -180,9 +184,17 @@ class CommandProcessor:
             raise
         finally:
             del self._in_progress[cmd.id]
+        future.set_result(ack)
+        self._remember(cmd.id, ack)
         if ack.status == v1.AckStatus.APPLIED and self._on_applied is not None:
             self._on_applied()
         return ack
+
+    def _remember(self, command_id: str, ack: v1.Ack) -> None:
+        try:
+            self.buffer.remember_command(command_id, v1.dumps(ack))
+        except (sqlite3.Error, OSError) as exc:  # the ack still goes out; only a later repeat could re-apply it
+            log.error("command %s: could not store its ack for idempotency: %s", command_id, exc)
 
     async def _execute(self, cmd: v1.Command) -> v1.Ack:
         log.info("command %s: %s %s", cmd.id, cmd.kind.value, cmd.device_id or f"{len(cmd.setpoints)} setpoints")
@@ -197,7 +209,7 @@ class CommandProcessor:
     # ------------------------------------------------------------ single-device commands
     async def _single(self, cmd: v1.Command) -> v1.ItemAck:
         assert cmd.device_id is not None  # the schema requires it for every kind but setpoints
-        if cmd.kind in (v1.CommandKind.OUTLET_ON, v1.CommandKind.OUTLET_OFF, v1.CommandKind.OUTLET_CYCLE):
+        if cmd.kind in OUTLET_ACTIONS:
             return await self._outlet_command(cmd, cmd.device_id)
         dev = self.fleet.miner(cmd.device_id)
         if dev is None:
@@ -214,7 +226,7 @@ class CommandProcessor:
         return _rejected(cmd.device_id, f"command {cmd.kind.value} is not supported by this agent")
 
     async def _outlet_command(self, cmd: v1.Command, device_id: str) -> v1.ItemAck:
-        action: OutletAction = {"outlet_on": "on", "outlet_off": "off", "outlet_cycle": "cycle"}[cmd.kind.value]  # type: ignore[assignment]
+        action = OUTLET_ACTIONS[cmd.kind]
         pdu = self.fleet.pdu(device_id)
         if pdu is not None:
             if cmd.outlet is None:
