@@ -192,3 +192,22 @@ async def test_the_stored_ack_of_every_kind_round_trips(tmp_path: Path, kind: st
     ack = await rig.send(kind, f"k-{kind}", device_id="m1")
     stored = v1.Ack.model_validate_json(rig.buffer.command_ack(f"k-{kind}") or b"{}")
     assert stored.status == ack.status == v1.AckStatus.APPLIED
+
+
+async def test_the_same_id_arriving_twice_at_once_is_applied_once(tmp_path: Path) -> None:
+    import asyncio
+
+    rig = await make_rig(tmp_path)
+    miner = rig.site.miners[A]
+    original = miner.reboot
+
+    async def slow_reboot() -> None:
+        await asyncio.sleep(0.1)
+        await original()
+
+    miner.reboot = slow_reboot  # type: ignore[method-assign]
+    first, second = await asyncio.gather(rig.send("reboot", "twin", device_id="m1"),
+                                         rig.send("reboot", "twin", device_id="m1"))
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert first.status == second.status == v1.AckStatus.APPLIED
+    assert miner.calls == ["reboot"]
