@@ -7,7 +7,6 @@ their identity (serial, MAC, model, firmware, address, PDU outlet, pools) as the
 from __future__ import annotations
 
 import asyncio
-import errno
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,45 +14,15 @@ from pathlib import Path
 
 import pytest
 
-import agent.drivers  # noqa: F401  (before agent.transport: the two import each other)
 from agent.config import config_from_dict
-from agent.transport import snmp as snmp_transport
 from controller.runtime import Services, build_services
 from sim.agent_config import agent_config_dict
-from sim.server import SimConfig, SimServer
-from sim.site import SiteFile, load_site
 from tests.agent.mqtt_support import running_agent
+from tests.agent.test_e2e_sim import PORT_OFFSET, Sim, sim  # noqa: F401  (the agent's simulated-site fixture)
 from tests.controller.conftest import make_settings
 from tests.support.servers import Mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-SMALL_SITE = Path(__file__).resolve().parents[2] / "sim" / "sites" / "small.toml"
-PORT_OFFSET = 32000
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[tuple[SimServer, SiteFile]]:
-    snmp_transport._ENGINE = None  # one pysnmp engine per event loop (see tests/agent/test_e2e_sim.py)
-    last: OSError | None = None
-    for _ in range(8):
-        net = random.randint(20, 240)
-        site_file = load_site(SMALL_SITE, miner_net=f"127.{net}", pdu_net=f"127.{net + 1}")
-        server = SimServer(site_file, SimConfig(port_offset=PORT_OFFSET, speed=1.0, control_port=None, boot_s=0.5,
-                                                wake_s=0.5, ramp_s=0.5, sleep_s=0.2))  # fmt: skip
-        try:
-            await server.start()
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            last = exc
-            continue
-        try:
-            yield server, site_file
-        finally:
-            await server.stop()
-        return
-    raise RuntimeError(f"no free loopback block: {last}")
 
 
 async def until(check: Callable[[], bool], what: str, within_s: float = 60.0) -> None:
@@ -78,9 +47,12 @@ def controller(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Services]:
 
 
 async def test_site_to_controller_pending_registrations(
-    sim: tuple[SimServer, SiteFile], controller: Services, broker: Mosquitto, tmp_path: Path
+    sim: Sim,  # noqa: F811  (the imported fixture)
+    controller: Services,
+    broker: Mosquitto,
+    tmp_path: Path,
 ) -> None:
-    server, site_file = sim
+    server, site_file = sim.server, sim.site_file
     site = controller.settings.sites[0]
     data = agent_config_dict(site_file, None, broker_port=broker.port, buffer_path=tmp_path / "buf.sqlite",
                              port_offset=PORT_OFFSET, interval_s=0.5)  # fmt: skip
