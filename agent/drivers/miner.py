@@ -119,6 +119,7 @@ class RpcMiner(MinerDriver):
             identity.merge(await self._antminer_web_identity())
         if self.family == "luxos":
             identity.mac = parsers.luxos_mac(await self._optional_command("config"))
+            identity.presets = parsers.luxos_presets(await self._optional_command("profiles"))
         return identity
 
     async def _antminer_web_identity(self) -> Reading:
@@ -171,7 +172,9 @@ class RpcMiner(MinerDriver):
         await self._control("reboot", lambda m: m.reboot())
 
     async def set_power_target(self, watts: float | None) -> None:
-        caps = state.capabilities_for(self.family, self.identity.model if self.identity else None)
+        if self.identity is None:
+            self.identity = await self._identify()
+        caps = state.capabilities_for(self.family, self.identity.model)
         if not caps.power_target:
             raise CommandUnsupported(f"{self.family} firmware on {self.ip} has no power target (sleep/wake only)")
         if watts is None:

@@ -41,6 +41,7 @@ class Reading:
     errors: list[str] = field(default_factory=list)
     uptime_s: int | None = None
     sleeping: bool | None = None  # the firmware said so (Whatsminer btmineroff, Antminer miner-mode 1)
+    presets: list[str] = field(default_factory=list)  # LuxOS profiles
 
     def merge(self, other: Reading) -> Reading:
         """Fill this reading's gaps from `other` (lists extend only when empty here; errors add up)."""
@@ -376,6 +377,12 @@ def parse_luxos(replies: dict[str, Reply]) -> Reading:
         ghs = pick(first(replies.get("summary"), "SUMMARY"), "GHS 5s", "GHS av")
         reading.hashrate_ths = None if ghs is None else ghs / GH_PER_TH
     return reading
+
+
+def luxos_presets(profiles: Reply | None) -> list[str]:
+    """LuxOS `profiles`: PROFILES[*]."Profile Name" (e.g. 545MHz ... default)."""
+    names = [p.get("Profile Name") for p in section(profiles, "PROFILES")]
+    return [n for n in names if isinstance(n, str) and n]
 
 
 def luxos_mac(config: Reply | None) -> str | None:

@@ -21,7 +21,7 @@ SLOW_FAN_RPM = 2000  # a sleeping miner idles its fans (~1,200-1,600 rpm); hashi
 
 # What each firmware can be told to do (DEVICES.md "Control by firmware").
 CAPABILITIES: dict[str, v1.Capabilities] = {
-    "antminer": v1.Capabilities(sleep=True, presets=["normal", "low"]),
+    "antminer": v1.Capabilities(sleep=True),  # web miner-mode sleep; no power target
     "luxos": v1.Capabilities(sleep=True, power_target=True, presets=[]),
     "whatsminer": v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
     "braiins": v1.Capabilities(sleep=True, power_target=True),
@@ -30,8 +30,10 @@ CAPABILITIES: dict[str, v1.Capabilities] = {
 }
 
 
-def capabilities_for(family: str, model: str | None) -> v1.Capabilities:
+def capabilities_for(family: str, model: str | None, presets: list[str] | None = None) -> v1.Capabilities:
     caps = CAPABILITIES.get(family, CAPABILITIES["unknown"]).model_copy(deep=True)
+    if presets:
+        caps.presets = list(presets)
     spec = catalog.lookup(model)
     if caps.power_target and spec is not None:
         caps.power_min_w = round(spec.min_power_w)
@@ -135,7 +137,9 @@ def build_sample(
         boards=reading.boards,
         pools=reading.pools,
         errors=errors,
-        capabilities=capabilities_for(family, reading.model) if include_capabilities else v1.Capabilities(),
+        capabilities=capabilities_for(family, reading.model, reading.presets)
+        if include_capabilities
+        else v1.Capabilities(),
         uptime_s=reading.uptime_s,
     )
 

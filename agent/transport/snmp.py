@@ -64,6 +64,7 @@ class V3Auth:
     priv_key: str | None = None
     auth_protocol: str = "sha"
     priv_protocol: str = "aes"
+    context: str = ""  # SNMPv3 context name (most PDUs: empty)
 
     def usm(self) -> UsmUserData:
         if self.auth_protocol not in _AUTH or self.priv_protocol not in _PRIV:
@@ -153,6 +154,9 @@ class SnmpSession:
     def engine(self) -> SnmpEngine:
         return shared_engine()
 
+    def _context(self) -> ContextData:
+        return ContextData(contextName=self.v3.context) if self.v3 is not None and self.v3.context else ContextData()
+
     async def _transport(self) -> UdpTransportTarget:
         if self._target is None:
             self._target = await UdpTransportTarget.create(
@@ -175,7 +179,7 @@ class SnmpSession:
             return {}
         binds = [ObjectType(ObjectIdentity(o)) for o in oids]
         indication, status, index, result = await get_cmd(
-            self.engine, self._auth(), await self._transport(), ContextData(), *binds, lookupMib=False
+            self.engine, self._auth(), await self._transport(), self._context(), *binds, lookupMib=False
         )
         self._raise_on_error("GET", indication, status, index)
         return {oid_text(tuple(name)): to_python(value) for name, value in result}
@@ -194,7 +198,7 @@ class SnmpSession:
                 self.engine,
                 self._auth(),
                 await self._transport(),
-                ContextData(),
+                self._context(),
                 0,
                 self.max_repetitions,
                 *binds,
@@ -236,7 +240,7 @@ class SnmpSession:
             self.engine,
             self._auth(write=True),
             await self._transport(),
-            ContextData(),
+            self._context(),
             ObjectType(ObjectIdentity(oid), Integer(value)),
             lookupMib=False,
         )

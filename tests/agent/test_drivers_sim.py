@@ -85,6 +85,8 @@ async def test_every_simulated_miner_reads_right(sim: SimServer) -> None:
             assert sample.power_source == v1.PowerSource.REPORTED, where
             assert sample.power_w == pytest.approx(miner.phys.power_w(), rel=0.03), where
             assert sample.capabilities.power_target
+        if miner.d.firmware == "luxos":
+            assert sample.capabilities.presets, "LuxOS profiles become presets"
         assert sample.mac is not None and sample.device_id == sample.mac, where
 
 

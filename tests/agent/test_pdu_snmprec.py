@@ -139,3 +139,19 @@ def test_every_family_table_is_complete() -> None:
     assert rpdu2.outlets["state"].states == {1: "off", 2: "on"}
     assert (rpdu2.control["on"].value, rpdu2.control["off"].value) == (1, 2)
     assert tables["eaton_epdu"].control["off"].oid.endswith(".6.6.1.3")
+
+
+async def test_snmp_v3_auth_priv(snmprec_dir: Path) -> None:
+    """SNMPv3 USM (SHA auth + AES privacy) against snmpsim; the context name selects the recording."""
+    from agent.drivers import V3Auth
+
+    v3_args = ["--v3-user=kuat", "--v3-auth-key=kuat-auth-pass", "--v3-auth-proto=SHA",
+               "--v3-priv-key=kuat-priv-pass", "--v3-priv-proto=AES"]  # fmt: skip
+    with SnmpSim([snmprec_dir / "apc-cpdu.snmprec"], v3_args=v3_args) as sim:
+        good = V3Auth("kuat", "kuat-auth-pass", "kuat-priv-pass", "sha", "aes", context="apc-cpdu")
+        pdu = await open_pdu("127.0.0.1", port=sim.port, v3=good, timeout=3.0)
+        sample = await pdu.read()
+        assert (sample.family, sample.power_w) == ("apc_cpdu", 258.0)  # .32.2.4.1.4.1|2|258
+        wrong = V3Auth("kuat", "not-the-key", "kuat-priv-pass", "sha", "aes", context="apc-cpdu")
+        with pytest.raises(DeviceError):
+            await open_pdu("127.0.0.1", port=sim.port, v3=wrong, timeout=1.0, retries=0)

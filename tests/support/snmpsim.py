@@ -37,7 +37,8 @@ def _probe_packet(community: str) -> bytes:
 class SnmpSim:
     """`with SnmpSim(files) as sim:` -> sim.port; communities = file stems."""
 
-    def __init__(self, recordings: list[Path], *, host: str = "127.0.0.1") -> None:
+    def __init__(self, recordings: list[Path], *, host: str = "127.0.0.1", v3_args: list[str] | None = None) -> None:
+        """`v3_args`: extra responder options for an SNMPv3 user, e.g. ["--v3-user=kuat", "--v3-auth-key=..."]."""
         if not RESPONDER.exists():
             pytest.skip(f"{RESPONDER} missing: install the dev extras (snmpsim, pysmi)")
         self.host = host
@@ -48,6 +49,7 @@ class SnmpSim:
         for path in recordings:
             shutil.copy(path, self.data / path.name)
         self.communities = [p.stem for p in recordings]
+        self.v3_args = v3_args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_s: float = 30.0) -> SnmpSim:
@@ -59,6 +61,7 @@ class SnmpSim:
                 f"--cache-dir={self.dir / 'cache'}",
                 f"--agent-udpv4-endpoint={self.host}:{self.port}",
                 "--log-level=error",
+                *self.v3_args,
             ],
             env=env,
             stdout=subprocess.DEVNULL,
