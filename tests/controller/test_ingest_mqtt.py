@@ -136,3 +136,31 @@ def test_real_agent_last_will_through_the_broker(running: Services, broker: Mosq
     agent.loop_stop()
     agent.socket().close()  # die without DISCONNECT: the broker publishes the will
     wait_for(lambda: not svc.gateways.is_online(site, "gw7"), timeout=20, what="last will delivered")
+
+
+def test_ingest_survives_a_broker_restart(running: Services, broker: Mosquitto, site: str) -> None:
+    svc = running
+    with publisher(broker.port) as pub:
+        pub.send(v1.topic(site, "gw1", "telemetry"), v1.dumps(batch(1, T0, [miner(1)], site=site)))
+    wait_for(lambda: svc.metrics.samples_total == 1, what="first batch")
+    broker.stop()
+    wait_for(lambda: not svc.ingest.connected.is_set(), what="the controller noticing")  # type: ignore[union-attr]
+    broker.start()
+    wait_for(lambda: svc.ingest.connected.is_set(), timeout=30, what="reconnect")  # type: ignore[union-attr]
+    time.sleep(0.3)  # the re-subscription (sent on connect) lands
+    with publisher(broker.port) as pub:
+        pub.send(v1.topic(site, "gw1", "telemetry"), v1.dumps(batch(2, T0 + timedelta(seconds=10), [miner(1)],
+                                                                    site=site)))  # fmt: skip
+    wait_for(lambda: svc.metrics.samples_total == 2, what="ingest after the restart")
+    assert svc.live.find(miner(1).device_id)[0].ts == T0 + timedelta(seconds=10)
+
+
+def test_topics() -> None:
+    from controller.ingest import Rejected, parse_topic, subscriptions
+
+    assert subscriptions([]) == ["kuat/v1/+/gw/+/telemetry", "kuat/v1/+/gw/+/state", "kuat/v1/+/gw/+/ack"]
+    assert subscriptions(["a", "b"])[3] == "kuat/v1/b/gw/+/telemetry"
+    assert parse_topic("kuat/v1/kz1/gw/gw2/ack") == ("kz1", "gw2", "ack")
+    for bad in ("kuat/v1/kz1/gw/gw2/cmd", "kuat/v2/kz1/gw/gw2/ack", "kuat/v1/kz1/grid/signal", "x"):
+        with pytest.raises(Rejected):
+            parse_topic(bad)
