@@ -58,6 +58,7 @@ class Publisher:
         # seq of the newest batch: anything older goes out as historical (all that a previous run left behind, too)
         self._live_seq = buffer.last_seq() + 1
         self._connected = False
+        self._stopping = False
         self.published = 0  # batches acknowledged by the broker
         self.replayed = 0  # of which historical
         self.client = self._make_client()
@@ -103,6 +104,7 @@ class Publisher:
 
     async def stop(self, timeout_s: float = 3.0) -> None:
         """Say offline (retained) and disconnect cleanly; the will is not sent on a clean disconnect."""
+        self._stopping = True
         if self._connected:
             info = self.client.publish(self.topic_state, self._state(online=False), qos=QOS, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not queued / connection gone meanwhile
@@ -146,7 +148,7 @@ class Publisher:
         self.pump()
 
     def _disconnected_now(self, reason: str) -> None:
-        if self._connected:
+        if self._connected and not self._stopping:
             log.warning("MQTT: connection lost (%s); telemetry is buffered on disk until it is back", reason)
         self._connected = False
 
