@@ -86,6 +86,8 @@ def load(db: Path, rows: int, owners: int, dpcs: int) -> None:
                 batch = []
         _insert_hscs(cur, batch)
         cur.execute("COMMIT")
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the one huge transaction into the main file
+        cur.execute("ANALYZE")  # planner statistics, as a long-running registry would have
     finally:
         raw.close()
     engine.dispose()

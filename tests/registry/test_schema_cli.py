@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from click.testing import CliRunner
@@ -12,6 +15,7 @@ from sqlmodel import SQLModel
 
 from registry.cli import cli
 from registry.db import init_db
+from tests.support.servers import free_port, wait_port
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:
@@ -37,3 +41,19 @@ def test_cli_keys_import_verify(tmp_path: Path) -> None:
     revoked = runner.invoke(cli, ["revoke-key", "--database-url", url, "--name", "alice"])
     assert revoked.exit_code == 0 and "revoked 1 key" in revoked.output
     assert "OpenAPI" in runner.invoke(cli, ["serve", "--help"]).output
+
+
+def test_kuat_registry_serve_process(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "kuat.cli", "registry", "serve", "--database-url",
+                             f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_port("127.0.0.1", port, timeout=30)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/registry/hscs", timeout=5).status_code == 401
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode in (0, -15), output  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert "registry schema at head" in output and "Application shutdown complete" in output
