@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import click
 
-from agent.config import ConfigError, MinerConfig, PduConfig, load_config
+from agent.config import ConfigError, MinerConfig, MinerCredentials, PduConfig, load_config
 from agent.drivers.base import CommandUnsupported, DeviceError, DeviceUnreachable, OutletAction
 from agent.service import Agent, RealDrivers
 
@@ -76,11 +76,17 @@ ACTIONS = ("sleep", "wake", "reboot", "power-target", "outlet-on", "outlet-off",
 @click.option("--family", default="auto", show_default=True, help="PDU family (outlet-* actions), or auto-detect.")
 @click.option("--community", default="public", show_default=True, help="PDU read community.")
 @click.option("--write-community", default="private", show_default=True, help="PDU write community.")
+@click.option("--username", help="Miner web/API user (default: the firmware's).")
+@click.option("--password", help="Miner web/API password (default: the firmware's factory one).")
 @click.option("--port-offset", default=0, show_default=True, help="Simulated sites: ports 4028/80/161 + N.")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the device.")
 def command(host: str, action: str, watts: float | None, outlet: int | None, driver: str, family: str,
-            community: str, write_community: str, port_offset: int, timeout: float) -> None:
+            community: str, write_community: str, username: str | None, password: str | None, port_offset: int,
+            timeout: float) -> None:
     """Send one command to one device directly, without MQTT or a config file (bench work in the field).
+
+    Prints the outcome and the device's reading afterwards as JSON (`read` only reads). Exit status 1 with
+    "rejected: ..." when the firmware cannot do it, "failed: ..." when the device did not.
 
     \b
     Examples:
@@ -97,7 +103,9 @@ def command(host: str, action: str, watts: float | None, outlet: int | None, dri
             pdu_cfg = PduConfig(ip=host, family=family, community=community, write_community=write_community)
             result = asyncio.run(_outlet(drivers, pdu_cfg, outlet, action.removeprefix("outlet-"), timeout))
         else:
-            result = asyncio.run(_miner(drivers, MinerConfig(ip=host, driver=driver), action, watts, timeout))
+            creds = MinerCredentials(username=username, password=password)
+            miner_cfg = MinerConfig(ip=host, driver=driver, credentials=creds)
+            result = asyncio.run(_miner(drivers, miner_cfg, action, watts, timeout))
     except CommandUnsupported as exc:
         raise click.ClickException(f"rejected: {exc}") from exc
     except (DeviceUnreachable, TimeoutError) as exc:
