@@ -144,10 +144,13 @@ class Coordinator:
         concurrency: int = 64,
         device_timeout_s: float = 5.0,
         pdu_timeout_s: float | None = None,
+        refresh_gap_s: float | None = None,
     ) -> None:
         self.fleet = fleet
         self.opener = opener
         self.interval_s = interval_s
+        # an early (command-triggered) cycle starts no sooner than this after the previous one: at most 2x the work
+        self.refresh_gap_s = interval_s / 2 if refresh_gap_s is None else refresh_gap_s
         self.device_timeout_s = device_timeout_s
         self.pdu_timeout_s = pdu_timeout_s or device_timeout_s
         self._sem = asyncio.Semaphore(concurrency)
@@ -243,7 +246,7 @@ class Coordinator:
 
     # ------------------------------------------------------------ the loop
     def request_refresh(self) -> None:
-        """Start the next cycle now rather than at the next tick (after a command, to show its effect soon)."""
+        """Start the next cycle early (after a command, to show its effect soon): `refresh_gap_s` after the last."""
         self._refresh.set()
 
     async def run(self, on_cycle: OnCycle, stop: asyncio.Event) -> None:
@@ -267,7 +270,9 @@ class Coordinator:
                 )
                 next_tick += missed * self.interval_s
             await _wait_any(stop, self._refresh, next_tick - time.monotonic())
-            if self._refresh.is_set():
+            if self._refresh.is_set() and not stop.is_set():
+                early = min(next_tick, cycle.started + self.refresh_gap_s)
+                await _wait_any(stop, asyncio.Event(), early - time.monotonic())
                 next_tick = time.monotonic()
 
 

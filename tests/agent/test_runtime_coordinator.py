@@ -169,6 +169,7 @@ async def test_cycles_never_overlap_and_a_late_cycle_skips_ticks(caplog: pytest.
 async def test_request_refresh_starts_the_next_cycle_early() -> None:
     site, devices = fake_site(1, with_pdu=False)
     coord = _coordinator(site, devices, interval_s=3600)
+    coord.refresh_gap_s = 0.05
     stop = asyncio.Event()
     seen: list[Cycle] = []
 
