@@ -15,14 +15,16 @@ from typing import Any
 from agent.transport.snmp import SnmpSession, V3Auth
 
 from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, MinerDriver, PduDriver
-from .miner import RpcMiner, identify_family
+from .miner import RpcMiner, pyasic_for
 from .pdu import SnmpPdu
 from .pdu import identify_family as identify_pdu_family
+from .pyasic_generic import PyasicMiner, family_of
 from .state import apply_outlet_power
 
 __all__ = [
     "MINER_DRIVERS",
     "PDU_DRIVERS",
+    "PyasicMiner",
     "RpcMiner",
     "SnmpPdu",
     "V3Auth",
@@ -45,19 +47,29 @@ async def open_miner(
 ) -> MinerDriver:
     """A driver for the miner at `ip`. `port_offset` adds to both ports (simulated miners on non-root ports).
 
+    "auto" identifies the miner with pyasic (its factory on the standard ports; elsewhere pyasic's own rules
+    applied to the `version` reply) and picks the lean RPC driver for its firmware, or the pyasic driver.
     credentials: `username`, `password` (Antminer web API digest auth, pyasic passwords).
     """
     rpc_port += port_offset
     web_port += port_offset
-    if driver == "auto":
-        driver = await identify_family(ip, rpc_port=rpc_port, timeout_s=timeout)
-    if driver not in MINER_DRIVERS:
-        raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")
     unknown = set(credentials) - {"username", "password"}
     if unknown:
         raise TypeError(f"unknown miner credentials {sorted(unknown)} (username, password)")
+    pyasic_miner = None
+    if driver in ("auto", "pyasic"):
+        pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, password=credentials.get("password"))
+        driver = family_of(pyasic_miner) if driver == "auto" else driver
+    if driver not in MINER_DRIVERS:
+        raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")
     return MINER_DRIVERS[driver](
-        ip, rpc_port=rpc_port, web_port=web_port, timeout=timeout, device_id=device_id, **credentials
+        ip,
+        rpc_port=rpc_port,
+        web_port=web_port,
+        timeout=timeout,
+        device_id=device_id,
+        pyasic_miner=pyasic_miner,
+        **credentials,
     )
 
 

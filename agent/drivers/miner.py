@@ -206,8 +206,10 @@ async def pyasic_for(ip: str, *, rpc_port: int = 4028, web_port: int = 80, passw
     else:
         miner_type, model = await _probe_type(ip, rpc_port)
         miner = MinerFactory._select_miner_from_classes(ip, miner_model=model, miner_type=miner_type)
-    if miner is None or type(miner).__name__ == "UnknownMiner":
-        raise DeviceUnreachable(f"{ip}: pyasic does not recognise a miner there")
+    if miner is None:
+        raise DeviceUnreachable(f"{ip}: no miner answers (pyasic probed ports {web_port} and {rpc_port})")
+    if type(miner).__name__ == "UnknownMiner":
+        raise DeviceError(f"{ip}: something answers, but pyasic does not recognise the miner")
     _override_ports(miner, rpc_port, web_port)
     if password:
         for api in (getattr(miner, "rpc", None), getattr(miner, "web", None)):
@@ -235,7 +237,7 @@ async def _probe_type(ip: str, rpc_port: int) -> tuple[Any, str | None]:
     if miner_type is None:
         miner_type = MinerFactory._parse_socket_type(str(await _safe(rpc, "devdetails")))
     if miner_type is None:
-        raise DeviceUnreachable(f"{ip}:{rpc_port}: no cgminer-family miner recognised")
+        raise DeviceError(f"{ip}:{rpc_port}: answers, but no miner firmware pyasic recognises")
     if miner_type == MinerTypes.WHATSMINER:
         model = _whatsminer_model(await _safe(rpc, "devdetails"))
         return miner_type, (model[:-1] + "0") if model else None

@@ -159,3 +159,21 @@ async def test_unreachable_miner_raises(sim: SimServer) -> None:
     sim.site.inject(miner.ip, "offline")
     with pytest.raises(DeviceUnreachable):
         await driver.read()
+
+
+@pytest.mark.parametrize("firmware", ["bmminer", "luxos", "btminer"])
+async def test_pyasic_read_path_agrees_with_the_lean_one(sim: SimServer, firmware: str) -> None:
+    """driver="pyasic" (the path for firmware without a lean parser) reads the same miner through get_data()."""
+    miner = first(sim, firmware)
+    slow = await open_miner(miner.ip, driver="pyasic", port_offset=sim.config.port_offset, timeout=5.0)
+    lean = await open_miner(miner.ip, port_offset=sim.config.port_offset, timeout=5.0)
+    via_pyasic, via_rpc = await slow.read(), await lean.read()
+    assert type(slow).__name__ == "PyasicMiner" and type(lean).__name__ == "RpcMiner"
+    assert via_pyasic.available and via_pyasic.state == v1.MinerState.MINING
+    assert via_pyasic.hashrate_ths == pytest.approx(via_rpc.hashrate_ths, rel=0.05)
+    assert via_pyasic.mac in (via_rpc.mac, None)  # pyasic 0.79 finds no MAC in LuxOS's config reply
+    assert via_pyasic.model is not None
+    assert len(via_pyasic.boards) == 3
+    if firmware != "bmminer":
+        assert via_pyasic.power_source == v1.PowerSource.REPORTED
+        assert via_pyasic.power_w == pytest.approx(miner.phys.power_w(), rel=0.05)
