@@ -14,11 +14,13 @@ from quota.control import (
     Planned,
     PowerReading,
     band_step,
+    dispatch_limit,
     energy_pace,
     site_power,
     stragglers,
 )
-from quota.limits import Source
+from quota.limits import DaySchedule, EmergencyOrder, QuotaState, SiteConfig, Source
+from quota.timebase import hour_window
 
 H0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 H1 = H0 + timedelta(hours=1)
@@ -110,3 +112,20 @@ def test_site_power_uncertainty() -> None:
                      PowerReading("c", None, "none")])
     assert sp.watts == 2000 and sp.missing == 1
     assert sp.uncertainty == pytest.approx(0.055) and sp.estimated_share == 0.5
+
+
+def test_dispatch_limit_paces_the_hour_and_looks_ahead() -> None:
+    day = H0.date()
+    kwh = [1000.0] * 24
+    kwh[1] = 500.0
+    state = QuotaState(SiteConfig("s", connection_kw=5000), schedules=(DaySchedule.from_kwh("s", day, kwh),))
+    start, end = hour_window(day, 1)
+    behind = dispatch_limit(state, start + timedelta(minutes=30), used_kwh=300, current_w=600_000)
+    assert behind.binding.source == Source.ENERGY_BUDGET
+    assert behind.limit_w > 1_000_000  # catching up: above the hour's average, the schedule average is not a cap
+    edge = dispatch_limit(state, end - timedelta(seconds=10), used_kwh=985, current_w=1_000_000)
+    assert edge.binding.source == Source.SCHEDULE and edge.limit_w == 500_000  # acts in hour 2: its limit now
+    soon = EmergencyOrder("s", "E-1", start + timedelta(minutes=10, seconds=20), None, cap_mw=0.2)
+    ordered = QuotaState(state.site, state.schedules, orders=(soon,))
+    early = dispatch_limit(ordered, start + timedelta(minutes=10), used_kwh=160, current_w=1_000_000)
+    assert early.binding.reference == "E-1" and early.limit_w == 200_000
