@@ -19,6 +19,7 @@ from sim.physics import Phase
 from sim.runtime import SimMiner
 from sim.server import SimConfig, SimServer
 from sim.site import load_site
+from tests.conftest import requires_root
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +178,38 @@ async def test_pyasic_read_path_agrees_with_the_lean_one(sim: SimServer, firmwar
     if firmware != "bmminer":
         assert via_pyasic.power_source == v1.PowerSource.REPORTED
         assert via_pyasic.power_w == pytest.approx(miner.phys.power_w(), rel=0.05)
+
+
+@requires_root
+async def test_standard_ports_identified_by_pyasic_factory() -> None:
+    """On the real ports (80/4028/161, root) "auto" runs pyasic's own factory, as on a rack network."""
+    for _ in range(8):
+        nets = random.sample(range(20, 251), 2)
+        site = load_site(SMALL_SITE, miner_net=f"127.{nets[0]}", pdu_net=f"127.{nets[1]}")
+        server = SimServer(site, SimConfig(port_offset=0, control_port=None, **QUICK))
+        try:
+            await server.start()
+            break
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    else:
+        pytest.fail("no free loopback block for ports 80/4028")
+    try:
+        for firmware, family in FAMILY.items():
+            miner = first(server, firmware)
+            driver = await open_miner(miner.ip, timeout=5.0)
+            assert getattr(driver, "family", None) == family
+            sample = await driver.read()
+            assert sample.state == v1.MinerState.MINING
+            assert sample.hashrate_ths == pytest.approx(miner.phys.hashrate_ths(), rel=0.02)
+        bm = first(server, "bmminer")
+        driver = await open_miner(bm.ip, timeout=5.0)
+        await driver.sleep()
+        await until(lambda: bm.phys.phase() == Phase.SLEEPING, "asleep on real ports")
+        await driver.wake()
+        await until(lambda: bm.phys.phase() == Phase.MINING, "awake on real ports")
+        pdu = await open_pdu(server.site.pdus[0].ip, timeout=2.0)
+        assert (await pdu.read()).family == server.site.pdus[0].d.family
+    finally:
+        await server.stop()
