@@ -26,6 +26,7 @@ HSC_COLUMNS = (
     "decommissioned_at", "changed_at", "last_seen_at",
 )
 TIME_COLUMNS = frozenset({"first_seen_at", "registered_at", "decommissioned_at", "changed_at", "last_seen_at"})
+ENUM_COLUMNS = frozenset({"status", "zone"})
 NUMBER_COLUMNS = frozenset({"id", "nominal_ths", "rated_w", "owner_id", "dpc_id", "pdu_outlet"})
 JOINED_COLUMNS = ("owner_bin", "owner_name", "owner_licence", "dpc_name", "zone")
 EXPORT_COLUMNS = HSC_COLUMNS + JOINED_COLUMNS
@@ -57,11 +58,12 @@ def _columns(dialect: str, for_json: bool) -> list[ColumnElement[Any]]:
 
 
 def _csv_line(columns: list[ColumnElement[Any]]) -> ColumnElement[Any]:
-    """One CSV line per row, built in SQL: numbers bare, text quoted with inner quotes doubled, NULL empty."""
+    """One CSV line per row, built in SQL: numbers, times and enums bare, text quoted with inner quotes doubled,
+    NULL empty."""
     cells: list[ColumnElement[Any]] = []
     for name, value in zip(EXPORT_COLUMNS, columns, strict=True):
         text = type_coerce(value, String)
-        if name in NUMBER_COLUMNS:
+        if name in NUMBER_COLUMNS or name in TIME_COLUMNS or name in ENUM_COLUMNS:  # nothing to quote in these
             cells.append(func.coalesce(text, literal("")))
         else:
             cells.append(func.coalesce(literal('"') + func.replace(text, '"', '""') + literal('"'), literal("")))
