@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from controller.api import commands, fleet, health, site
+from controller.dashboard import api as dashboard
 from controller.runtime import Services
 from controller.settings import ControllerSettings
 from kuat import __version__
@@ -25,6 +26,7 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
     mount_registry(app, services)
     for router in (fleet.router, site.router, commands.router, health.router):
         app.include_router(router)
+    dashboard.install(app)
     return app
 
 
