@@ -8,9 +8,9 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.models import AuditEvent, Hsc, ViolationKind
-from registry.schemas import ApproveIn, BulkApproveItem, DpcIn, HscIn, LicenseePatch
+from registry.schemas import ApproveIn, BulkApproveItem, DpcIn, HscIn, LicenseeIn, LicenseePatch
 from registry.service import HscFilter, RegistryService
 from tests.registry.conftest import ACCREDITED, StepClock
 from tests.registry.helpers import sample
@@ -299,3 +299,18 @@ def test_concurrent_writers_keep_one_chain(service: RegistryService, world: dict
     report = service.verify_audit()
     assert report.ok, report.as_dict()
     assert len(service.list_hscs(HscFilter(status="registered"), limit=100)[0]) == 32
+
+
+def test_audited_delete_and_a_delete_behind_the_app(service: RegistryService, engine: Engine,
+                                                    world: dict[str, int]) -> None:
+    service.delete("pool", world["pool"], "operator:test")  # through the app: recorded, chain intact
+    assert service.verify_audit().ok
+    with pytest.raises(NotFound):
+        service.get("pool", world["pool"])
+    lic = service.create_licensee(LicenseeIn(bin="000000000101", name="Gone LLP", licence_number="DM-9",
+                                             subtype="II", valid_from=date(2025, 5, 5)), "operator:test")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM licensee WHERE id = :i"), {"i": lic.id})
+    report = service.verify_audit()
+    assert report.first_broken is not None and report.first_broken.entity == "licensee"
+    assert report.first_broken.entity_id == str(lic.id) and "gone" in report.first_broken.reason
