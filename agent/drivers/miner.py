@@ -11,7 +11,7 @@ the matching pyasic class is built directly with its ports overridden.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kuat.wire import v1
@@ -148,19 +148,8 @@ class RpcMiner(MinerDriver):
             )
         return self._pyasic
 
-    async def _control(self, name: str, call: Callable[[Any], Any]) -> None:
-        miner = await self.pyasic_miner()
-        try:
-            result = await call(miner)
-        except (OSError, TimeoutError) as exc:
-            raise DeviceUnreachable(f"{self.ip} {name}: {exc}") from exc
-        except DeviceError:
-            raise
-        except Exception as exc:  # pyasic raises APIError and friends
-            raise DeviceError(f"{self.ip} {name} failed: {exc.__class__.__name__}: {exc}") from exc
-        if result is False:
-            raise DeviceError(f"{self.ip}: the firmware did not accept {name}")
-        log.info("%s: %s accepted", self.ip, name)
+    async def _control(self, name: str, call: Callable[[Any], Awaitable[Any]]) -> None:
+        await pyasic_call(self.ip, name, call(await self.pyasic_miner()))
 
     async def sleep(self) -> None:
         await self._control("sleep", lambda m: m.stop_mining())
@@ -182,6 +171,21 @@ class RpcMiner(MinerDriver):
             if watts is None:
                 raise CommandUnsupported(f"{self.ip}: unknown model, cannot restore its nominal power")
         await self._control(f"power target {watts:.0f} W", lambda m: m.set_power_limit(int(watts)))
+
+
+async def pyasic_call(ip: str, name: str, call: Awaitable[Any]) -> None:
+    """Await one pyasic control call: its errors become driver errors, and `False` (refused) too."""
+    try:
+        result = await call
+    except (OSError, TimeoutError) as exc:
+        raise DeviceUnreachable(f"{ip} {name}: {exc}") from exc
+    except DeviceError:
+        raise
+    except Exception as exc:  # pyasic raises APIError and friends
+        raise DeviceError(f"{ip} {name} failed: {exc.__class__.__name__}: {exc}") from exc
+    if result is False:
+        raise DeviceError(f"{ip}: the firmware did not accept {name}")
+    log.info("%s: %s accepted", ip, name)
 
 
 def _hashing(replies: dict[str, Reply]) -> bool:

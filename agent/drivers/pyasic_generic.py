@@ -11,6 +11,7 @@ from kuat.wire import v1
 
 from . import state
 from .base import CommandUnsupported, DeviceError, DeviceUnreachable, MinerDriver, register_miner
+from .miner import pyasic_call
 from .parsers import Reading, plausible_temp
 
 log = logging.getLogger(__name__)
@@ -93,20 +94,16 @@ class PyasicMiner(MinerDriver):
         sample.capabilities = pyasic_capabilities(self.miner, reading.model)
         return sample
 
-    async def _call(self, name: str, result: Any) -> None:
-        if await result is False:
-            raise DeviceError(f"{self.ip}: the firmware did not accept {name}")
-
     async def sleep(self) -> None:
         if not getattr(self.miner, "supports_shutdown", False):
             raise CommandUnsupported(f"{self.ip}: pyasic cannot put this firmware to sleep")
-        await self._call("sleep", self.miner.stop_mining())
+        await pyasic_call(self.ip, "sleep", self.miner.stop_mining())
 
     async def wake(self) -> None:
-        await self._call("wake", self.miner.resume_mining())
+        await pyasic_call(self.ip, "wake", self.miner.resume_mining())
 
     async def reboot(self) -> None:
-        await self._call("reboot", self.miner.reboot())
+        await pyasic_call(self.ip, "reboot", self.miner.reboot())
 
     async def set_power_target(self, watts: float | None) -> None:
         caps = pyasic_capabilities(self.miner, getattr(self.miner, "model", None))
@@ -116,7 +113,7 @@ class PyasicMiner(MinerDriver):
             watts = caps.power_max_w
         if watts is None:
             raise CommandUnsupported(f"{self.ip}: unknown model, cannot restore its nominal power")
-        await self._call(f"power target {watts:.0f} W", self.miner.set_power_limit(int(watts)))
+        await pyasic_call(self.ip, f"power target {watts:.0f} W", self.miner.set_power_limit(int(watts)))
 
 
 def family_of(miner: Any) -> str:

@@ -25,6 +25,16 @@ def sample(family: str, reading: Reading) -> v1.MinerSample:
     return state.build_sample("127.0.0.9", reading, family)
 
 
+def stock_capture(folder: Path, base: str, *, suffix: str = "", stats: str = "stats.json") -> v1.MinerSample:
+    """A bmminer-family capture set `<base>_{stats,pools,version}<suffix>` read as the antminer driver reads it."""
+    replies = {
+        "stats": load(folder, f"{base}_{stats.replace('.json', f'{suffix}.json')}"),
+        "pools": load(folder, f"{base}_pools{suffix}.json"),
+        "version": load(folder, f"{base}_version{suffix}.json"),
+    }
+    return sample("antminer", parsers.parse_antminer(replies))
+
+
 def test_every_fixture_decodes(miner_fixtures: Path) -> None:
     files = sorted(p for p in miner_fixtures.iterdir() if p.suffix in (".json", ".txt") and p.name != "README.md")
     assert len(files) >= 59
@@ -70,13 +80,7 @@ def test_numbers_as_strings_and_units() -> None:
 
 
 def test_stock_s17_stats(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, "foreman_antminer_s17_stats.json"),
-            "pools": load(miner_fixtures, "foreman_antminer_s17_pools.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, "foreman_antminer_s17")
     # "GHS 5s":"54997.01" (a string!) -> 54.997 TH/s
     assert s.hashrate_ths == pytest.approx(54.997, abs=1e-3)
     assert s.model == "S17 Pro" and s.make == "Antminer" and s.firmware == "bmminer 1.0.0"
@@ -108,28 +112,14 @@ def test_stock_s19_sleeping(miner_fixtures: Path) -> None:
 
 @pytest.mark.parametrize("base", ["foreman_antminer_s17plus_sleeping", "foreman_antminer_t17plus_sleeping"])
 def test_stock_17_series_sleeping(miner_fixtures: Path, base: str) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, f"{base}_stats.json"),
-            "pools": load(miner_fixtures, f"{base}_pools.json"),
-            "version": load(miner_fixtures, f"{base}_version.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, base)
     assert s.hashrate_ths == 0.0 and s.state == v1.MinerState.SLEEPING
     assert len(s.pools) == 3
 
 
 @pytest.mark.parametrize("suffix", ["", "_2"])
 def test_stock_s19_overheating_is_degraded(miner_fixtures: Path, suffix: str) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, f"foreman_antminer_s19_overheating_stats{suffix}.json"),
-            "pools": load(miner_fixtures, f"foreman_antminer_s19_overheating_pools{suffix}.json"),
-            "version": load(miner_fixtures, f"foreman_antminer_s19_overheating_version{suffix}.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, "foreman_antminer_s19_overheating", suffix=suffix)
     # 0 GH/s while fans race (5160..6240 rpm) and boards are at 88-92 C: stopped by the heat, not asleep
     assert s.hashrate_ths == 0.0
     assert s.state == v1.MinerState.DEGRADED
@@ -138,28 +128,14 @@ def test_stock_s19_overheating_is_degraded(miner_fixtures: Path, suffix: str) ->
 
 
 def test_stock_s19_really_cold(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, "foreman_antminer_s19_really_cold_stats.json"),
-            "pools": load(miner_fixtures, "foreman_antminer_s19_really_cold_pools.json"),
-            "version": load(miner_fixtures, "foreman_antminer_s19_really_cold_version.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, "foreman_antminer_s19_really_cold")
     assert s.model == "S19 Pro" and s.state == v1.MinerState.MINING
     assert s.hashrate_ths == pytest.approx(110.7868, abs=1e-3)
     assert s.temp_c == 22.0  # hottest board: temp1..3 = 22, 20, 21
 
 
 def test_hiveon_s9_malformed_stats(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, "foreman_antminer_s9_hiveon_stats.malformed.txt"),
-            "pools": load(miner_fixtures, "foreman_antminer_s9_hiveon_pools.json"),
-            "version": load(miner_fixtures, "foreman_antminer_s9_hiveon_version.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, "foreman_antminer_s9_hiveon", stats="stats.malformed.txt")
     # "GHS 5s":"11781.40" -> 11.7814 TH/s; chains 6..8 (of 16) are the fitted ones, 63 chips each
     assert s.hashrate_ths == pytest.approx(11.7814)
     assert s.model == "S9" and s.firmware is not None and s.firmware.startswith("Hiveon")
@@ -185,14 +161,7 @@ def test_s9_bad_temps(miner_fixtures: Path) -> None:
 
 
 def test_mskminer_reports_power(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
-        {
-            "stats": load(miner_fixtures, "pyasic_mskminer_s19_88_rpc_stats.json"),
-            "pools": load(miner_fixtures, "pyasic_mskminer_s19_88_rpc_pools.json"),
-            "version": load(miner_fixtures, "pyasic_mskminer_s19_88_rpc_version.json"),
-        }
-    )
-    s = sample("antminer", r)
+    s = stock_capture(miner_fixtures, "pyasic_mskminer_s19_88_rpc")
     # "total_power": 3358 W -> reported; "GHS 5s": 99989.59
     assert (s.power_w, s.power_source, s.reported_power_w) == (3358.0, v1.PowerSource.REPORTED, 3358.0)
     assert s.hashrate_ths == pytest.approx(99.98959)
