@@ -59,6 +59,7 @@ class Publisher:
         self._live_seq = buffer.last_seq() + 1
         self._connected = False
         self._stopping = False
+        self._refused: str | None = None
         self.published = 0  # batches acknowledged by the broker
         self.replayed = 0  # of which historical
         self.client = self._make_client()
@@ -120,8 +121,12 @@ class Publisher:
     # ------------------------------------------------------------ paho callbacks (network thread)
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         if reason.is_failure:
-            log.error("MQTT: broker refused the connection: %s", reason)
+            text = str(reason)
+            log.log(logging.ERROR if text != self._refused else logging.DEBUG,
+                    "MQTT: broker refused the connection: %s (retrying)", text)
+            self._refused = text  # said once until the reason changes
             return
+        self._refused = None
         client.publish(self.topic_state, self._state(online=True), qos=QOS, retain=True)
         client.subscribe(self.topic_cmd, qos=QOS)
         self._call(self._connected_now)

@@ -182,8 +182,9 @@ async def test_every_command_kind_is_applied_acked_and_visible(sim: Sim, broker:
                         or (_miner(b, lux_id).uptime_s or 99) < 30, "the LuxOS miner rebooting")
 
             await command(v1.CommandKind.OUTLET_OFF, device_id=bm.d.pdu, outlet=bm.d.outlet)
-            b = await _live(ctl, lambda b: not _miner(b, bm_id).available, "the miner unpowered")
-            assert _miner(b, bm_id).power_w == 0.0 and _miner(b, bm_id).power_source == v1.PowerSource.PDU
+            b = await _live(ctl, lambda b: not _miner(b, bm_id).available and _miner(b, bm_id).power_w == 0.0,
+                            "the miner unpowered, its outlet at 0 W")
+            assert _miner(b, bm_id).power_source == v1.PowerSource.PDU
             await command(v1.CommandKind.OUTLET_ON, device_id=bm_id)  # by the miner's id, through the outlet map
             await _live(ctl, lambda b: _miner(b, bm_id).available, "the miner powered again")
             await command(v1.CommandKind.OUTLET_CYCLE, device_id=bm_id)
@@ -220,13 +221,17 @@ async def test_lease_expiry_puts_the_simulated_site_in_its_safe_state(sim: Sim, 
             run_all = [v1.Setpoint(device_id=m.device_id, mode=v1.SetpointMode.RUN) for m in first.miners]
             ctl.send(v1.Command(id="lease-1", kind=v1.CommandKind.SETPOINTS, setpoints=run_all, lease_s=2))
             assert (await ctl.ack_for("lease-1", timeout_s=30)).status == v1.AckStatus.APPLIED
-            safe = await _live(ctl, lambda b: b.lease is not None and b.lease.failsafe_active and all(
-                m.state == v1.MinerState.SLEEPING for m in b.miners if m.device_id != protected), "safe state", 60)
+            def safe_state(b: v1.TelemetryBatch) -> bool:
+                others = [m for m in b.miners if m.device_id != protected]
+                asleep_w = sum(m.power_w or 0 for m in others)  # measured at the outlets
+                return bool(b.lease and b.lease.failsafe_active) and asleep_w < len(others) * 200 and all(
+                    m.state == v1.MinerState.SLEEPING for m in others)  # sleeping miners draw tens of watts each
+
+            safe = await _live(ctl, safe_state, "safe state", 60)
     finally:
         ctl.close()
     assert _miner(safe, protected).state == v1.MinerState.MINING
-    asleep_w = sum(m.power_w or 0 for m in safe.miners if m.device_id != protected)
-    assert asleep_w < 19 * 200  # sleeping miners draw tens of watts each
+    assert all(m.power_source == v1.PowerSource.PDU for m in safe.miners)
     assert sum(m.phys.power_w() for m in sim.server.site.miners if m.d.mac != protected) < 19 * 200
 
 
