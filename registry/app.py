@@ -25,13 +25,14 @@ def build_service(settings: RegistrySettings) -> RegistryService:
                            fresh_for=timedelta(minutes=settings.fresh_minutes))
 
 
-async def _compliance_loop(service: RegistryService, interval_s: float) -> None:
+async def _compliance_loop(service: RegistryService, settings: RegistrySettings) -> None:
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(settings.compliance_interval_s)
         try:
             result = await asyncio.to_thread(service.check_compliance)
             log.info("compliance check: %d machines, %d opened, %d resolved, open %s", result.hscs_checked,
                      result.opened, result.resolved, result.open_by_kind)
+            await asyncio.to_thread(service.prune_idempotency_keys, timedelta(days=settings.idempotency_keep_days))
         except Exception:  # keep checking: one failed round must not stop compliance for good
             log.exception("compliance check failed")
 
@@ -44,7 +45,7 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
         if settings.compliance_interval_s > 0:
-            task = asyncio.create_task(_compliance_loop(svc, settings.compliance_interval_s))
+            task = asyncio.create_task(_compliance_loop(svc, settings))
         yield
         if task is not None:
             task.cancel()

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
@@ -664,6 +664,13 @@ class RegistryService:
 
     def noncompliant_serials(self) -> set[str]:
         return self._noncompliant(Violation.serial)
+
+    def prune_idempotency_keys(self, older_than: timedelta) -> int:
+        """Forget applied Idempotency-Keys older than `older_than` (far longer than any outbox retries)."""
+        cutoff = self.now() - older_than
+        with self.transaction() as s:
+            result = s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     # ------------------------------------------------------------ audit
 

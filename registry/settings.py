@@ -13,3 +13,4 @@ class RegistrySettings(BaseSettings):
     missing_after_days: float = Field(3.0, gt=0, description="a registered machine unseen this long is missing")
     fresh_minutes: float = Field(15.0, gt=0, description="a sighting this old still proves 'mining now'")
     compliance_interval_s: float = Field(300.0, ge=0, description="how often the app re-checks (0: never)")
+    idempotency_keep_days: float = Field(30.0, gt=0, description="how long applied Idempotency-Keys are kept")

@@ -195,6 +195,9 @@ def test_idempotent_sightings(service: RegistryService, clock: StepClock) -> Non
     again = service.record_sightings(SITE, "gw1", [sample(1, firmware="other")], clock(), idempotency_key="k-1")
     assert again.replayed and again.new_pending == first.new_pending == ["SN00001"]
     assert events_count(service) == count and service.get_hsc("SN00001").firmware == "bmminer 1.0.0"
+    clock.advance(timedelta(days=31))
+    assert service.prune_idempotency_keys(timedelta(days=30)) == 1
+    assert not service.record_sightings(SITE, "gw1", [sample(1)], clock(), idempotency_key="k-1").replayed
 
 
 def test_pages_and_filters(service: RegistryService, world: dict[str, int], clock: StepClock) -> None:
