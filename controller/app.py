@@ -26,6 +26,10 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
     mount_registry(app, services)
     for router in (fleet.router, site.router, commands.router, health.router):
         app.include_router(router)
+    if services.quota is not None:
+        from controller.quota.api import router as quota_router
+
+        app.include_router(quota_router)
     dashboard.install(app)
     return app
 

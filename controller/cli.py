@@ -63,6 +63,9 @@ def run(config: Path | None) -> None:
     _survive_reraised_signals()
     tune_gc_for_ingest()
     services.ingest.start()
+    from controller.quota.wiring import start_quota
+
+    start_quota(services)
     scheduler.start()
     try:
         server.run()  # returns on SIGTERM / SIGINT (uvicorn's own handlers)

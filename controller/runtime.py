@@ -49,9 +49,15 @@ class Services:
     registry: Any | None = None  # registry.service.RegistryService
     influx: InfluxWriter | None = None
     ingest: Ingest | None = None
+    quota: Any | None = None  # controller.quota.service.QuotaService
+    grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
+        if self.quota is not None and self.quota.loop is not None:
+            self.quota.loop.stop()
+        if self.grid_signal is not None:
+            self.grid_signal.stop()
         if self.ingest is not None:
             self.ingest.stop()
         self.sightings.flush()
@@ -134,6 +140,10 @@ def build_services(
         services.ingest = Ingest(settings.broker, settings.sites, telemetry, gateways, commands, metrics,
                                  settings.ingest_queue_max)  # fmt: skip
         commands.publish = services.ingest.publish
+    if settings.quota.enabled:
+        from controller.quota.wiring import attach_quota
+
+        attach_quota(services, with_grid_signal=with_ingest)
     return services
 
 

@@ -74,6 +74,32 @@ class ApiKey(_Section):
     key: str
 
 
+class QuotaSettings(_Section):
+    """The quota loop (controller/quota). Intervals that pace work are real seconds; the others are clock seconds."""
+
+    enabled: bool = True
+    interval_s: float = Field(5.0, gt=0)  # real seconds between loop runs (also run at once on a new order)
+    lease_s: float = Field(60.0, gt=0)  # setpoints hold this long without renewal; the agent then fails safe
+    lag_s: float = Field(30.0, ge=0)  # actuation lag: limits starting this soon apply now
+    settle_s: float = Field(30.0, ge=0)  # after a change, measured/planned teaches the correction only after this
+    straggler_settle_s: float = Field(90.0, ge=0)  # a machine still above its setpoint after this is re-dispatched
+    min_on_s: float = Field(600.0, ge=0)
+    min_off_s: float = Field(300.0, ge=0)
+    max_wakes: int | None = Field(None, ge=1)  # staggered restore: machines woken per dispatch
+    max_wake_w: float | None = Field(None, gt=0)
+    history_hours: float = Field(6.0, gt=0)  # loop points kept in memory
+    ledger_period_s: int = Field(60, ge=1, le=3600)  # ledger rows (60: per minute); must divide an hour
+    compliance_refresh_s: float = Field(30.0, gt=0)  # real seconds between reads of the registry's violations
+    grid_signal: bool = True  # subscribe to kuat/v1/{site}/grid/signal
+
+    @field_validator("ledger_period_s")
+    @classmethod
+    def _divides_hour(cls, v: int) -> int:
+        if 3600 % v:
+            raise ValueError("must divide 3600 (rows roll up into hours)")
+        return v
+
+
 class ControllerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUAT_CONTROLLER_", env_nested_delimiter="__", extra="forbid")
 
@@ -94,6 +120,7 @@ class ControllerSettings(BaseSettings):
     sightings_heartbeat_s: float = Field(300.0, gt=0)  # unchanged devices re-sighted this often (registry last seen)
     compliance_check_s: float = Field(300.0, gt=0)
     ingest_queue_max: int = Field(20_000, ge=10)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @field_validator("sites")
     @classmethod

@@ -1,0 +1,534 @@
+"""The quota control loop: one thread, every `interval_s` real seconds per site, and at once when an input changes.
+
+One run for a site:
+
+1. measure: site power from the live fleet, per machine the best figure it has (PDU outlet > firmware report >
+   estimate: quota.control.site_power), and per tenant;
+2. account: the hour's energy so far, the ledger period rows and excursions above the instantaneous caps
+   (quota.ledger), written when a period closes;
+3. decide: the dispatch limit (energy pace of the hour, orders, grid signal, connection: quota.control.dispatch_limit),
+   the three-band step with its correction factor, the allocation (quota.allocate) over the machines the live state
+   knows, with registry violations at zero, operator rules (protected, priority), min on/off and staggered wakes;
+4. act: every setpoint, one batch per gateway with a lease (controller.quota.dispatch); machines still drawing
+   well above a sleep or power-target setpoint after `straggler_settle_s` are re-sent, then cut at their outlet.
+
+Time stamps, hours, energy and leases use kuat.clock (the demo's --speed); the pacing of runs is real seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session
+
+from controller.live import DeviceLive, LiveState
+from controller.quota import dispatch
+from controller.quota import ledger as ledger_store
+from controller.quota.models import QuotaDispatch
+from controller.settings import QuotaSettings
+from kuat import catalog, clock
+from kuat.wire import v1
+from quota.allocate import Allocation, Mode, Policy, allocate
+from quota.control import (
+    Bands,
+    LoopState,
+    Planned,
+    PowerReading,
+    band_step,
+    dispatch_limit,
+    site_power,
+    stragglers,
+)
+from quota.fleet import FleetArrays, Machine, Now
+from quota.ledger import (
+    Allotment,
+    CapWindow,
+    LedgerRow,
+    PowerSample,
+    energy_excursions,
+    energy_kwh,
+    excursions,
+    ledger_rows,
+    tenant_allotments,
+)
+from quota.limits import EffectiveLimit, QuotaState, constraints_at, hour_bounds, most_restrictive, purchased_kwh
+from quota.timebase import local_day_and_hour
+
+if TYPE_CHECKING:
+    from controller.quota.service import QuotaService
+
+log = logging.getLogger(__name__)
+
+MAX_GAP_S = 120.0  # clock seconds between two loop samples beyond which the energy between them is not integrated
+STRAGGLER_TOLERANCE = 0.15  # the model's per-machine error is a few %: only clear misses count
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPoint:
+    ts: datetime
+    power_w: float
+    limit: EffectiveLimit
+    target_w: float
+    action: str
+    reason: str
+    correction: float
+    machines: int
+    hour_used_kwh: float
+    tenant_w: dict[str, float]
+
+    def view(self) -> dict[str, Any]:
+        return {"ts": self.ts, "power_w": round(self.power_w, 1), "limit_w": round(self.limit.limit_w, 1),
+                "target_w": round(self.target_w, 1)}
+
+
+@dataclass
+class SiteRuntime:
+    """What the loop remembers about one site between runs."""
+
+    points: deque[LoopPoint]
+    loop_state: LoopState = field(default_factory=LoopState)
+    last: PowerSample | None = None
+    hour_start: datetime | None = None
+    hour_used_kwh: float = 0.0
+    period_start: datetime | None = None
+    samples: list[PowerSample] = field(default_factory=list)  # the open ledger period (+ the sample before it)
+    tenant_samples: dict[str, list[PowerSample]] = field(default_factory=dict)
+    caps: list[CapWindow] = field(default_factory=list)
+    period_limit_w: float = math.inf
+    sent: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # device -> (mode, power_w) last sent
+    sent_at: dict[str, float] = field(default_factory=dict)  # clock time the device's setpoint last changed
+    escalated: set[str] = field(default_factory=set)  # cut at the outlet because they did not follow
+    attempts: dict[str, int] = field(default_factory=dict)
+    changed_at: float = -math.inf  # clock time of the last dispatch that changed something
+    planned_w: float = 0.0
+    states: dict[str, tuple[Now, float]] = field(default_factory=dict)  # device -> (what it does, since)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class QuotaLoop:
+    def __init__(
+        self,
+        service: QuotaService,
+        live: LiveState,
+        available: Callable[[DeviceLive, float], bool],
+        send: dispatch.SendBatch,
+        noncompliant: Callable[[], set[str]] | None,
+        settings: QuotaSettings,
+        bands: Bands | None = None,
+    ) -> None:
+        self.service = service
+        self.live = live
+        self.available = available
+        self.send = send
+        self.noncompliant = noncompliant
+        self.settings = settings
+        self.bands = bands or Bands()
+        self._sites: dict[str, SiteRuntime] = {}
+        self._sites_lock = threading.Lock()
+        self._kicked: set[str] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dark: set[str] = set()
+        self._dark_read = -math.inf
+        self._unknown_models: set[str] = set()
+        self.runs = 0
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_forever, name="kuat-quota-loop", daemon=True)
+        self._thread.start()
+        log.info("quota loop started (every %g s, lease %g s)", self.settings.interval_s, self.settings.lease_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        log.info("quota loop stopped")
+
+    def kick(self, site: str) -> None:
+        """Run `site` now (an order arrived or was lifted, a grid target changed)."""
+        with self._sites_lock:
+            self._kicked.add(site)
+        self._wake.set()
+
+    def _run_forever(self) -> None:
+        next_all = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_all - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            with self._sites_lock:
+                kicked, self._kicked = self._kicked, set()
+            if time.monotonic() >= next_all:
+                next_all = time.monotonic() + self.settings.interval_s
+                kicked |= set(self._configured_sites())
+            for site in sorted(kicked):
+                self.run_guarded(site)
+
+    def _configured_sites(self) -> list[str]:
+        try:
+            return self.service.sites()
+        except Exception:
+            log.exception("quota loop: cannot list the sites under control")
+            return []
+
+    def run_guarded(self, site: str) -> LoopPoint | None:
+        try:
+            return self.run_once(site)
+        except Exception:
+            log.exception("quota loop run for %s failed", site)
+            return None
+
+    def run_all(self) -> list[LoopPoint]:
+        return [p for site in self._configured_sites() if (p := self.run_guarded(site)) is not None]
+
+    # ------------------------------------------------------------ reads
+
+    def runtime(self, site: str) -> SiteRuntime:
+        with self._sites_lock:
+            rt = self._sites.get(site)
+            if rt is None:
+                keep = max(10, int(self.settings.history_hours * 3600 / self.settings.interval_s))
+                rt = self._sites[site] = SiteRuntime(deque(maxlen=keep))
+            return rt
+
+    def latest(self, site: str) -> LoopPoint | None:
+        rt = self._sites.get(site)
+        return rt.points[-1] if rt is not None and rt.points else None
+
+    def points(self, site: str, since: datetime) -> list[dict[str, Any]]:
+        rt = self._sites.get(site)
+        return [p.view() for p in list(rt.points) if p.ts >= since] if rt is not None else []
+
+    # ------------------------------------------------------------ one run
+
+    def run_once(self, site: str) -> LoopPoint | None:
+        """Measure, account, decide, dispatch. None when the site is not under quota control."""
+        try:
+            state = self.service.state(site)
+        except KeyError:
+            return None
+        rt = self.runtime(site)
+        with rt.lock:
+            return self._run(site, state, rt)
+
+    def _run(self, site: str, state: QuotaState, rt: SiteRuntime) -> LoopPoint:
+        started = time.perf_counter()
+        now, now_s, real_now = clock.now(), clock.time(), time.time()
+        miners, pdus = self._devices(site)
+        live = [d for d in miners if self.available(d, real_now)]
+        readings = [_reading(d) for d in live]
+        measured = site_power(readings)
+        tenant_w = _by_owner(live)
+        self._account(site, state, rt, now, measured.watts, tenant_w)
+        lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
+                             max(measured.uncertainty, 0.01))  # fmt: skip
+        settled = now_s - rt.changed_at >= self.settings.settle_s
+        decision = band_step(self.bands, rt.loop_state, lim.limit_w, measured.watts, rt.planned_w, settled)
+        machines = self._machines(site, miners, pdus, real_now, now_s, rt)
+        fleet = FleetArrays.from_machines(machines)
+        plan = allocate(fleet, decision.budget_w, self._policy(state))
+        setpoints = plan.setpoints(fleet)
+        setpoints = self._stragglers(site, rt, fleet, plan, setpoints, {r.device_id: r.power_w for r in readings},
+                                     now_s, decision.state.correction)  # fmt: skip
+        changed = self._note_changes(rt, setpoints, now_s)
+        gateway_of = {d.device_id: d.gateway for d in miners}
+        result = dispatch.send_batches(self.send, site, dispatch.by_gateway(setpoints, gateway_of),
+                                       self.settings.lease_s)  # fmt: skip
+        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w
+        target_w = plan.total_power_w * decision.state.correction
+        point = LoopPoint(now, measured.watts, lim, target_w, decision.action.value, decision.reason,
+                          round(decision.state.correction, 4), len(machines), rt.hour_used_kwh, tenant_w)
+        rt.points.append(point)
+        self.runs += 1
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if changed:
+            self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms)
+        if plan.notes or plan.over_budget_w > 0:
+            log.warning("quota %s: %s%s", site, "; ".join(plan.notes),
+                        f" (floors exceed the budget by {plan.over_budget_w:.0f} W)" if plan.over_budget_w else "")
+        return point
+
+    def _devices(self, site: str) -> tuple[list[DeviceLive], dict[str, v1.PduSample]]:
+        miners, pdus = [], {}
+        for d in self.live.device_list():
+            if d.site != site:
+                continue
+            if d.kind == "miner":
+                miners.append(d)
+            elif isinstance(d.sample, v1.PduSample):
+                pdus[d.device_id] = d.sample
+        return miners, pdus
+
+    def _policy(self, state: QuotaState) -> Policy:
+        s = self.settings
+        return Policy(min_on_s=s.min_on_s, min_off_s=s.min_off_s, max_wakes=s.max_wakes, max_wake_w=s.max_wake_w,
+                      tenant_shares=dict(state.site.tenant_shares), lend_unused_share=state.site.lend_unused_share)
+
+    # ------------------------------------------------------------ the machines as the allocator sees them
+
+    def _noncompliant(self) -> set[str]:
+        if self.noncompliant is None:
+            return set()
+        if time.monotonic() - self._dark_read >= self.settings.compliance_refresh_s:
+            try:
+                self._dark = set(self.noncompliant())
+                self._dark_read = time.monotonic()
+            except Exception:
+                log.exception("cannot read the registry's violations; keeping %d known", len(self._dark))
+        return self._dark
+
+    def refresh_compliance(self) -> None:
+        """Read the registry's violations on the next run (after a compliance check)."""
+        self._dark_read = -math.inf
+
+    def _machines(self, site: str, miners: Sequence[DeviceLive], pdus: dict[str, v1.PduSample], real_now: float,
+                  now_s: float, rt: SiteRuntime) -> list[Machine]:
+        dark = self._noncompliant()
+        rules = self.service.machine_rules(site)
+        out = []
+        for d in miners:
+            s = d.sample
+            assert isinstance(s, v1.MinerSample)
+            spec = catalog.lookup(s.model)
+            if spec is None:
+                if s.model not in self._unknown_models:
+                    self._unknown_models.add(str(s.model))
+                    log.warning("quota %s: model %r of %s is not in the catalogue; it is not dispatched", site,
+                                s.model, d.device_id)  # fmt: skip
+                continue
+            outlet = _outlet(s, pdus)
+            doing = _doing(s, outlet, self.available(d, real_now))
+            if doing is None:
+                continue  # unreachable with its outlet on (or unknown): nothing we send would arrive
+            prev = rt.states.get(d.device_id)
+            if prev is None or prev[0] != doing:
+                rt.states[d.device_id] = (doing, now_s if prev is not None else -math.inf)
+            rule = rules.get(d.device_id)
+            caps = s.capabilities
+            out.append(Machine(
+                d.device_id, spec, owner=d.owner, power_target=caps.power_target, sleep=caps.sleep,
+                outlet_switchable=outlet is not None and outlet.switchable, protected=bool(rule and rule.protected),
+                priority=rule.priority if rule else 0, compliant=d.device_id not in dark, now=doing,
+                since_change_s=now_s - rt.states[d.device_id][1],
+                current_power_w=s.power_limit_w if caps.power_target else None,
+                reboots_on_power_change=caps.power_target_reboots,
+            ))  # fmt: skip
+        return out
+
+    # ------------------------------------------------------------ machines that did not follow
+
+    def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
+                    setpoints: list[v1.Setpoint], measured: dict[str, float | None], now_s: float,
+                    correction: float) -> list[v1.Setpoint]:
+        planned: dict[str, Planned] = {}
+        for i, device in enumerate(fleet.ids):
+            mode = Mode(int(plan.mode[i]))
+            if mode not in (Mode.SLEEP, Mode.POWER_TARGET):
+                rt.escalated.discard(device)  # planned to run again: the outlet comes back on with it
+                continue
+            planned[device] = Planned(mode, float(plan.power_w[i]) * correction,
+                                      now_s - rt.sent_at.get(device, now_s), bool(fleet.can_off[i]))
+        watts = {k: v for k, v in measured.items() if v is not None}
+        check = stragglers(planned, watts, rt.attempts, settle_s=self.settings.straggler_settle_s,
+                           tolerance=STRAGGLER_TOLERANCE)  # fmt: skip
+        rt.attempts = check.attempts
+        for r in check.redispatch:
+            log.warning("quota %s: %s %s", site, r.device_id, r.reason)
+            if r.mode == Mode.OUTLET_OFF:
+                rt.escalated.add(r.device_id)
+        if not rt.escalated:
+            return setpoints
+        return [v1.Setpoint(device_id=sp.device_id, mode=v1.SetpointMode.OUTLET_OFF)
+                if sp.device_id in rt.escalated else sp for sp in setpoints]
+
+    @staticmethod
+    def _note_changes(rt: SiteRuntime, setpoints: list[v1.Setpoint], now_s: float) -> int:
+        changed = 0
+        for sp in setpoints:
+            key = (sp.mode.value, sp.power_w)
+            if rt.sent.get(sp.device_id) != key:
+                rt.sent[sp.device_id] = key
+                rt.sent_at[sp.device_id] = now_s
+                changed += 1
+        if changed:
+            rt.changed_at = now_s
+        return changed
+
+    # ------------------------------------------------------------ energy and the ledger
+
+    def _account(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, watts: float,
+                 tenant_w: dict[str, float]) -> None:
+        """The hour's energy so far, and the ledger rows of every period that closed since the last run."""
+        sample = PowerSample(now, watts)
+        hour_start = hour_bounds(now, state.tz)[0]
+        if rt.hour_start != hour_start:
+            rt.hour_start = hour_start
+            rt.hour_used_kwh = self._stored_kwh(site, hour_start, now) if rt.last is None else 0.0
+        gap_ok = rt.last is not None and (now - rt.last.t).total_seconds() <= MAX_GAP_S
+        if rt.last is not None and gap_ok:
+            rt.hour_used_kwh += energy_kwh([rt.last, sample], max(rt.last.t, hour_start), now)
+        cap = most_restrictive(now, constraints_at(state, now, energy=False))
+        if rt.last is not None and gap_ok:
+            rt.caps.append(CapWindow(rt.last.t, now, cap.limit_w, cap.binding.source.value, cap.binding.reason,
+                                     cap.binding.reference))  # fmt: skip
+        elif rt.last is not None:
+            log.warning("quota %s: %.0f s without a loop run; that stretch is not integrated", site,
+                        (now - rt.last.t).total_seconds())  # fmt: skip
+            rt.samples, rt.tenant_samples, rt.caps = [], {}, []
+        rt.samples.append(sample)
+        for tenant in set(rt.tenant_samples) | set(tenant_w) | set(state.site.tenant_shares):
+            rt.tenant_samples.setdefault(tenant, []).append(PowerSample(now, tenant_w.get(tenant, 0.0)))
+        rt.period_limit_w = min(rt.period_limit_w, cap.limit_w)
+        rt.last = sample
+        self._close_periods(site, state, rt, now)
+
+    def _stored_kwh(self, site: str, start: datetime, end: datetime) -> float:
+        """After a restart: what the ledger already holds for this hour."""
+        rows = ledger_store.rows(self.service.engine, site, "site", site, start, end, "hour")
+        return sum(r["used_kwh"] for r in rows)
+
+    def _close_periods(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime) -> None:
+        period = timedelta(seconds=self.settings.ledger_period_s)
+        if rt.period_start is None:
+            rt.period_start = _floor(now, self.settings.ledger_period_s)
+            return
+        while rt.period_start + period <= now:
+            a, b = rt.period_start, rt.period_start + period
+            self._write_period(site, state, rt, a, b)
+            rt.period_start = b
+            rt.samples = _tail(rt.samples, b)
+            rt.tenant_samples = {t: _tail(v, b) for t, v in rt.tenant_samples.items()}
+            rt.caps = [c for c in rt.caps if c.end > b]
+            rt.period_limit_w = math.inf
+
+    def _write_period(self, site: str, state: QuotaState, rt: SiteRuntime, a: datetime, b: datetime) -> None:
+        allot = _allotments(state, a)
+        site_row = ledger_rows("site", site, rt.samples, allot, a, b, self.settings.ledger_period_s)
+        tenant_rows = [r for tenant, samples in rt.tenant_samples.items() if tenant in state.site.tenant_shares
+                       for r in ledger_rows("tenant", tenant, samples,
+                                            tenant_allotments(allot, state.site.tenant_shares[tenant]), a, b,
+                                            self.settings.ledger_period_s)]  # fmt: skip
+        inside = [p for p in rt.points if a <= p.ts < b]
+        mean_w = site_row[0].consumed_kwh * 3.6e6 / (b - a).total_seconds() if site_row else 0.0
+        target = inside[-1].target_w if inside else 0.0
+        limit = rt.period_limit_w if math.isfinite(rt.period_limit_w) else 0.0
+        try:
+            ledger_store.write_minutes(self.service.engine, site, [*site_row, *tenant_rows], mean_w, limit, target)
+            ledger_store.write_excursions(self.service.engine, site, excursions(_clip(rt.samples, a, b), rt.caps))
+            if b == hour_bounds(b - timedelta(microseconds=1), state.tz)[1]:
+                self._close_hour(site, state, b)
+        except Exception:
+            log.exception("quota %s: ledger rows for %s..%s not written", site, a.isoformat(), b.isoformat())
+
+    def _close_hour(self, site: str, state: QuotaState, end: datetime) -> None:
+        """An hour above its purchased energy is an excursion of its own (cause purchased_energy)."""
+        start = end - timedelta(hours=1)
+        rows = ledger_store.rows(self.service.engine, site, "site", site, start, end, "hour")
+        found = energy_excursions([LedgerRow("site", site, start, end, r["allotted_kwh"], r["used_kwh"])
+                                   for r in rows if _purchased(state, start) is not None])  # fmt: skip
+        ledger_store.write_excursions(self.service.engine, site, found)
+
+    def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
+                      result: dispatch.DispatchResult, elapsed_ms: float) -> None:
+        running = int(sum(1 for m in plan.mode if int(m) in (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET)))
+        log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW, %d gateways (%.0f ms)",
+                 site, point.reason, changed, point.machines, running, plan.total_power_w / 1e3,
+                 len(result.commands), elapsed_ms)  # fmt: skip
+        try:
+            with Session(self.service.engine) as s:
+                s.add(QuotaDispatch(site=site, ts=point.ts, action=point.action, reason=point.reason,
+                                    limit_w=point.limit.limit_w, measured_w=point.power_w, budget_w=budget_w,
+                                    planned_w=plan.total_power_w, machines=point.machines, running=running,
+                                    changed=changed, gateways=len(result.commands),
+                                    commands_json=json.dumps({"sent": result.commands, "failed": result.failed}),
+                                    elapsed_ms=elapsed_ms))  # fmt: skip
+                s.commit()
+        except Exception:
+            log.exception("quota %s: dispatch log row not written", site)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _reading(d: DeviceLive) -> PowerReading:
+    s = d.sample
+    assert isinstance(s, v1.MinerSample)
+    return PowerReading(d.device_id, s.power_w, s.power_source.value)
+
+
+def _by_owner(live: Sequence[DeviceLive]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in live:
+        w = d.sample.power_w
+        if w is not None:
+            out[d.owner] = out.get(d.owner, 0.0) + w
+    return out
+
+
+def _outlet(s: v1.MinerSample, pdus: dict[str, v1.PduSample]) -> v1.OutletSample | None:
+    if s.outlet is None:
+        return None
+    pdu = pdus.get(s.outlet.pdu)
+    found = None if pdu is None else next((o for o in pdu.outlets if o.index == s.outlet.outlet), None)
+    return found or v1.OutletSample(index=s.outlet.outlet)
+
+
+def _doing(s: v1.MinerSample, outlet: v1.OutletSample | None, available: bool) -> Now | None:
+    if outlet is not None and outlet.state == v1.OutletState.OFF:
+        return Now.OFF
+    if not available:
+        return None
+    return Now.SLEEPING if s.state == v1.MinerState.SLEEPING else Now.RUNNING
+
+
+def _floor(t: datetime, period_s: int) -> datetime:
+    epoch = t.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % period_s, t.tzinfo)
+
+
+def _tail(samples: list[PowerSample], t: datetime) -> list[PowerSample]:
+    """Samples from the last one at or before `t` on (the next period integrates from there)."""
+    keep = [i for i, s in enumerate(samples) if s.t <= t]
+    return samples[keep[-1]:] if keep else samples
+
+
+def _clip(samples: list[PowerSample], a: datetime, b: datetime) -> list[PowerSample]:
+    """The samples inside [a, b], with values interpolated at both ends."""
+    out = [s for s in samples if a < s.t < b]
+    for edge in (a, b):
+        before = [s for s in samples if s.t <= edge]
+        after = [s for s in samples if s.t >= edge]
+        if before and after:
+            p, q = before[-1], after[0]
+            span = (q.t - p.t).total_seconds()
+            w = p.watts if span <= 0 else p.watts + (q.watts - p.watts) * (edge - p.t).total_seconds() / span
+            out.append(PowerSample(edge, w))
+    return sorted(out, key=lambda s: s.t)
+
+
+def _purchased(state: QuotaState, at: datetime) -> float | None:
+    day, hour = local_day_and_hour(at, state.tz)
+    bought = purchased_kwh(state, day, hour)
+    return None if bought is None else bought[0]
+
+
+def _allotments(state: QuotaState, at: datetime) -> list[Allotment]:
+    start, end, _ = hour_bounds(at, state.tz)
+    kwh = _purchased(state, at)
+    return [] if kwh is None else [Allotment(start, end, kwh)]

@@ -1,0 +1,38 @@
+"""Builds the quota side from the controller's services: the service, its loop and the grid-signal listener."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controller.quota.grid_signal import GridSignalListener
+from controller.quota.loop import QuotaLoop
+from controller.quota.service import QuotaService
+
+if TYPE_CHECKING:
+    from controller.runtime import Services
+
+
+def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaService:
+    """Create `services.quota` (and `services.grid_signal`); nothing runs until `start_quota`."""
+    registry = services.registry
+    noncompliant = registry.noncompliant_device_ids if registry is not None else None
+    settings = services.settings.quota
+
+    def make_loop(svc: QuotaService) -> QuotaLoop:
+        return QuotaLoop(svc, services.live, services.fleet.available, services.commands.send_setpoints,
+                         noncompliant, settings)  # fmt: skip
+
+    quota = QuotaService(services.engine, settings, make_loop)
+    quota.restore_grid_readings()
+    services.quota = quota
+    if with_grid_signal and settings.grid_signal:
+        services.grid_signal = GridSignalListener(services.settings.broker, services.settings.sites, quota)
+    return quota
+
+
+def start_quota(services: Services) -> None:
+    """Start the grid-signal subscription and the loop thread (after ingest: the loop publishes through it)."""
+    if services.grid_signal is not None:
+        services.grid_signal.start()
+    if services.quota is not None and services.quota.loop is not None:
+        services.quota.loop.start()
