@@ -244,6 +244,8 @@ def seed(demo: Demo, site: Any) -> None:
     from controller.runtime import make_database, make_registry
     from demo.seed import seed_registry
 
+    logging.getLogger("registry").setLevel(logging.WARNING)  # one line per seeded machine is noise here
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = make_database(f"sqlite:///{demo.opts.work_dir / 'kuat.sqlite'}")
     try:
         capacity_mw = max(1.0, round(sum_nominal_w(site) * 1.25 / 1e6, 1))
