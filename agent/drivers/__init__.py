@@ -58,7 +58,7 @@ async def open_miner(
         raise TypeError(f"unknown miner credentials {sorted(unknown)} (username, password)")
     pyasic_miner = None
     if driver in ("auto", "pyasic"):
-        pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, password=credentials.get("password"))
+        pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
         driver = family_of(pyasic_miner) if driver == "auto" else driver
     if driver not in MINER_DRIVERS:
         raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")

@@ -11,6 +11,7 @@ the matching pyasic class is built directly with its ports overridden.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from .base import CommandUnsupported, DeviceError, DeviceUnreachable, MinerDrive
 from .parsers import Reading, Reply
 
 log = logging.getLogger(__name__)
+
+IDENTITY_RETRY_S = 300.0  # an incomplete identity (no MAC) is fetched again this often
 
 # What one poll asks each firmware (one multi-command when it is accepted).
 READ_COMMANDS: dict[str, list[str]] = {
@@ -86,6 +89,7 @@ class RpcMiner(MinerDriver):
         self.password = password
         self.device_id = device_id
         self.identity: Reading | None = None
+        self._identity_retry_at = time.monotonic() + IDENTITY_RETRY_S
         self._pyasic = pyasic_miner
 
     # ---------------------------------------------------------------- reading
@@ -94,7 +98,7 @@ class RpcMiner(MinerDriver):
         replies = await self.rpc.multi(READ_COMMANDS[self.family])
         if not replies:
             raise DeviceError(f"{self.ip}: the miner refused every read command")
-        if self.identity is None:
+        if self.identity is None or self._identity_incomplete():
             self.identity = await self._identify()
         if self.family == "whatsminer" and not _hashing(replies):
             replies["status"] = await self._optional_command("status")
@@ -109,6 +113,16 @@ class RpcMiner(MinerDriver):
         except DeviceError as exc:
             log.debug("%s: %s", self.ip, exc)
             return {}
+
+    def _identity_incomplete(self) -> bool:
+        """No MAC yet (e.g. the web API was down at first read): ask again, at most every IDENTITY_RETRY_S."""
+        if self.identity is None or self.identity.mac is not None:
+            return False
+        now = time.monotonic()
+        if now < self._identity_retry_at:
+            return False
+        self._identity_retry_at = now + IDENTITY_RETRY_S
+        return True
 
     async def _identify(self) -> Reading:
         """Identity that does not change between polls (model, serial, MAC, firmware): fetched once."""
@@ -144,7 +158,7 @@ class RpcMiner(MinerDriver):
     async def pyasic_miner(self) -> Any:
         if self._pyasic is None:
             self._pyasic = await pyasic_for(
-                self.ip, rpc_port=self.rpc.port, web_port=self.web_port, password=self.password
+                self.ip, rpc_port=self.rpc.port, web_port=self.web_port, username=self.username, password=self.password
             )
         return self._pyasic
 
@@ -201,7 +215,9 @@ def _whatsminer_model(devdetails: Reply) -> str | None:
 # ------------------------------------------------------------------ pyasic glue
 
 
-async def pyasic_for(ip: str, *, rpc_port: int = 4028, web_port: int = 80, password: str | None = None) -> Any:
+async def pyasic_for(
+    ip: str, *, rpc_port: int = 4028, web_port: int = 80, username: str | None = None, password: str | None = None
+) -> Any:
     """A pyasic miner object for control: the factory on standard ports, else built from our own probe."""
     from pyasic.miners.factory import MinerFactory, miner_factory
 
@@ -215,10 +231,11 @@ async def pyasic_for(ip: str, *, rpc_port: int = 4028, web_port: int = 80, passw
     if type(miner).__name__ == "UnknownMiner":
         raise DeviceError(f"{ip}: something answers, but pyasic does not recognise the miner")
     _override_ports(miner, rpc_port, web_port)
-    if password:
-        for api in (getattr(miner, "rpc", None), getattr(miner, "web", None)):
-            if api is not None and hasattr(api, "pwd"):
-                api.pwd = password
+    for api in (getattr(miner, "rpc", None), getattr(miner, "web", None)):
+        if password and api is not None and hasattr(api, "pwd"):
+            api.pwd = password
+        if username and api is not None and hasattr(api, "username"):
+            api.username = username
     return miner
 
 

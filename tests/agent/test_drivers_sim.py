@@ -213,3 +213,20 @@ async def test_standard_ports_identified_by_pyasic_factory() -> None:
         assert (await pdu.read()).family == server.site.pdus[0].d.family
     finally:
         await server.stop()
+
+
+async def test_identity_fetched_again_when_the_web_api_was_down(sim: SimServer) -> None:
+    from agent.drivers import RpcMiner
+    from tests.support.servers import free_port
+
+    miner = first(sim, "bmminer")
+    offset = sim.config.port_offset
+    driver = RpcMiner(miner.ip, family="antminer", rpc_port=4028 + offset, web_port=free_port(), timeout=2.0)
+    first_read = await driver.read()  # web API unreachable: no serial/MAC, the device id falls back to the IP
+    assert first_read.serial is None and first_read.device_id == f"ip-{miner.ip}"
+    driver.web_port = 80 + offset
+    second = await driver.read()  # before the retry interval: not asked again
+    assert second.serial is None
+    driver._identity_retry_at = 0.0  # the retry interval has passed
+    third = await driver.read()
+    assert third.serial == miner.serial and third.device_id == third.mac
