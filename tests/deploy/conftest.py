@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.scratch import GatewaySpec, PlaybookRun, ScratchDeployment, ansible_playbook
+from tests.deploy.scratch import GatewaySpec, PlaybookRun, ScratchDeployment, ansible_playbook, random_secret
 from tests.support.servers import free_port, require_binary, wait_port
 
 SIM_SITE = """\
@@ -66,7 +66,7 @@ def _sim_rack(base: Path) -> SimRack:
         miners=[{"ip": m.ip} for m in miners],
         pdus=[{"ip": p.ip, "id": p.id, "community": p.community, "write_community": p.write_community}
               for p in site.pdus],
-        outlet_map={m.ip: {"pdu": m.pdu, "outlet": m.outlet} for m in miners if m.pdu and m.outlet},
+        outlet_map={m.ip: {"pdu": m.pdu, "outlet": m.outlet} for m in miners if m.ip and m.pdu and m.outlet},
         port_offset=port_offset,
     )
     return SimRack(site_file, miner_net, pdu_net, port_offset, gw1)
@@ -79,8 +79,13 @@ def deployed() -> Iterator[Deployed]:
         pytest.skip("ansible-playbook not installed (Debian package ansible; scripts/bootstrap.sh installs it as root)")
     base = Path(tempfile.mkdtemp(prefix="kuat-deploy-"))
     rack = _sim_rack(base)
-    gw2 = GatewaySpec("gw2", miners=[{"ip": "127.0.0.99"}])  # rendered only; nothing polls it
-    scratch = ScratchDeployment(base, f"site-{random.randint(1000, 9999)}", [rack.gw1, gw2], free_port())
+    site = f"site-{random.randint(1000, 9999)}"
+    # gw2 is a gateway the controller knows from kuat_mqtt_extra_gateways (not an inventory host): the broker tests
+    # need its MQTT user and ACL; nothing polls for it.
+    scratch = ScratchDeployment(base, site, [rack.gw1], free_port(), controller_vars={
+        "kuat_mqtt_extra_gateways": [{"site": site, "gateway": "gw2", "user": "gw2"}],
+    })
+    scratch.passwords["gw2"] = random_secret()
     scratch.prepare()
     first = scratch.run()
     if first.returncode != 0:

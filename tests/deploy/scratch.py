@@ -72,8 +72,10 @@ def ansible_playbook() -> str | None:
 class ScratchDeployment:
     """Builds the inventory, vault and certificates under `base`, and runs ansible/site.yml against them."""
 
-    def __init__(self, base: Path, site: str, gateways: list[GatewaySpec], mqtt_tls_port: int) -> None:
+    def __init__(self, base: Path, site: str, gateways: list[GatewaySpec], mqtt_tls_port: int,
+                 controller_vars: dict[str, Any] | None = None) -> None:
         self.base = base
+        self.controller_vars = {"kuat_registry_standalone": True, **(controller_vars or {})}
         self.site = site
         self.gateways = gateways
         self.mqtt_tls_port = mqtt_tls_port
@@ -116,7 +118,7 @@ class ScratchDeployment:
         inventory = {
             "all": {
                 "children": {
-                    "kuat_controllers": {"hosts": {"ctl": self._host_vars("ctl") | {"kuat_registry_standalone": True}}},
+                    "kuat_controllers": {"hosts": {"ctl": self._host_vars("ctl") | self.controller_vars}},
                     "kuat_gateways": {"hosts": gateways},
                 }
             }

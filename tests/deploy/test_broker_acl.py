@@ -8,77 +8,24 @@ forbidden one would already have arrived.
 
 from __future__ import annotations
 
-import queue
 import socket
 import ssl
-import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from kuat.wire import v1
 from tests.deploy.conftest import Deployed, RenderedBroker
+from tests.deploy.mqtt_clients import WAIT_S, TlsClient
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 15.0  # upper bound for a message that must arrive (the test fails, it does not pass, on expiry)
-
-
-class TlsClient:
-    """A paho client over TLS that records CONNACK and every message it receives."""
-
-    def __init__(self, broker: RenderedBroker, user: str | None, password: str | None, tls: bool = True) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{uuid.uuid4().hex[:6]}")
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        if tls:
-            self.client.tls_set(ca_certs=str(broker.ca), cert_reqs=ssl.CERT_REQUIRED)
-        self.connack: queue.Queue[mqtt.ReasonCode | str] = queue.Queue()
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.subscribed = threading.Event()
-        self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(rc)
-        self.client.on_disconnect = lambda _c, _u, _f, rc, _p: self.connack.put(f"disconnected: {rc}")
-        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        self.client.on_subscribe = lambda _c, _u, _m, _rc, _p: self.subscribed.set()
-        self.port = broker.port
-
-    def connect(self) -> mqtt.ReasonCode | str:
-        try:
-            self.client.connect("127.0.0.1", self.port, keepalive=30)
-        except (OSError, ssl.SSLError) as exc:
-            return f"refused: {exc}"
-        self.client.loop_start()
-        try:
-            return self.connack.get(timeout=WAIT_S)
-        except queue.Empty:
-            return "no answer"
-
-    def subscribe(self, topic: str) -> None:
-        self.subscribed.clear()
-        self.client.subscribe(topic, qos=1)
-        assert self.subscribed.wait(WAIT_S), f"no SUBACK for {topic}"
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout=WAIT_S)
-
-    def next_message(self) -> mqtt.MQTTMessage:
-        try:
-            return self.messages.get(timeout=WAIT_S)
-        except queue.Empty:
-            raise AssertionError("an expected message did not arrive") from None
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
+Connect = Callable[[str], TlsClient]
 
 @pytest.fixture
-def connect(deployed: Deployed, rendered_broker: RenderedBroker) -> Iterator[object]:
+def connect(deployed: Deployed, rendered_broker: RenderedBroker) -> Iterator[Connect]:
     opened: list[TlsClient] = []
 
     def _connect(user: str) -> TlsClient:
@@ -120,7 +67,7 @@ def test_tls_certificate_must_come_from_the_kuat_ca(deployed: Deployed, rendered
         context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def test_gateway_publishes_its_own_telemetry_but_not_another_gateways(deployed: Deployed, connect) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_publishes_its_own_telemetry_but_not_another_gateways(deployed: Deployed, connect: Connect) -> None:
     controller, gw1 = connect("kuat-controller"), connect("gw1")
     controller.subscribe(f"{v1.TOPIC_ROOT}/+/gw/+/telemetry")
     gw1.publish(topic(deployed, "gw2", "telemetry"), b"forged by gw1")
@@ -130,7 +77,7 @@ def test_gateway_publishes_its_own_telemetry_but_not_another_gateways(deployed: 
     assert controller.messages.empty()
 
 
-def test_gateway_reads_only_its_own_commands(deployed: Deployed, connect) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_reads_only_its_own_commands(deployed: Deployed, connect: Connect) -> None:
     controller, gw1, gw2 = connect("kuat-controller"), connect("gw1"), connect("gw2")
     gw1.subscribe(f"{v1.TOPIC_ROOT}/{deployed.scratch.site}/gw/+/cmd")  # tries to listen to every gateway
     gw1.subscribe(topic(deployed, "gw2", "cmd"))
@@ -143,7 +90,7 @@ def test_gateway_reads_only_its_own_commands(deployed: Deployed, connect) -> Non
     assert gw1.messages.empty()
 
 
-def test_gateway_cannot_command_another_gateway(deployed: Deployed, connect) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_cannot_command_another_gateway(deployed: Deployed, connect: Connect) -> None:
     controller, gw1, gw2 = connect("kuat-controller"), connect("gw1"), connect("gw2")
     gw2.subscribe(topic(deployed, "gw2", "cmd"))
     gw1.publish(topic(deployed, "gw2", "cmd"), b"forged command")
@@ -154,7 +101,7 @@ def test_gateway_cannot_command_another_gateway(deployed: Deployed, connect) -> 
     assert gw2.messages.empty()
 
 
-def test_controller_reads_state_and_acks_of_every_gateway(deployed: Deployed, connect) -> None:  # type: ignore[no-untyped-def]
+def test_controller_reads_state_and_acks_of_every_gateway(deployed: Deployed, connect: Connect) -> None:
     controller, gw1, gw2 = connect("kuat-controller"), connect("gw1"), connect("gw2")
     controller.subscribe(f"{v1.TOPIC_ROOT}/{deployed.scratch.site}/gw/+/ack")
     gw1.publish(topic(deployed, "gw1", "ack"), b"ack 1")

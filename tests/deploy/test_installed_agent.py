@@ -19,8 +19,8 @@ import pytest
 
 from kuat.wire import v1
 from tests.deploy.conftest import Deployed, RenderedBroker
+from tests.deploy.mqtt_clients import TlsClient
 from tests.deploy.scratch import PROJECT, read_env_file
-from tests.deploy.test_broker_acl import TlsClient
 from tests.support.servers import free_port, wait_port
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ for module in ("agent.cli_daemon", "sim.server"):
 
 
 def unit_directives(unit: Path) -> dict[str, str]:
-    directives = {}
+    directives: dict[str, str] = {}
     for line in unit.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
