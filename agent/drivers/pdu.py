@@ -96,57 +96,47 @@ def _state(raw: Any, column: Column | None) -> v1.OutletState:
     return v1.OutletState(column.states.get(raw, "unknown"))
 
 
+def by_key(rows: dict[Oid, Any], key_length: int) -> dict[Oid, Any]:
+    """Rows re-keyed by their outlet key (the last `key_length` index parts), for O(1) lookups."""
+    return {index[-key_length:]: value for index, value in rows.items()}
+
+
 def build_outlets(table: FamilyTable, walked: dict[str, Rows]) -> list[v1.OutletSample]:
     keys = outlet_keys(table, walked)
     numbers = outlet_numbers(keys)
+    n = table.key_length
     figures = {
-        name: sensor_rows(walked.get(col.oid, {}), walked.get(col.digits or "", {}), col)
+        name: by_key(sensor_rows(walked.get(col.oid, {}), walked.get(col.digits or "", {}), col), n)
         for name, col in table.outlets.items()
         if name in ("current_a", "power_w", "energy_kwh")
     }
-    name_col = table.outlets.get("name")
     state_col = table.outlets.get("state")
-    outlets = []
-    for key in keys:
-        outlets.append(
-            v1.OutletSample(
-                index=numbers[key],
-                name=_outlet_name(name_col, walked, key),
-                state=_state(_row(walked, state_col, key), state_col),
-                current_a=_figure(figures, "current_a", key),
-                power_w=_figure(figures, "power_w", key),
-                energy_kwh=_figure(figures, "energy_kwh", key),
-                switchable="on" in table.control,
-            )
+    states = by_key(walked.get(state_col.oid, {}), n) if state_col else {}
+    names = _names(table.outlets.get("name"), walked, n)
+    return [
+        v1.OutletSample(
+            index=numbers[key],
+            name=names.get(key),
+            state=_state(states.get(key), state_col),
+            current_a=figures.get("current_a", {}).get(key),
+            power_w=figures.get("power_w", {}).get(key),
+            energy_kwh=figures.get("energy_kwh", {}).get(key),
+            switchable="on" in table.control,
         )
-    return outlets
+        for key in keys
+    ]
 
 
-def _row(walked: dict[str, Rows], column: Column | None, key: Oid) -> Any:
+def _names(column: Column | None, walked: dict[str, Rows], key_length: int) -> dict[Oid, str]:
+    """Outlet names; an empty name falls back to the column's `fallback` (Raritan outletLabel)."""
     if column is None:
-        return None
-    return _find(walked.get(column.oid, {}), key)
-
-
-def _find(rows: dict[Oid, Any], key: Oid) -> Any:
-    for index, value in rows.items():
-        if index[-len(key) :] == key:
-            return value
-    return None
-
-
-def _figure(figures: dict[str, dict[Oid, float | None]], name: str, key: Oid) -> float | None:
-    return _find(dict(figures.get(name, {})), key)
-
-
-def _outlet_name(column: Column | None, walked: dict[str, Rows], key: Oid) -> str | None:
-    if column is None:
-        return None
-    for oid in (column.oid, column.fallback):
-        value = _find(walked.get(oid, {}), key) if oid else None
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
+        return {}
+    names: dict[Oid, str] = {}
+    for oid in (column.fallback, column.oid):  # the primary column last: it wins where it is not empty
+        for key, value in by_key(walked.get(oid or "", {}), key_length).items():
+            if isinstance(value, str) and value.strip():
+                names[key] = value.strip()
+    return names
 
 
 def walk_columns(table: FamilyTable) -> list[str]:
