@@ -40,6 +40,9 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
 
 
 def make_scheduler(services: Services) -> BackgroundScheduler:
+    # APScheduler logs every run of every job at INFO ("executed successfully" every few seconds); our jobs log
+    # what they did themselves, and failures still come through at WARNING/ERROR.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     for name, every_s, fn in jobs(services):
         scheduler.add_job(_guarded(name, fn), "interval", seconds=every_s, id=name, name=name)
