@@ -93,6 +93,8 @@ class DayResult:
     dispatches: int
     commands: int
     reboots: int = 0
+    wakes: int = 0
+    sleeps: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     correction: float = 1.0
 
@@ -116,6 +118,8 @@ class Plant:
         self.sent: dict[str, tuple[int, float]] = {}
         self.commands = 0
         self.reboots = 0
+        self.wakes = 0
+        self.sleeps = 0
         # observed efficiency: measured W and TH/s against the model at the same state (all mining at full now)
         self.power_factor = {m.serial: m.phys.power_w() / power_at_ratio(m.phys.spec, 1.0) for m in self.miners}
         self.hash_factor = {m.serial: m.phys.hashrate_ths() / m.phys.spec.nominal_ths for m in self.miners}
@@ -161,6 +165,7 @@ class Plant:
         if mode == Mode.SLEEP:
             if running:
                 phys.sleep()
+                self.sleeps += 1
                 self.changed_at[m.serial] = now
             return
         if not outlet.on:
@@ -168,6 +173,7 @@ class Plant:
             self.changed_at[m.serial] = now
         elif not running:
             phys.wake()
+            self.wakes += 1
             self.changed_at[m.serial] = now
         reboots = m.d.firmware == "btminer"
         if mode == Mode.RUN:
@@ -281,6 +287,7 @@ def run_day(site_path: Path, day: date, hours: int = 24, step_s: float = 5.0, co
     result = _summarise(state, day, hours, t0, full_w, fleet0, samples, used_by_hour, hash_ws, dispatches,
                         plant.commands)
     result.reboots, result.actions, result.correction = plant.reboots, actions, loop.correction
+    result.wakes, result.sleeps = plant.wakes, plant.sleeps
     return result
 
 
@@ -336,7 +343,8 @@ def report(result: DayResult) -> str:
         f"sum {sum(h.over_kwh for h in result.hours):.3f}",
         f"hash: {hash_ / 1e3:.2f} PH x h against a bound of {bound / 1e3:.2f} ({100 * hash_ / bound:.2f} %)",
         f"dispatches {result.dispatches} ({', '.join(f'{k} {v}' for k, v in sorted(result.actions.items()))}), "
-        f"setpoint changes sent {result.commands}, Whatsminer reboots for a new limit {result.reboots}, "
+        f"setpoint changes sent {result.commands}, sleeps {result.sleeps}, wakes {result.wakes}, "
+        f"Whatsminer reboots for a new limit {result.reboots}, "
         f"final correction {result.correction:.4f}",
         f"excursions above instantaneous caps: {len(result.excursions)}",
     ]

@@ -268,11 +268,16 @@ def _check_order_level(p: Problems, pre: str, o: EmergencyOrder) -> None:
 
 
 def _check_overlaps(p: Problems, windows: list[tuple[int, str, datetime, datetime | None]], prefix: str) -> None:
-    far = datetime.max.replace(tzinfo=windows[0][2].tzinfo) if windows else None
-    ordered = sorted(windows, key=lambda w: (w[1], w[2]))
-    for (i, area_a, _s_a, end_a), (j, area_b, start_b, _e_b) in itertools.pairwise(ordered):
-        if area_a == area_b and start_b < (end_a or far or start_b):
-            p.add(f"{prefix}[{j}].start", f"overlaps {prefix}[{i}] for {area_a!r} in the same push")
+    """Within one push, windows of the same area must not overlap (which order would apply is ambiguous)."""
+    latest: dict[str, tuple[int, datetime | None]] = {}  # area -> (index, end) of the window reaching furthest
+    for j, area, start, end in sorted(windows, key=lambda w: (w[1], w[2])):
+        if area in latest:
+            i, reach = latest[area]
+            if reach is None or start < reach:
+                p.add(f"{prefix}[{j}].start", f"overlaps {prefix}[{i}] for {area!r} in the same push")
+            if reach is None or (end is not None and end <= reach):
+                continue
+        latest[area] = (j, end)
 
 
 def validate_site(cfg: SiteConfig) -> None:

@@ -262,3 +262,15 @@ def test_plan_segments_merge_unchanged_hours() -> None:
     assert len(plan.segments) == 24  # each hour's schedule is its own constraint (reason names the hour)
     assert all(s.limit_w == 700_000.0 for s in plan.segments)
     assert plan.segments[0].start == hour_window(DAY, 1, ASTANA)[0]
+
+
+def test_overlap_with_an_earlier_long_window_is_found() -> None:
+    t = at_hour(3)
+    orders = [EmergencyOrder("dpc-1", "A", t, t + timedelta(hours=5), cap_mw=1.0),
+              EmergencyOrder("dpc-1", "B", t + timedelta(hours=1), t + timedelta(hours=2), cap_mw=2.0),
+              EmergencyOrder("dpc-1", "C", t + timedelta(hours=3), t + timedelta(hours=4), cap_mw=2.0),
+              EmergencyOrder("north-south", "Z", t, None, cap_mw=9.0)]  # another area: no conflict
+    with pytest.raises(QuotaInputError) as e:
+        validate_orders(orders, SITE.areas(), NOW)
+    assert set(issues(e)) == {"orders[1].start", "orders[2].start"}
+    validate_orders(orders[2:], SITE.areas(), NOW)  # C and Z alone are fine
