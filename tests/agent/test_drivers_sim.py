@@ -230,3 +230,14 @@ async def test_identity_fetched_again_when_the_web_api_was_down(sim: SimServer) 
     driver._identity_retry_at = 0.0  # the retry interval has passed
     third = await driver.read()
     assert third.serial == miner.serial and third.device_id == third.mac
+
+
+async def test_every_simulated_pdu_identity_and_figures(sim: SimServer) -> None:
+    for pdu_sim in sim.site.pdus:
+        pdu = await open_pdu(pdu_sim.ip, port=sim.pdu_port, timeout=2.0)
+        sample = await pdu.read()
+        assert sample.family == pdu_sim.d.family
+        assert sample.serial == pdu_sim.d.serial and sample.model
+        assert sample.power_w == pytest.approx(pdu_sim.power_w(), abs=10)  # APC rPDU2 counts in 10 W steps
+        metered = [o.power_w for o in sample.outlets if o.power_w is not None]
+        assert sum(metered) == pytest.approx(pdu_sim.power_w(), rel=0.02)
