@@ -1,7 +1,8 @@
 """Per-family PDU OID tables, as data: one TOML file per MIB family in this folder.
 
 A table names, for one family: the sysObjectID prefixes that identify it, a `probe` column that must answer
-(several families share an APC sysObjectID), identity columns, `total` figures (summed over rows), the outlet
+(several families share an APC sysObjectID; `priority` orders their probes), identity columns, `total` figures
+(summed over rows), the outlet
 columns with their scale factors and state enums, and the control OIDs with the vendor's real values.
 A column is `{oid, scale, map, digits, sensor, fallback, negative_is_none}`; Raritan-style sensor tables give
 `digits` (decimal digits column, value / 10^digits) and `sensor` (the sensorType index that ends each row).
@@ -53,6 +54,7 @@ class FamilyTable:
     outlets: dict[str, Column]
     key_length: int
     control: dict[str, Control]
+    priority: int = 0  # among families sharing a sysObjectID prefix, lower is probed first
 
     def matches(self, sys_object_id: str) -> int:
         """Length of the longest sysObjectID prefix of this family that matches (0: none)."""
@@ -94,6 +96,7 @@ def parse_table(data: dict[str, Any], source: str) -> FamilyTable:
             total={k: _column(v, f"{source} total.{k}") for k, v in data.get("total", {}).items()},
             outlets={k: _column(v, f"{source} outlets.{k}") for k, v in outlets_raw.items()},
             key_length=key_length,
+            priority=int(data.get("priority", 0)),
             control={k: Control(oid=str(v["oid"]), value=int(v["value"])) for k, v in data.get("control", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -113,4 +116,5 @@ def load_tables() -> dict[str, FamilyTable]:
 def candidates(sys_object_id: str) -> list[FamilyTable]:
     """Families whose sysObjectID prefix matches, most specific first."""
     scored = [(t.matches(sys_object_id), t) for t in load_tables().values()]
-    return [t for score, t in sorted(scored, key=lambda s: -s[0]) if score > 0]
+    ordered = sorted(scored, key=lambda s: (-s[0], s[1].priority, s[1].family))
+    return [t for score, t in ordered if score > 0]

@@ -155,3 +155,12 @@ async def test_snmp_v3_auth_priv(snmprec_dir: Path) -> None:
         wrong = V3Auth("kuat", "not-the-key", "kuat-priv-pass", "sha", "aes", context="apc-cpdu")
         with pytest.raises(DeviceError):
             await open_pdu("127.0.0.1", port=sim.port, v3=wrong, timeout=1.0, retries=0)
+
+
+async def test_apc_ap7900_spdu_tree(snmpsim: SnmpSim) -> None:
+    """The AP7900 walk also carries the sPDU (MasterSwitch) tree; read it with that table."""
+    s = await read(snmpsim, "apc-ap7900", family="apc_spdu")
+    assert (s.model, s.serial) == ("AP7900", "ZA0733005455")  # .318.1.1.4.1.4.0 / .4.1.5.0
+    assert [o.name for o in s.outlets] == [f"Outlet {n}" for n in range(1, 9)]  # .4.4.2.1.4.N (hex strings)
+    assert all(o.state == v1.OutletState.ON for o in s.outlets)  # sPDUOutletCtl .4.4.2.1.3.N|2|1 = outletOn
+    assert s.power_w is None and s.errors == ["the PDU reports no power reading"]
