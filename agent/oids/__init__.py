@@ -2,8 +2,8 @@
 
 A table names, for one family: the sysObjectID prefixes that identify it, a `probe` column that must answer
 (several families share an APC sysObjectID; `priority` orders their probes), identity columns, `total` figures
-(summed over rows), the outlet
-columns with their scale factors and state enums, and the control OIDs with the vendor's real values.
+(summed over rows), the outlet columns with their scale factors and state enums, and the control OIDs with the
+vendor's real values.
 A column is `{oid, scale, map, digits, sensor, fallback, negative_is_none}`; Raritan-style sensor tables give
 `digits` (decimal digits column, value / 10^digits) and `sensor` (the sensorType index that ends each row).
 """
