@@ -138,3 +138,25 @@ def test_site_totals_by_source_and_availability(services: Services) -> None:
     totals = svc.fleet.site_totals()[0]
     assert totals["miners"] == 2 and totals["miners_available"] == 1
     assert totals["power_w_by_source"]["grid"] == 3000.0 and totals["states"] == {"mining": 1, "offline": 1}
+
+
+def test_energy_per_owner_follows_the_registry(services: Services) -> None:
+    from datetime import date
+
+    from registry.schemas import ApproveIn, DpcIn, LicenseeIn
+
+    svc = services
+    registry = svc.registry
+    assert registry is not None
+    svc.telemetry.ingest(batch(1, T0, [miner(1), miner(2)]))
+    svc.sightings.flush()  # both become pending registrations
+    host = registry.create_licensee(LicenseeIn(bin="180340021791", name="Host LLP", licence_number="DM-1",
+                                               subtype="I", valid_from=date(2025, 1, 10)), "operator:test")  # fmt: skip
+    dpc = registry.create_dpc(DpcIn(name="kz1", address="Ekibastuz", zone="North", operator_id=host.id,
+                                    capacity_mw=1), "operator:test")  # fmt: skip
+    registry.approve("SN000001", ApproveIn(owner_id=host.id, dpc_id=dpc.id), "operator:test")
+    assert svc.owners.refresh() == 1
+    svc.telemetry.ingest(batch(2, T0 + timedelta(seconds=60), [miner(1), miner(2)]))
+    by_owner = {r["owner"]: r["energy_kwh"] for r in svc.fleet.energy("owner")}
+    assert by_owner == {"180340021791": pytest.approx(0.05), "unassigned": pytest.approx(0.05)}
+    assert svc.live.find(miner(1).device_id)[0].owner == "180340021791"
