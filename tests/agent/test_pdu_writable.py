@@ -2,7 +2,7 @@
 
 - A COPY of the real Raritan PX1 walk with one outlet's outletOperationalState made writable (snmpsim
   `writecache` variation): the driver switches it off and reads the state back.
-- Eaton and Vertiv recordings are SYNTHETIC, written here from the OIDs/scales in DEVICES.md (no public walk of
+- Eaton, Vertiv, Enlogic and CyberPower recordings are SYNTHETIC, written here from DEVICES.md (no public walk of
   these PDUs was available): they check the table data (index shapes, scales, control OIDs), not a device.
   snmpsim's writecache changes only the OID written, so a command OID that differs from the state OID stays
   "on" after an off command - exactly the "SET accepted, nothing happened" case the driver must not call done.
@@ -66,6 +66,38 @@ def vertiv_recording() -> str:
     return "\n".join(sorted(lines, key=_oid_key)) + "\n"
 
 
+ENLOGIC = "1.3.6.1.4.1.38446.1"
+CYBERPOWER = "1.3.6.1.4.1.3808.1.1.3"
+
+
+def enlogic_recording() -> str:
+    lines = [
+        f"1.3.6.1.2.1.1.2.0|6|{ENLOGIC}",
+        f"{ENLOGIC}.2.4.1.4.1|2|3300",  # pduUnitStatusActivePower W
+        f"{ENLOGIC}.2.4.1.9.1|2|98765",  # pduUnitStatusEnergy 0.1 kWh -> 9876.5 kWh
+        f"{ENLOGIC}.5.4.1.3.1.1|4|s19-a",  # name, unit 1 outlet 1
+        f"{ENLOGIC}.5.4.1.4.1.1|2|1",  # state on
+        f"{ENLOGIC}.5.5.1.4.1.1|2:writecache|value=7",  # control (outletUnknown 7)
+        f"{ENLOGIC}.5.9.1.5.1.1|2|1435",  # current 0.01 A -> 14.35 A
+        f"{ENLOGIC}.5.9.1.6.1.1|2|3300",  # power W
+        f"{ENLOGIC}.5.9.1.11.1.1|2|4321",  # energy 0.1 kWh -> 432.1 kWh
+    ]
+    return "\n".join(sorted(lines, key=_oid_key)) + "\n"
+
+
+def cyberpower_recording() -> str:
+    lines = [f"1.3.6.1.2.1.1.2.0|6|{CYBERPOWER}"]
+    for o, watts in ((1, 2900), (2, 0)):
+        lines += [
+            f"{CYBERPOWER}.3.5.1.1.2.{o}|4|Outlet{o}",  # ePDUOutletStatusOutletName
+            f"{CYBERPOWER}.3.5.1.1.4.{o}|2|{1 if watts else 2}",  # state on 1 / off 2
+            f"{CYBERPOWER}.3.5.1.1.7.{o}|2|{126 if watts else 0}",  # load 0.1 A
+            f"{CYBERPOWER}.3.5.1.1.8.{o}|2|{watts}",  # active power W
+            f"{CYBERPOWER}.3.5.1.1.13.{o}|2|{500 * o}",  # energy 0.1 kWh
+        ]
+    return "\n".join(sorted(lines, key=_oid_key)) + "\n"
+
+
 def _oid_key(line: str) -> tuple[int, ...]:
     return tuple(int(x) for x in line.split("|")[0].split("."))
 
@@ -83,6 +115,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory, snmprec_dir: Path) -> Iterator
     folder = tmp_path_factory.mktemp("recordings")
     (folder / "eaton-synthetic.snmprec").write_text(eaton_recording())
     (folder / "vertiv-synthetic.snmprec").write_text(vertiv_recording())
+    (folder / "enlogic-synthetic.snmprec").write_text(enlogic_recording())
+    (folder / "cyberpower-synthetic.snmprec").write_text(cyberpower_recording())
     (folder / "px1-writable.snmprec").write_text(writable_px1(snmprec_dir / "raritan-px1-fullwalk.snmprec"))
     with SnmpSim(sorted(folder.glob("*.snmprec"))) as running:
         yield running
@@ -122,3 +156,26 @@ async def test_switch_with_read_back(sim: SnmpSim) -> None:
     assert [o.state for o in after.outlets if o.index != 2] == [o.state for o in before.outlets if o.index != 2]
     await pdu.switch(2, "on")
     assert (await pdu.read()).outlets[1].state == v1.OutletState.ON
+
+
+async def test_enlogic_table(sim: SnmpSim) -> None:
+    pdu = await open_pdu("127.0.0.1", port=sim.port, community="enlogic-synthetic", timeout=2.0)
+    s = await pdu.read()
+    assert (s.family, s.power_w, s.energy_kwh) == ("enlogic", 3300.0, 9876.5)
+    o = s.outlets[0]
+    assert (o.index, o.name, o.state, o.current_a, o.power_w, o.energy_kwh) == (
+        1, "s19-a", v1.OutletState.ON, 14.35, 3300.0, 432.1
+    )  # fmt: skip
+    with pytest.raises(DeviceError, match="still reads on"):
+        await pdu.switch(1, "off")  # sends immediateOff = 1 (Enlogic order), the recording's state stays on
+
+
+async def test_cyberpower_table_sums_outlets(sim: SnmpSim) -> None:
+    pdu = await open_pdu("127.0.0.1", port=sim.port, community="cyberpower-synthetic", timeout=2.0)
+    s = await pdu.read()
+    assert s.family == "cyberpower_epdu"
+    assert [(o.state, o.current_a, o.energy_kwh) for o in s.outlets] == [
+        (v1.OutletState.ON, 12.6, 50.0),
+        (v1.OutletState.OFF, 0.0, 100.0),
+    ]
+    assert s.power_w == 2900.0 and s.errors == ["no total power reading: sum of outlet readings"]
