@@ -1,4 +1,4 @@
-"""Switching through snmpsim, and the families no shared recording covers (Eaton G3, Vertiv/Geist).
+"""Switching through snmpsim, and the families no shared recording covers (Eaton, Vertiv, Enlogic, CyberPower).
 
 - A COPY of the real Raritan PX1 walk with one outlet's outletOperationalState made writable (snmpsim
   `writecache` variation): the driver switches it off and reads the state back.
