@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kuat import clock
@@ -45,6 +45,8 @@ class GridDay:
         if self.emergency_at is not None:
             self.lift_at = self.emergency_at + timedelta(minutes=demo.opts.emergency_minutes)
         self.order_id: Any = None
+        self.nominal_w = 0.0
+        self.pushed_until: date | None = None  # the last Astana day with a schedule
         self.available = True
 
     def describe(self) -> str:
@@ -69,7 +71,7 @@ class GridDay:
         from demo.cli import sum_nominal_w
         from sim.site import load_site
 
-        nominal_w = sum_nominal_w(load_site(self.demo.opts.site_file))
+        nominal_w = self.nominal_w = sum_nominal_w(load_site(self.demo.opts.site_file))
         try:
             self._configure_site(nominal_w)
             self._push_schedules(nominal_w)
@@ -81,28 +83,41 @@ class GridDay:
     def _configure_site(self, nominal_w: float) -> None:
         from demo.seed import TENANT_BIN
 
-        connection_kw = math.ceil(nominal_w * 1.1 / 1000)
-        headroom_kw = round(connection_kw * 0.02)
-        self._call("PUT", f"/api/v1/quota/{self.site}/limits",
-                   {"connection_kw": connection_kw, "reserved_headroom_kw": headroom_kw}, role="operator")
+        self._limits(math.ceil(nominal_w * 1.1 / 1000), require_schedule=False)  # no 0 W limit before a schedule
         tenant = TENANT_BIN  # the controller knows a machine's owner by its licensee's BIN
         self._call("PUT", f"/api/v1/quota/{self.site}/tenants/{tenant}", {"share_pct": TENANT_SHARE_PCT},
                    role="operator")
+
+    def _limits(self, connection_kw: float, require_schedule: bool) -> None:
+        body = {"connection_kw": connection_kw, "reserved_headroom_kw": round(connection_kw * 0.02),
+                "require_schedule": require_schedule}  # fmt: skip
+        self._call("PUT", f"/api/v1/quota/{self.site}/limits", body, role="operator")
 
     def _push_schedules(self, nominal_w: float) -> None:
         from quota.timebase import ASTANA
 
         today = clock.now().astimezone(ASTANA).date()
         for day in (today, today + timedelta(days=1)):
-            self._call("POST", f"/api/v1/quota/{self.site}/schedules",
-                       {"day": day.isoformat(), "hours_kwh": hourly_kwh(nominal_w), "reference": f"DA-{day}"})
+            self._push_schedule(day)
         log.info("grid: schedules for %s and the day after pushed", today)
+        self._limits(math.ceil(nominal_w * 1.1 / 1000), require_schedule=True)  # mining only on bought energy
+
+    def _push_schedule(self, day: date) -> None:
+        self._call("POST", f"/api/v1/quota/{self.site}/schedules",
+                   {"day": day.isoformat(), "hours_kwh": hourly_kwh(self.nominal_w), "reference": f"DA-{day}"})
+        self.pushed_until = day
 
     def tick(self) -> None:
-        """Play the emergency order and its lifting when their simulated time comes."""
+        """Play the emergency order and its lifting when their simulated time comes; keep a day of schedule ahead."""
+        from quota.timebase import ASTANA
+
         if not self.available:
             return
         now = clock.now()
+        tomorrow = now.astimezone(ASTANA).date() + timedelta(days=1)
+        if self.pushed_until is not None and self.pushed_until < tomorrow:
+            self._push_schedule(tomorrow)
+            log.info("grid: day-ahead schedule for %s pushed", tomorrow)
         if self.emergency_at is not None and now >= self.emergency_at:
             self.emergency_at = None
             order = self._call("POST", f"/api/v1/quota/{self.site}/emergencies",

@@ -54,7 +54,8 @@ def seed_registry(registry: Any, site: SiteFile, leave_unregistered: int, capaci
                                 valid_from=start, valid_to=today + timedelta(days=720)), ACTOR)  # fmt: skip
     seeded = Seeded(host.id, host_bin, tenant.id, tenant_bin, dpc.id)
     reports_serial = [m for m in site.miners if m.firmware == "bmminer"]  # stock Antminer tells its serial
-    left = {m.serial for m in reports_serial[-leave_unregistered:]} if leave_unregistered else set()
+    step = max(1, len(reports_serial) // max(1, leave_unregistered))
+    left = {m.serial for m in reports_serial[step - 1 :: step][:leave_unregistered]}  # spread over the racks
     for miner in site.miners:
         if miner.serial in left:
             seeded.left_pending.append(str(miner.serial))

@@ -150,8 +150,9 @@ def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/ledger.csv", dependencies=[Depends(read_by_link)])
 def ledger_csv(svc: Services = Depends(services)) -> Response:
-    rows = views.ledger_rows(svc, views.site_name(svc), clock.now())
-    return Response(views.ledger_csv(rows), media_type="text/csv",
+    if views.quota_of(svc) is None:
+        raise HTTPException(503, "the quota service is not running in this controller")
+    return Response(views.ledger_csv(svc, views.site_name(svc), clock.now()), media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="kuat-ledger.csv"'})  # fmt: skip
 
 

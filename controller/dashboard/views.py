@@ -8,8 +8,6 @@ has no limit and the power history comes from this module's own sampler.
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from collections import deque
@@ -28,7 +26,7 @@ HISTORY_POINTS = 900  # ~30 min of 2 s snapshots
 
 def quota_of(services: Services) -> Any | None:
     """The controller's QuotaService when the quota side runs in this controller, else None."""
-    return getattr(services, "quota", None)
+    return services.quota
 
 
 def site_name(services: Services) -> str | None:
@@ -90,11 +88,13 @@ def snapshot(services: Services, sampler: PowerSampler, history_minutes: int = 6
                          for g in services.live.gateway_list() if site is None or g.site == site],
             "quota": quota_of(services) is not None,
         },
-        "history": _history(services, sampler, site, now - timedelta(minutes=history_minutes)),
+        "history": _with_now(_history(services, sampler, site, now - timedelta(minutes=history_minutes)),
+                             {"ts": now.isoformat(), "power_w": power_w, "limit_w": limit_w,
+                              "target_w": status.get("target_w")}),
         "quota": {
             "schedule": status.get("schedule", []),
             "emergencies": status.get("emergencies", []),
-            "tenants": status.get("tenants", []),
+            "tenants": _named_tenants(services, status.get("tenants", [])),
             "ledger": ledger_rows(services, site, now),
         },
     }  # fmt: skip
@@ -106,6 +106,24 @@ def _quota_status(services: Services, site: str | None, now: datetime) -> dict[s
         return {}
     status: dict[str, Any] = quota.status(site, at=now)
     return status
+
+
+def _with_now(history: list[dict[str, Any]], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history ends at the live figures, so the chart's line ends where the big number is."""
+    if history and str(history[-1]["ts"]) >= current["ts"]:
+        return history
+    return [*history, current]
+
+
+def _named_tenants(services: Services, tenants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The quota knows a tenant by its licensee's BIN; the registry knows its name."""
+    if not tenants or services.registry is None:
+        return tenants
+    from registry.models import Licensee
+
+    with services.registry.reading() as session:
+        names = dict(session.execute(select(col(Licensee.bin), col(Licensee.name))).all())
+    return [{**t, "name": names.get(t["tenant"])} for t in tenants]
 
 
 def _history(services: Services, sampler: PowerSampler, site: str | None, since: datetime) -> list[dict[str, Any]]:
@@ -125,14 +143,14 @@ def ledger_rows(services: Services, site: str | None, now: datetime, hours: int 
     return [{**r, "hour": _iso(r["hour"])} for r in reversed(rows)]
 
 
-def ledger_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["hour", "allotted_kwh", "used_kwh", "excursion_kwh", "causes"])
-    for r in rows:
-        writer.writerow([r["hour"], r.get("allotted_kwh"), r.get("used_kwh"), r.get("excursion_kwh"),
-                         "; ".join(str(c) for c in r.get("causes") or [])])  # fmt: skip
-    return out.getvalue()
+def ledger_csv(services: Services, site: str | None, now: datetime, hours: int = 24) -> str:
+    """The quota's own CSV of the last `hours` (an empty string without a quota service)."""
+    quota = quota_of(services)
+    if quota is None or site is None:
+        return ""
+    start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    text: str = quota.ledger_csv(site, start, now, "hour")
+    return text
 
 
 def _iso(value: Any) -> Any:
@@ -245,5 +263,8 @@ def _location(h: Any) -> str:
 
 
 def _evidence(evidence: dict[str, Any]) -> str:
-    return "; ".join(f"{k}: {v}" for k, v in evidence.items())
+    def show(v: Any) -> str:
+        return ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
+
+    return "; ".join(f"{k}: {show(v)}" for k, v in evidence.items())
 

@@ -14,6 +14,7 @@ const fmt = {
   ths: t => t == null ? "—" : (t >= 1000 ? (t / 1000).toFixed(2) + " PH/s" : t.toFixed(1) + " TH/s"),
   kwh: k => k == null ? "—" : k.toFixed(1) + " kWh",
   num: (n, d = 0) => n == null ? "—" : Number(n).toFixed(d),
+  hour: ts => ts ? new Date(ts).toLocaleString([], {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"}) : "—",
   time: ts => ts ? new Date(ts).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"}) : "—",
 };
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -175,8 +176,8 @@ function renderQuota(q) {
     if (!confirm("Lift this emergency order?")) return;
     try { await api(`/api/v1/quota/emergencies/${b.dataset.lift}/lift`, {method: "POST"}); toast("lifted"); } catch (e) { toast(e.message, true); }
   }));
-  $("#tenants").innerHTML = (q.tenants || []).map(t => `<span class="pill">${esc(t.tenant)}: ${fmt.num(t.share_pct, 1)} % · ${fmt.kw(t.allotted_w)} allotted · ${fmt.kw(t.used_w)} used</span>`).join(" ") || "<span class='muted'>no tenant contracts</span>";
-  $("#ledger tbody").innerHTML = (q.ledger || []).map(l => `<tr><td>${esc(l.hour)}</td><td class="num">${fmt.num(l.allotted_kwh, 1)}</td>
+  $("#tenants").innerHTML = (q.tenants || []).map(t => `<span class="pill">${esc(t.name || t.tenant)}: ${fmt.num(t.share_pct, 1)} % · ${fmt.kw(t.allotted_w)} allotted · ${fmt.kw(t.used_w)} used</span>`).join(" ") || "<span class='muted'>no tenant contracts</span>";
+  $("#ledger tbody").innerHTML = (q.ledger || []).map(l => `<tr><td>${esc(fmt.hour(l.hour))}</td><td class="num">${fmt.num(l.allotted_kwh, 1)}</td>
     <td class="num">${fmt.num(l.used_kwh, 1)}</td><td class="num">${fmt.num(l.excursion_kwh, 2)}</td><td>${esc((l.causes || []).join(", "))}</td></tr>`).join("");
 }
 $("#emergency-form").addEventListener("submit", async e => {
