@@ -10,6 +10,7 @@ the matching pyasic class is built directly with its ports overridden.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from .parsers import Reading, Reply
 log = logging.getLogger(__name__)
 
 IDENTITY_RETRY_S = 300.0  # an incomplete identity (no MAC) is fetched again this often
+CONTROL_TIMEOUT_S = 60.0  # one pyasic control call (login, token, encrypted command, reply) at the most
 
 # What one poll asks each firmware (one multi-command when it is accepted).
 READ_COMMANDS: dict[str, list[str]] = {
@@ -76,7 +78,7 @@ class RpcMiner(MinerDriver):
         device_id: str | None = None,
         pyasic_miner: Any = None,
     ) -> None:
-        from agent.transport.cgminer import RpcClient
+        from agent.transport.cgminer import RpcClient  # lazy: agent.transport imports agent.drivers.base
 
         if family not in READ_COMMANDS:
             raise ValueError(f"unknown miner family {family!r}; known: {', '.join(sorted(READ_COMMANDS))}")
@@ -190,8 +192,10 @@ class RpcMiner(MinerDriver):
 async def pyasic_call(ip: str, name: str, call: Awaitable[Any]) -> None:
     """Await one pyasic control call: its errors become driver errors, and `False` (refused) too."""
     try:
-        result = await call
-    except (OSError, TimeoutError) as exc:
+        result = await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise DeviceUnreachable(f"{ip} {name}: no answer within {CONTROL_TIMEOUT_S:.0f}s") from exc
+    except OSError as exc:
         raise DeviceUnreachable(f"{ip} {name}: {exc}") from exc
     except DeviceError:
         raise
