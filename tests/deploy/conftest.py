@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.scratch import GatewaySpec, PlaybookRun, ScratchDeployment, ansible_playbook, random_secret
+from tests.deploy.scratch import (
+    PROJECT,
+    GatewaySpec,
+    PlaybookRun,
+    ScratchDeployment,
+    ansible_playbook,
+    random_secret,
+)
+from tests.support.postgres import PostgresCluster
 from tests.support.servers import free_port, require_binary, wait_port
 
 SIM_SITE = """\
@@ -48,6 +56,8 @@ class Deployed:
     first: PlaybookRun
     second: PlaybookRun
     rack: SimRack
+    postgres: PostgresCluster | None  # the controller role created its database and user here
+    postgres_missing: str = ""  # why there is none
 
 
 def _sim_rack(base: Path) -> SimRack:
@@ -72,27 +82,60 @@ def _sim_rack(base: Path) -> SimRack:
     return SimRack(site_file, miner_net, pdu_net, port_offset, gw1)
 
 
+def _private_postgres() -> tuple[PostgresCluster | None, str]:
+    """A private PostgreSQL for the controller role's database tasks, or why there is none."""
+    try:
+        return PostgresCluster().start(), ""
+    except pytest.skip.Exception as exc:
+        return None, str(exc)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"PostgreSQL did not start: {exc}"
+
+
+def _postgres_vars(cluster: PostgresCluster | None) -> dict[str, object]:
+    if cluster is None:
+        return {"kuat_manage_postgresql": False}
+    return {
+        "kuat_manage_postgresql": True,
+        "kuat_postgres_become": False,
+        "kuat_postgres_login_host": "127.0.0.1",
+        "kuat_postgres_login_port": cluster.port,
+        "kuat_postgres_login_user": "postgres",
+        "kuat_db_host": "127.0.0.1",
+        "kuat_db_port": cluster.port,
+        # the postgresql modules need psycopg2, which the project's virtualenv has
+        "ansible_python_interpreter": str(PROJECT / ".venv/bin/python"),
+    }
+
+
 @pytest.fixture(scope="session")
 def deployed() -> Iterator[Deployed]:
-    """The site playbook run twice into scratch roots (controller ctl, gateways gw1 and gw2)."""
+    """The site playbook run twice into scratch roots (controller ctl with a private PostgreSQL, gateway gw1)."""
     if ansible_playbook() is None:
         pytest.skip("ansible-playbook not installed (Debian package ansible; scripts/bootstrap.sh installs it as root)")
     base = Path(tempfile.mkdtemp(prefix="kuat-deploy-"))
     rack = _sim_rack(base)
     site = f"site-{random.randint(1000, 9999)}"
+    postgres, postgres_missing = _private_postgres()
     # gw2 is a gateway the controller knows from kuat_mqtt_extra_gateways (not an inventory host): the broker tests
     # need its MQTT user and ACL; nothing polls for it.
     scratch = ScratchDeployment(base, site, [rack.gw1], free_port(), controller_vars={
         "kuat_mqtt_extra_gateways": [{"site": site, "gateway": "gw2", "user": "gw2"}],
+        "kuat_controller_api_port": free_port(),
+        **_postgres_vars(postgres),
     })
     scratch.passwords["gw2"] = random_secret()
-    scratch.prepare()
-    first = scratch.run()
-    if first.returncode != 0:
-        pytest.fail("site playbook failed:\n" + "\n".join(first.failure_messages()))
-    second = scratch.run()
-    yield Deployed(scratch, first, second, rack)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        scratch.prepare()
+        first = scratch.run()
+        if first.returncode != 0:
+            pytest.fail("site playbook failed:\n" + "\n".join(first.failure_messages()))
+        second = scratch.run()
+        yield Deployed(scratch, first, second, rack, postgres, postgres_missing)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class RenderedBroker:

@@ -108,9 +108,8 @@ def test_controller_settings_are_accepted_with_secrets_from_the_env_file(deploye
             os.environ.pop(name, None)
     assert settings.production is True
     assert settings.sites == [deployed.scratch.site]
-    assert settings.database_url == (
-        f"postgresql+psycopg2://kuat:{deployed.scratch.db_password}@localhost:5432/kuat"
-    )
+    host = f"127.0.0.1:{deployed.postgres.port}" if deployed.postgres else "localhost:5432"
+    assert settings.database_url == f"postgresql+psycopg2://kuat:{deployed.scratch.db_password}@{host}/kuat"
     assert settings.broker.password == deployed.scratch.passwords["kuat-controller"]
     assert (settings.broker.port, settings.broker.tls) == (deployed.scratch.mqtt_tls_port, True)
 

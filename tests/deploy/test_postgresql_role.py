@@ -1,30 +1,19 @@
-"""The controller role's PostgreSQL part against a real (private) PostgreSQL: database and user created, the
-password stored only as a SCRAM verifier of the vault's password, and a second run changes nothing."""
+"""The controller role's PostgreSQL part, run by the session's site playbook against a private PostgreSQL: the
+database and user exist, and the password is stored only as a SCRAM verifier of the vault's password (the
+playbook's second run reporting changed=0 covers idempotency)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.deploy.scratch import PROJECT, ScratchDeployment, ansible_playbook
+from tests.deploy.conftest import Deployed
 from tests.support.postgres import PostgresCluster
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def scram_matches(password: str, verifier: str) -> bool:
@@ -49,30 +38,11 @@ def query(cluster: PostgresCluster, sql: str, *args: str) -> list[tuple[object, 
         conn.close()
 
 
-def test_database_and_user_are_created_once_with_a_hashed_password(tmp_path: Path, postgres: PostgresCluster) -> None:
-    if ansible_playbook() is None:
-        pytest.skip("ansible-playbook not installed (Debian package ansible)")
-    scratch = ScratchDeployment(tmp_path, "pgsite", [], free_port(), controller_vars={
-        "kuat_manage_mosquitto": False,
-        "kuat_manage_postgresql": True,
-        "kuat_postgres_become": False,
-        "kuat_postgres_login_host": "127.0.0.1",
-        "kuat_postgres_login_port": postgres.port,
-        "kuat_postgres_login_user": "postgres",
-        "kuat_db_host": "127.0.0.1",
-        "kuat_db_port": postgres.port,
-        # the modules need psycopg2, which the project's virtualenv has
-        "ansible_python_interpreter": str(PROJECT / ".venv/bin/python"),
-    })
-    scratch.prepare()
-    first = scratch.run("--limit", "ctl")
-    assert first.returncode == 0, first.failure_messages()
-    second = scratch.run("--limit", "ctl")
-    assert second.returncode == 0, second.failure_messages()
-    assert second.stats["ctl"]["changed"] == 0
-
-    [(verifier,)] = query(postgres, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", "kuat")
-    assert isinstance(verifier, str) and scram_matches(scratch.db_password, verifier)
-    assert not scram_matches(scratch.db_password + "x", verifier)
-    [(owner,)] = query(postgres, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", "kuat")
+def test_database_and_user_exist_with_a_hashed_password(deployed: Deployed) -> None:
+    if deployed.postgres is None:
+        pytest.skip(f"no private PostgreSQL: {deployed.postgres_missing}")
+    [(verifier,)] = query(deployed.postgres, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", "kuat")
+    assert isinstance(verifier, str) and scram_matches(deployed.scratch.db_password, verifier)
+    assert not scram_matches(deployed.scratch.db_password + "x", verifier)
+    [(owner,)] = query(deployed.postgres, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", "kuat")
     assert owner == "kuat"
