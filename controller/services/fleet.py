@@ -83,10 +83,10 @@ class FleetService:
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
         now = time.time()
-        rows = [self.view(d, now) for d in self.live.device_list()]
-        rows = [r for r in rows if _matches(r, site, gateway, kind, state, search)]
-        rows.sort(key=lambda r: _sort_key(r.get(sort)), reverse=descending)
-        return {"total": len(rows), "offset": offset, "devices": rows[offset : offset + limit]}
+        found = [d for d in self.live.device_list() if _matches(d, site, gateway, kind, state, search)]
+        found.sort(key=lambda d: _sort_key(_field(d, sort)), reverse=descending)
+        page = found[offset : offset + limit]  # views (dicts) only for the page: a site can have 100k devices
+        return {"total": len(found), "offset": offset, "devices": [self.view(d, now) for d in page]}
 
     def device(self, device_id: str, site: str | None = None, history_minutes: int = 180) -> dict[str, Any]:
         found = self.live.find(device_id, site)
@@ -179,16 +179,27 @@ def _empty_totals(site: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _field(d: DeviceLive, name: str) -> Any:
+    """A device's value for sorting and filtering, without building its whole view."""
+    if name in ("device_id", "gateway", "site", "kind", "owner"):
+        return getattr(d, name)
+    if name == "state":
+        s = d.sample
+        return s.state.value if isinstance(s, v1.MinerSample) else ("online" if s.available else "offline")
+    return getattr(d.sample, name, None)
+
+
 def _matches(
-    r: dict[str, Any], site: str | None, gateway: str | None, kind: str | None, state: str | None, search: str | None
+    d: DeviceLive, site: str | None, gateway: str | None, kind: str | None, state: str | None, search: str | None
 ) -> bool:
-    if (site and r["site"] != site) or (gateway and r["gateway"] != gateway) or (kind and r["kind"] != kind):
+    if (site and d.site != site) or (gateway and d.gateway != gateway) or (kind and d.kind != kind):
         return False
-    if state and r.get("state") != state:
+    if state and _field(d, "state") != state:
         return False
     if search:
         needle = search.lower()
-        hay = (r["device_id"], r["ip"], r.get("serial"), r.get("model"), r.get("mac"), r.get("hostname"), r["owner"])
+        s = d.sample
+        hay = (d.device_id, s.ip, s.serial, s.model, getattr(s, "mac", None), getattr(s, "hostname", None), d.owner)
         return any(needle in str(h).lower() for h in hay if h)
     return True
 
