@@ -130,6 +130,7 @@ def _run(coro: Any) -> Any:
 )
 @click.option("--site", default="site", show_default=True, help="Site name for --write-config.")
 @click.option("--gateway", default="gw1", show_default=True, help="Gateway id for --write-config.")
+@click.option("--force", is_flag=True, help="Let --write-config replace an existing file.")
 def scan(
     cidr: str,
     port_offset: int,
@@ -141,6 +142,7 @@ def scan(
     write_config: Path | None,
     site: str,
     gateway: str,
+    force: bool,
 ) -> None:
     """Find miners (cgminer RPC) and PDUs (SNMP sysObjectID) on CIDR; print a table, optionally write a config.
 
@@ -155,6 +157,8 @@ def scan(
         total = len(discovery.addresses(cidr))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="CIDR") from exc
+    if write_config is not None and write_config.exists() and not force:
+        raise click.BadParameter(f"{write_config} exists; add --force to replace it", param_hint="--write-config")
     with click.progressbar(length=total, label=f"scanning {cidr}", file=sys.stderr) as bar:
         found = asyncio.run(
             discovery.scan(

@@ -139,6 +139,9 @@ def test_scan_finds_rack_and_writes_a_config_that_loads(sim_process: SimProcess,
     )
     assert code == 0, err
     assert sim_process.site.pdus[0].family in out
+    before = config.read_text()
+    code, _, err = invoke("scan", f"{pdu_ip}/32", "--no-miners", "--write-config", str(config))
+    assert code == 2 and "--force" in err and config.read_text() == before  # an existing config is kept
 
 
 def test_scan_refuses_bad_ranges() -> None:
