@@ -1,5 +1,7 @@
 """Registry benchmark: bulk-load N HSCs into SQLite, then measure through the real ASGI app (httpx + ASGITransport)
-the full export (rows/s, CSV and JSON Lines) and filtered, cursor-paged list requests (p50/p95 latency).
+the full export (rows/s, CSV and JSON Lines) and filtered, cursor-paged list requests (p50/p95 latency); then the
+export generators alone, to tell the database's share from the HTTP layer's. (ASGITransport keeps the whole
+response in the client's memory; the server side streams.)
 
 Goals (issue 4): export >= 100,000 rows/s and a filtered page < 50 ms at p95 on 1,000,000 HSCs.
 
@@ -26,12 +28,12 @@ import httpx
 # Run as a script, this file's folder is first on sys.path and its name would shadow the `registry` package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry import auth
+from registry import auth, export
 from registry.app import create_app
 from registry.bin import check_digit
 from registry.db import init_db, make_engine, session_factory
 from registry.models import Role
-from registry.service import RegistryService
+from registry.service import HscFilter, RegistryService
 from registry.settings import RegistrySettings
 
 MODELS = [("Antminer", "Antminer S19j Pro", 104.0, 3068.0), ("Antminer", "Antminer S21", 200.0, 3500.0),
@@ -105,8 +107,8 @@ async def measure_export(client: httpx.AsyncClient, headers: dict[str, str], pat
     started = time.perf_counter()
     async with client.stream("GET", path, headers=headers) as response:
         response.raise_for_status()
-        async for chunk in response.aiter_text():
-            lines += chunk.count("\n")
+        async for chunk in response.aiter_bytes():
+            lines += chunk.count(b"\n")
     return lines, time.perf_counter() - started
 
 
@@ -155,6 +157,11 @@ async def run_http(db: Path, owners: int, dpcs: int) -> None:
             rows = lines - 1 if name == "CSV" else lines
             print(f"export {name:<10}: {rows:>9,} rows in {seconds:6.2f} s = {rows / seconds:>9,.0f} rows/s")
         timings = await measure_pages(client, headers, owners, dpcs)
+    for name, produce in (("CSV", export.iter_csv), ("JSON Lines", export.iter_jsonl)):
+        started = time.perf_counter()
+        rows = sum(chunk.count("\n") for chunk in produce(service, HscFilter())) - (name == "CSV")
+        seconds = time.perf_counter() - started
+        print(f"  without HTTP {name:<10}: {rows:>9,} rows in {seconds:6.2f} s = {rows / seconds:>9,.0f} rows/s")
     q = statistics.quantiles(timings, n=100)
     print(f"filtered pages (100 rows, cursor-paged, {len(timings)} requests): p50 {statistics.median(timings):.1f} ms"
           f", p95 {q[94]:.1f} ms, max {max(timings):.1f} ms")
