@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from controller.quota import ledger as ledger_store
 from controller.quota.models import QuotaDispatch
 from controller.settings import QuotaSettings
 from kuat import catalog, clock
+from kuat.catalog import ModelSpec, ratio_at_power
 from kuat.wire import v1
 from quota.allocate import Allocation, Mode, Policy, allocate
 from quota.control import (
@@ -109,8 +110,12 @@ class SiteRuntime:
     escalated: set[str] = field(default_factory=set)  # cut at the outlet because they did not follow
     attempts: dict[str, int] = field(default_factory=dict)
     changed_at: float = -math.inf  # clock time of the last dispatch that changed something
+    changed_real: float = -math.inf  # the same in wall-clock seconds (telemetry receipt times are wall clock)
+    acked_real: float = -math.inf  # wall-clock time the agents acked the last change
     planned_w: float = 0.0
     states: dict[str, tuple[Now, float]] = field(default_factory=dict)  # device -> (what it does, since)
+    floors: dict[str, float] = field(default_factory=dict)  # device -> lowest power target its firmware took
+    inflight: list[str] = field(default_factory=list)  # command ids of the last dispatch whose acks are awaited
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -124,8 +129,12 @@ class QuotaLoop:
         noncompliant: Callable[[], set[str]] | None,
         settings: QuotaSettings,
         bands: Bands | None = None,
+        command_record: Callable[[str], Any] | None = None,
+        stale_s: float = 120.0,
     ) -> None:
+        self.stale_s = stale_s  # a PDU-metered figure counts this long, even while the miner does not answer
         self.service = service
+        self.command_record = command_record  # command id -> its record with the agent's per-item acks
         self.live = live
         self.available = available
         self.send = send
@@ -231,26 +240,33 @@ class QuotaLoop:
         started = time.perf_counter()
         now, now_s, real_now = clock.now(), clock.time(), time.time()
         miners, pdus = self._devices(site)
-        live = [d for d in miners if self.available(d, real_now)]
-        readings = [_reading(d) for d in live]
+        metered = [d for d in miners if self._metered(d, real_now)]
+        readings = [_reading(d) for d in metered]
         measured = site_power(readings)
-        tenant_w = _by_owner(live)
+        tenant_w = _by_owner(metered)
         self._account(site, state, rt, now, measured.watts, tenant_w)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
                              max(measured.uncertainty, 0.01))  # fmt: skip
-        settled = now_s - rt.changed_at >= self.settings.settle_s
-        decision = band_step(self.bands, rt.loop_state, lim.limit_w, measured.watts, rt.planned_w, settled)
+        settled = self._settled(rt, metered, now_s)
+        # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
+        # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
+        # power once every metered machine has reported since the change.
+        steer_w = measured.watts if settled else rt.planned_w * rt.loop_state.correction
+        decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, settled)
+        self._learn_from_acks(site, rt)
         machines = self._machines(site, miners, pdus, real_now, now_s, rt)
         fleet = FleetArrays.from_machines(machines)
         plan = allocate(fleet, decision.budget_w, self._policy(state))
         setpoints = plan.setpoints(fleet)
         setpoints = self._stragglers(site, rt, fleet, plan, setpoints, {r.device_id: r.power_w for r in readings},
                                      now_s, decision.state.correction)  # fmt: skip
-        changed = self._note_changes(rt, setpoints, now_s)
+        setpoints, changed = self._note_changes(rt, setpoints, now_s)
         gateway_of = {d.device_id: d.gateway for d in miners}
         result = dispatch.send_batches(self.send, site, dispatch.by_gateway(setpoints, gateway_of),
                                        self.settings.lease_s)  # fmt: skip
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w
+        if changed:
+            rt.inflight = list(result.commands.values())
         target_w = plan.total_power_w * decision.state.correction
         point = LoopPoint(now, measured.watts, lim, target_w, decision.action.value, decision.reason,
                           round(decision.state.correction, 4), len(machines), rt.hour_used_kwh, tenant_w)
@@ -263,6 +279,22 @@ class QuotaLoop:
             log.warning("quota %s: %s%s", site, "; ".join(plan.notes),
                         f" (floors exceed the budget by {plan.over_budget_w:.0f} W)" if plan.over_budget_w else "")
         return point
+
+    def _metered(self, d: DeviceLive, real_now: float) -> bool:
+        """Its power figure counts: answering, or metered at its PDU outlet and recently reported."""
+        if self.available(d, real_now):
+            return True
+        s = d.sample
+        return isinstance(s, v1.MinerSample) and s.power_source == v1.PowerSource.PDU and \
+            real_now - d.received <= self.stale_s
+
+    def _settled(self, rt: SiteRuntime, metered: Sequence[DeviceLive], now_s: float) -> bool:
+        """`settle_s` after the last change, every agent has acked it, and every metered machine was read at least
+        `settle_s` after that (a reading taken before the plant could move says nothing about the new setpoints)."""
+        if now_s - rt.changed_at < self.settings.settle_s or rt.inflight:
+            return False
+        oldest = min((d.ts.timestamp() for d in metered), default=math.inf)
+        return oldest >= max(rt.changed_real, rt.acked_real) + self.settings.settle_s
 
     def _devices(self, site: str) -> tuple[list[DeviceLive], dict[str, v1.PduSample]]:
         miners, pdus = [], {}
@@ -321,8 +353,9 @@ class QuotaLoop:
                 rt.states[d.device_id] = (doing, now_s if prev is not None else -math.inf)
             rule = rules.get(d.device_id)
             caps = s.capabilities
+            spec, power_target = _with_floor(spec, caps, rt.floors.get(d.device_id))
             out.append(Machine(
-                d.device_id, spec, owner=d.owner, power_target=caps.power_target, sleep=caps.sleep,
+                d.device_id, spec, owner=d.owner, power_target=power_target, sleep=caps.sleep,
                 outlet_switchable=outlet is not None and outlet.switchable, protected=bool(rule and rule.protected),
                 priority=rule.priority if rule else 0, compliant=d.device_id not in dark, now=doing,
                 since_change_s=now_s - rt.states[d.device_id][1],
@@ -332,6 +365,32 @@ class QuotaLoop:
         return out
 
     # ------------------------------------------------------------ machines that did not follow
+
+    def _learn_from_acks(self, site: str, rt: SiteRuntime) -> None:
+        """A power target the firmware refused (e.g. below its lowest preset) raises that machine's floor by 25 %,
+        so the next dispatch asks for something it can do; once acked, the batch is forgotten."""
+        if self.command_record is None or not rt.inflight:
+            return
+        waiting = []
+        for command_id in rt.inflight:
+            record = self.command_record(command_id)
+            if record is None:
+                continue
+            if record.status == "sent":
+                waiting.append(command_id)
+                continue
+            if record.acked_at is not None:
+                rt.acked_real = max(rt.acked_real, record.acked_at.timestamp())
+            for item in record.items:
+                sent = rt.sent.get(item.device_id)
+                if item.status == v1.AckStatus.APPLIED or sent is None or sent[1] is None:
+                    continue
+                if sent[0] == v1.SetpointMode.POWER_TARGET.value:
+                    rt.floors[item.device_id] = max(rt.floors.get(item.device_id, 0.0), sent[1] * 1.25)
+                    rt.sent.pop(item.device_id, None)
+                    log.warning("quota %s: %s refused a %.0f W target (%s); its floor is now %.0f W", site,
+                                item.device_id, sent[1], item.reason, rt.floors[item.device_id])  # fmt: skip
+        rt.inflight = waiting
 
     def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
                     setpoints: list[v1.Setpoint], measured: dict[str, float | None], now_s: float,
@@ -358,17 +417,25 @@ class QuotaLoop:
                 if sp.device_id in rt.escalated else sp for sp in setpoints]
 
     @staticmethod
-    def _note_changes(rt: SiteRuntime, setpoints: list[v1.Setpoint], now_s: float) -> int:
+    def _note_changes(rt: SiteRuntime, setpoints: list[v1.Setpoint],
+                      now_s: float) -> tuple[list[v1.Setpoint], int]:
+        """Keep the previous target where the new one is within the dead band (the firmware would re-tune, and a
+        Whatsminer reboot, for nothing; the band loop absorbs the difference). Returns what to send and how many
+        setpoints really changed."""
         changed = 0
+        out = []
         for sp in setpoints:
-            key = (sp.mode.value, sp.power_w)
-            if rt.sent.get(sp.device_id) != key:
-                rt.sent[sp.device_id] = key
-                rt.sent_at[sp.device_id] = now_s
-                changed += 1
+            before = rt.sent.get(sp.device_id)
+            if before is not None and before[0] == sp.mode.value and _close(before[1], sp.power_w):
+                out.append(sp if before[1] == sp.power_w else sp.model_copy(update={"power_w": before[1]}))
+                continue
+            rt.sent[sp.device_id] = (sp.mode.value, sp.power_w)
+            rt.sent_at[sp.device_id] = now_s
+            changed += 1
+            out.append(sp)
         if changed:
-            rt.changed_at = now_s
-        return changed
+            rt.changed_at, rt.changed_real = now_s, time.time()
+        return out, changed
 
     # ------------------------------------------------------------ energy and the ledger
 
@@ -495,6 +562,28 @@ def _doing(s: v1.MinerSample, outlet: v1.OutletSample | None, available: bool) -
     if not available:
         return None
     return Now.SLEEPING if s.state == v1.MinerState.SLEEPING else Now.RUNNING
+
+
+DEAD_BAND_W = 25.0
+DEAD_BAND = 0.015
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a == b
+    return abs(a - b) <= max(DEAD_BAND_W, DEAD_BAND * max(a, b))
+
+
+def _with_floor(spec: ModelSpec, caps: v1.Capabilities, floor_w: float | None) -> tuple[ModelSpec, bool]:
+    """The model as this machine's firmware allows it: its reported minimum power target and any learnt floor."""
+    if not caps.power_target:
+        return spec, False
+    lowest = max(caps.power_min_w or 0.0, floor_w or 0.0)
+    if lowest <= spec.min_power_w:
+        return spec, True
+    if lowest >= spec.max_power_w * 0.98:
+        return spec, False  # no room for a target: full or idle
+    return replace(spec, min_ratio=ratio_at_power(spec, lowest)), True
 
 
 def _floor(t: datetime, period_s: int) -> datetime:

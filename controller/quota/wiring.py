@@ -20,7 +20,8 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
 
     def make_loop(svc: QuotaService) -> QuotaLoop:
         return QuotaLoop(svc, services.live, services.fleet.available, services.commands.send_setpoints,
-                         noncompliant, settings)  # fmt: skip
+                         noncompliant, settings, command_record=services.commands.get,
+                         stale_s=services.settings.device_stale_s)  # fmt: skip
 
     quota = QuotaService(services.engine, settings, make_loop)
     quota.restore_grid_readings()
