@@ -97,15 +97,34 @@ class RpcMiner(MinerDriver):
     # ---------------------------------------------------------------- reading
 
     async def read(self) -> v1.MinerSample:
-        replies = await self.rpc.multi(READ_COMMANDS[self.family])
-        if not replies:
-            raise DeviceError(f"{self.ip}: the miner refused every read command")
+        try:
+            replies = await self.rpc.multi(READ_COMMANDS[self.family])
+            if not replies:
+                raise DeviceError(f"{self.ip}: the miner refused every read command")
+        except DeviceError as rpc_error:
+            if self.family != "antminer":
+                raise
+            reading = await self._read_web(rpc_error)  # stock firmware can have its RPC API switched off
+        else:
+            if self.identity is None or self._identity_incomplete():
+                self.identity = await self._identify()
+            if self.family == "whatsminer" and not _hashing(replies):
+                replies["status"] = await self._optional_command("status")
+            reading = _parse(self.family, replies, self.identity.model)
+        assert self.identity is not None
+        return state.build_sample(self.ip, reading.merge(self.identity), self.family, device_id=self.device_id)
+
+    async def _read_web(self, rpc_error: DeviceError) -> Reading:
+        """Stock Antminer through its web API (stats.cgi, summary.cgi) when the RPC does not answer."""
+        try:
+            stats = await self._web_json("/cgi-bin/stats.cgi")
+            summary = await self._web_json("/cgi-bin/summary.cgi")
+        except DeviceError:
+            raise rpc_error from None
         if self.identity is None or self._identity_incomplete():
-            self.identity = await self._identify()
-        if self.family == "whatsminer" and not _hashing(replies):
-            replies["status"] = await self._optional_command("status")
-        reading = _parse(self.family, replies, self.identity.model).merge(self.identity)
-        return state.build_sample(self.ip, reading, self.family, device_id=self.device_id)
+            self.identity = await self._antminer_web_identity()
+        log.debug("%s: RPC unavailable (%s), read through the web API", self.ip, rpc_error)
+        return parsers.parse_antminer_web_stats(stats, summary)
 
     async def _optional_command(self, command: str) -> Reply:
         try:
@@ -138,18 +157,22 @@ class RpcMiner(MinerDriver):
             identity.presets = parsers.luxos_presets(await self._optional_command("profiles"))
         return identity
 
-    async def _antminer_web_identity(self) -> Reading:
+    async def _web_json(self, path: str) -> dict[str, Any]:
+        """GET one stock-Antminer web API page (digest auth; factory login root/root unless configured)."""
         from agent.transport.http import get_json
 
+        return await get_json(
+            self.ip,
+            path,
+            port=self.web_port,
+            user=self.username or "root",
+            password=self.password or "root",
+            timeout_s=self.timeout,
+        )
+
+    async def _antminer_web_identity(self) -> Reading:
         try:
-            info = await get_json(
-                self.ip,
-                "/cgi-bin/get_system_info.cgi",
-                port=self.web_port,
-                user=self.username or "root",
-                password=self.password or "root",
-                timeout_s=self.timeout,
-            )
+            info = await self._web_json("/cgi-bin/get_system_info.cgi")
         except DeviceError as exc:
             log.info("%s: no web identity (serial, MAC): %s", self.ip, exc)
             return Reading()

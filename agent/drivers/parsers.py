@@ -494,6 +494,53 @@ def parse_system_info(info: dict[str, Any]) -> Reading:
     )
 
 
+_TH_PER_UNIT = {"MH/S": 1e-6, "MH": 1e-6, "GH/S": 1e-3, "GH": 1e-3, "TH/S": 1.0, "TH": 1.0}
+
+
+def parse_antminer_web_stats(stats: dict[str, Any], summary: dict[str, Any] | None = None) -> Reading:
+    """`/cgi-bin/stats.cgi` (+ `summary.cgi` for its status list): newer stock firmware, also with RPC disabled.
+
+    STATUS is an object here, not a list; `rate_unit` says GH/s; per chain `rate_real`, `asic_num`, temp arrays.
+    """
+    entry = first(stats, "STATS")
+    raw_info = stats.get("INFO")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+    to_ths = _TH_PER_UNIT.get(str(entry.get("rate_unit", "GH/s")).upper(), 1e-3)
+    rate = pick(entry, "rate_5s", "rate_avg")
+    spec = catalog.lookup(_model_name(info.get("type")))
+    boards = []
+    for index, chain in enumerate(c for c in entry.get("chain", []) if isinstance(c, dict)):
+        chip_rate = num(chain.get("rate_real"))
+        chips = integer(chain.get("asic_num"))
+        boards.append(
+            v1.Board(
+                index=index,
+                hashrate_ths=None if chip_rate is None else chip_rate * to_ths,
+                chips=chips,
+                expected_chips=spec.chips_per_board if spec else None,
+                temp_c=_hottest([plausible_temp(num(t)) for t in chain.get("temp_pcb", [])]),
+                chip_temp_c=_hottest([plausible_temp(num(t)) for t in chain.get("temp_chip", [])]),
+                ok=(chips or 0) > 0 and (spec is None or (chips or 0) >= spec.chips_per_board),
+            )
+        )
+    errors = [
+        f"{s.get('type')}: {s.get('msg') or s.get('status')} (code {s.get('code')})"
+        for s in (first(summary, "SUMMARY").get("status", []) if summary else [])
+        if isinstance(s, dict) and str(s.get("status", "s")).lower() != "s"
+    ]
+    return Reading(
+        make="Antminer",
+        model=_model_name(info.get("type")),
+        firmware=f"bmminer {info['miner_version']}" if info.get("miner_version") else None,
+        hashrate_ths=None if rate is None else rate * to_ths,
+        temp_c=_hottest([b.temp_c for b in boards]),
+        fans_rpm=[f for f in (integer(x) for x in entry.get("fan", [])) if f],
+        boards=boards,
+        errors=errors,
+        uptime_s=integer(entry.get("elapsed")),
+    )
+
+
 def parse_miner_conf_sleeping(conf: dict[str, Any]) -> bool | None:
     """`get_miner_conf.cgi` `bitmain-work-mode` (pyasic's miner-mode): 1 = sleep, 0 normal, 3 low power."""
     mode = integer(conf.get("bitmain-work-mode", conf.get("miner-mode")))

@@ -241,3 +241,19 @@ async def test_every_simulated_pdu_identity_and_figures(sim: SimServer) -> None:
         assert sample.power_w == pytest.approx(pdu_sim.power_w(), abs=10)  # APC rPDU2 counts in 10 W steps
         metered = [o.power_w for o in sample.outlets if o.power_w is not None]
         assert sum(metered) == pytest.approx(pdu_sim.power_w(), rel=0.02)
+
+
+async def test_stock_antminer_read_through_web_when_rpc_is_off(sim: SimServer) -> None:
+    from agent.drivers import RpcMiner
+    from tests.support.servers import free_port
+
+    miner = first(sim, "bmminer")
+    offset = sim.config.port_offset
+    driver = RpcMiner(miner.ip, family="antminer", rpc_port=free_port(), web_port=80 + offset, timeout=2.0)
+    sample = await driver.read()  # RPC refused (API switched off): stats.cgi + summary.cgi instead
+    assert sample.state == v1.MinerState.MINING and sample.serial == miner.serial
+    assert sample.hashrate_ths == pytest.approx(miner.phys.hashrate_ths(), rel=0.02)
+    assert len(sample.boards) == 3 and sample.power_source == v1.PowerSource.ESTIMATED
+    nothing = RpcMiner(miner.ip, family="antminer", rpc_port=free_port(), web_port=free_port(), timeout=1.0)
+    with pytest.raises(DeviceUnreachable, match="refused"):
+        await nothing.read()  # neither answers: the RPC error is what the poll loop sees

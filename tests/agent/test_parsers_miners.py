@@ -195,9 +195,27 @@ def test_s21_other_replies_parse(miner_fixtures: Path) -> None:
     assert len(parsers.section(devs, "DEVS")) == 1
     config = load(miner_fixtures, "protofleet_antminer_s21_rpc_config.json")
     assert parsers.first(config, "CONFIG")
-    for name in ("summary", "stats"):
-        web = load(miner_fixtures, f"protofleet_antminer_s21_web_{name}_cgi.json")
-        assert isinstance(web, dict) and web
+    assert parsers.first(summary, "SUMMARY")["GHS 5s"] == 203007.01
+    assert parsers.first(devs, "DEVS")["Status"] == "Alive"
+
+
+def test_s21_web_stats_and_summary(miner_fixtures: Path) -> None:
+    stats = load(miner_fixtures, "protofleet_antminer_s21_web_stats_cgi.json")
+    summary = load(miner_fixtures, "protofleet_antminer_s21_web_summary_cgi.json")
+    s = sample("antminer", parsers.parse_antminer_web_stats(stats, summary))
+    # rate_5s 206901.8 GH/s -> 206.9018 TH/s; chain rate_real 67293.41 / 68916.75 / 70691.63 GH/s
+    assert s.hashrate_ths == pytest.approx(206.9018)
+    assert [b.hashrate_ths for b in s.boards] == pytest.approx([67.29341, 68.91675, 70.69163])
+    # asic_num 108 = the S21's 108 chips per board; temp_pcb max 68/67/68, temp_chip max 73/72/73
+    assert [(b.chips, b.temp_c, b.chip_temp_c, b.ok) for b in s.boards] == [
+        (108, 68.0, 73.0, True),
+        (108, 67.0, 72.0, True),
+        (108, 68.0, 73.0, True),
+    ]
+    assert (s.model, s.firmware, s.uptime_s, s.fans_rpm) == ("S21", "bmminer uart_trans.1.3", 8152, [7000] * 4)
+    assert s.state == v1.MinerState.MINING and s.errors == []  # every summary status is "s"
+    broken = {"SUMMARY": [{"status": [{"type": "fans", "status": "e", "code": 7, "msg": "fan lost"}]}]}
+    assert parsers.parse_antminer_web_stats(stats, broken).errors == ["fans: fan lost (code 7)"]
 
 
 def test_braiins_s9(miner_fixtures: Path) -> None:
