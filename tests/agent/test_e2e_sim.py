@@ -27,6 +27,7 @@ import yaml
 
 import agent.drivers  # noqa: F401  (before agent.transport: the two import each other)
 from agent.config import AgentConfig, config_from_dict
+from agent.outlet_map import Verdict
 from agent.transport import snmp as snmp_transport
 from kuat.wire import v1
 from sim.agent_config import agent_config_dict
@@ -162,13 +163,14 @@ async def test_every_command_kind_is_applied_acked_and_visible(sim: Sim, broker:
         return ack
 
     try:
-        async with running_agent(_config(sim, broker.port, tmp_path)):
+        async with running_agent(_config(sim, broker.port, tmp_path)) as agent:
             await _live(ctl, lambda b: all(m.available for m in b.miners), "all up")
 
             await command(v1.CommandKind.SLEEP, device_id=bm_id)
             b = await _live(ctl, lambda b: _miner(b, bm_id).state == v1.MinerState.SLEEPING
                             and (_miner(b, bm_id).power_w or 0) < 200, "bmminer asleep, its outlet near idle")
             assert (_miner(b, bm_id).hashrate_ths or 0) == 0
+            assert agent.fleet.outlets.verdict(bm_id) == Verdict.CONFIRMED  # its outlet's power dropped as it slept
             await command(v1.CommandKind.WAKE, device_id=bm_id)
             await _live(ctl, lambda b: (_miner(b, bm_id).hashrate_ths or 0) > 0, "bmminer hashing again")
 
@@ -337,3 +339,27 @@ async def test_command_cli_acts_on_one_simulated_device(sim: Sim) -> None:
     assert code == 1 and "rejected:" in out and "power target" in out
     code, out = await _kuat("agent", "command", wm.d.ip or "", "outlet-on", "--port-offset", offset)
     assert code == 2 and "needs --outlet" in out
+
+
+async def test_crossed_outlet_cables_are_found_when_a_miner_sleeps(sim: Sim, broker: Mosquitto, tmp_path: Path) -> None:
+    """The config swaps two miners' outlets; sleeping one of them shows the map is wrong."""
+    a, b = [m for m in sim.server.site.miners if m.d.firmware == "luxos"][:2]
+    cfg = _config(sim, broker.port, tmp_path)
+    cfg_a = next(m for m in cfg.devices.miners if m.id == a.d.mac)
+    cfg_b = next(m for m in cfg.devices.miners if m.id == b.d.mac)
+    cfg_a.outlet, cfg_b.outlet = cfg_b.outlet, cfg_a.outlet
+    a_id = a.d.mac or ""
+    ctl = Controller(broker.port, "e2e", "gw1")
+    try:
+        async with running_agent(cfg) as agent:
+            await _live(ctl, lambda batch: all(m.available for m in batch.miners), "all up")
+            ctl.send(v1.Command(id="x-1", kind=v1.CommandKind.SLEEP, device_id=a_id))
+            assert (await ctl.ack_for("x-1", timeout_s=30)).status == v1.AckStatus.APPLIED
+            batch = await _live(ctl, lambda batch: any("outlet map mismatch" in e for e in _miner(batch, a_id).errors),
+                                "the mismatch reported")
+            assert agent.fleet.outlets.verdict(a_id) == Verdict.MISMATCH
+    finally:
+        ctl.close()
+    asleep = _miner(batch, a_id)
+    assert asleep.state == v1.MinerState.SLEEPING
+    assert asleep.power_source != v1.PowerSource.PDU  # the wrong outlet's reading is not passed off as its power
