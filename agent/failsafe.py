@@ -103,7 +103,7 @@ def _left_text(left: float | None) -> str:
 
 
 class Failsafe:
-    def __init__(self, cfg: FailsafeConfig, lease: Lease, fleet: Fleet, actuator: Actuator | None = None) -> None:
+    def __init__(self, cfg: FailsafeConfig, lease: Lease, fleet: Fleet, actuator: Actuator) -> None:
         self.cfg = cfg
         self.lease = lease
         self.fleet = fleet
@@ -112,10 +112,7 @@ class Failsafe:
         self._last_attempt = 0.0
         self._engage_hooks: list[Callable[[], None]] = []
         self._sem = asyncio.Semaphore(64)
-        self._resume = False  # restored in failsafe: re-assert the safe state once at start
-
-        if lease.failsafe_active:
-            self._resume = True
+        self._resume = lease.failsafe_active  # restarted in failsafe: re-assert the safe state once at start
 
     def on_engage(self, hook: Callable[[], None]) -> None:
         self._engage_hooks.append(hook)
@@ -172,7 +169,6 @@ class Failsafe:
         return "sleep_unprotected"
 
     async def _apply(self, only: set[str] | None = None) -> None:
-        assert self.actuator is not None, "a failsafe needs an actuator to act"
         self._last_attempt = time.monotonic()
         plan = self._plan()
         if only is not None:
@@ -204,7 +200,6 @@ class Failsafe:
         return lambda: self._cap_or_sleep(dev, share_w)
 
     async def _sleep_or_cut(self, dev: MinerDevice) -> bool:
-        assert self.actuator is not None
         if dev.last is not None and dev.last.state == v1.MinerState.SLEEPING and dev.available:
             return True  # asleep already: a second sleep could fail and wrongly cut its outlet
         slept = await self.actuator.sleep(dev)
@@ -218,7 +213,6 @@ class Failsafe:
         return False
 
     async def _cap_or_sleep(self, dev: MinerDevice, share_w: float) -> bool:
-        assert self.actuator is not None
         caps = dev.last.capabilities if dev.last else None
         if dev.last is not None and dev.last.state == v1.MinerState.SLEEPING:
             return True  # already drawing less than any share
