@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machine logs every step
     asyncio.run(serve_amqtt(args.port))
 
 

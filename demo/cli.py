@@ -119,10 +119,11 @@ def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
     opts = DemoOptions(site_file, speed, port, broker, work_dir.resolve(), duration, open_browser, poll_s, unregistered,
                        None if no_emergency else emergency_after_min, emergency_minutes)  # fmt: skip
+    site = load_demo_site(opts.site_file)
     demo = prepare(opts)
     stop_on_signals(demo)
     try:
-        start_all(demo)
+        start_all(demo, site)
         grid = GridDay(demo)
         grid.start()
         print_banner(demo, grid)
@@ -166,18 +167,25 @@ def stop_on_signals(demo: Demo) -> None:
         signal.signal(sig, stop)
 
 
-def start_all(demo: Demo) -> None:
-    """Broker, simulator, seeded database, controller, agents: each waited for before the next."""
+def load_demo_site(path: Path) -> Any:
+    """The site file, on a random loopback block (several demos and tests can run side by side)."""
     from sim.site import load_site
 
     net = random.randint(20, 240)
-    site = load_site(demo.opts.site_file, miner_net=f"127.{net}", pdu_net=f"127.{net + 1}")
+    try:
+        return load_site(path, miner_net=f"127.{net}", pdu_net=f"127.{net + 1}")
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+def start_all(demo: Demo, site: Any) -> None:
+    """Broker, simulator, seeded database, controller, agents: each waited for before the next."""
     demo.site_name = site.site.name
     logs = demo.opts.work_dir / "logs"
     start_broker(demo, logs)
     port_offset = 0 if os.geteuid() == 0 else 10000
-    sim_args = ["sim", "run", "--site", str(demo.opts.site_file), "--port-offset", str(port_offset),
-                "--control-port", str(demo.control_port), "--miner-net", f"127.{net}", "--pdu-net", f"127.{net + 1}"]
+    sim_args = ["sim", "run", "--site", str(demo.opts.site_file), "--port-offset", str(port_offset), "--control-port",
+                str(demo.control_port), "--miner-net", site.site.miner_net, "--pdu-net", site.site.pdu_net]
     sim = demo_child(demo, "sim", kuat_argv(*sim_args), logs)
     wait_until(lambda: _http_ok(f"http://127.0.0.1:{demo.control_port}/state"), "simulator", READY_TIMEOUT_S, [sim])
     write_controller_config(demo)

@@ -1,0 +1,103 @@
+"""`kuat demo` without a browser: on the embedded amqtt broker (a machine without mosquitto), the scripted grid
+day (schedule, emergency cut to 30 %, lifted), the seeded registry, a clean stop by --duration; clear errors."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ROOT / "sim" / "sites" / "small.toml"
+
+
+def kuat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kuat.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)  # fmt: skip
+
+
+def poll(check: Any, what: str, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except httpx.HTTPError as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    argv = [sys.executable, "-m", "kuat.cli", "demo", "--broker", "amqtt", "--site", str(SMALL), "--speed", "20",
+            "--port", str(free_port()), "--work-dir", str(tmp_path / "run"), "--duration", "35", "--poll-s", "2",
+            "--emergency-after", "1", "--emergency-minutes", "4"]  # fmt: skip
+    with out.open("w") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120)
+        base, key = banner.group(1), banner.group(2)
+        text = out.read_text()
+        for role in ("operator", "regulator", "grid"):
+            assert re.search(rf"^\s+{role}\s+demo-{role}-\S+$", text, re.M), f"the {role} key is printed"
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=10)
+
+        def live_and_sighted() -> list[dict[str, Any]]:
+            rows = client.get("/api/v1/dashboard/fleet").json()
+            pending = sum(r["registration"] == "pending" for r in rows)  # sighted, not in the seeded registry
+            return rows if len(rows) == 20 and all(r["power_w"] for r in rows) and pending == 4 else []
+
+        rows = poll(live_and_sighted, "20 live miners through amqtt, 4 of them pending registration", 60)
+        # the other 16 are the seeded ones; LuxOS/Whatsminer (no serial over RPC) are matched by MAC
+        assert sum(r["registration"] == "registered" for r in rows) == 16
+
+        def lifted() -> list[dict[str, Any]]:
+            orders = client.get("/api/v1/quota/small/emergencies").json()["emergencies"]
+            return [o for o in orders if o["reference"] == "KEGOC-DEMO-1" and o["lifted_at"]]
+
+        (order,) = poll(lifted, "the scripted emergency order, then its lifting", 60)
+        assert order["share_pct"] == 30 and order["lifted_by"] == "grid:demo-grid"
+        schedules = client.get("/api/v1/quota/small/schedules").json()
+        assert schedules  # the day-ahead schedule(s) pushed by the script
+        pending = client.get("/api/v1/dashboard/registry").json()["pending"]
+        assert len(pending) == 4  # --unregistered default: four machines that report a serial are left out
+        proc.wait(timeout=120)  # --duration 35 stops it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    log = out.read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "broker stopped" in log and "demo stopped" in log
+    assert (tmp_path / "run" / "logs" / "broker.log").read_text().count("amqtt broker listening") == 1
+
+
+def test_demo_help_and_clear_errors(tmp_path: Path) -> None:
+    help_text = kuat("demo", "--help").stdout
+    for option in ("--speed", "--duration", "--open", "--site", "--broker"):
+        assert option in help_text
+    bad_site = tmp_path / "bad.toml"
+    bad_site.write_text('[[racks]]\nname = "A"\nminers = [{model = "NoSuchMiner", firmware = "bmminer", count = 1}]\n')
+    result = kuat("demo", "--site", str(bad_site), "--work-dir", str(tmp_path / "w"), "--port", str(free_port()))
+    assert result.returncode != 0 and "NoSuchMiner" in result.stderr + result.stdout
+    assert not (tmp_path / "w").exists(), "a bad site file is refused before anything starts"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = kuat("demo", "--site", str(SMALL), "--port", str(port), "--work-dir", str(tmp_path / "w2"))
+    assert result.returncode != 0 and f"port {port}" in result.stderr
