@@ -150,9 +150,10 @@ def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/ledger.csv", dependencies=[Depends(read_by_link)])
 def ledger_csv(svc: Services = Depends(services)) -> Response:
-    if views.quota_of(svc) is None:
-        raise HTTPException(503, "the quota service is not running in this controller")
-    return Response(views.ledger_csv(svc, views.site_name(svc), clock.now()), media_type="text/csv",
+    text = views.ledger_csv(svc, views.site_name(svc), clock.now())
+    if text is None:
+        raise HTTPException(409, "no ledger: the site is not under quota control (or the quota service is off)")
+    return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="kuat-ledger.csv"'})  # fmt: skip
 
 

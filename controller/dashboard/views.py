@@ -29,6 +29,18 @@ def quota_of(services: Services) -> Any | None:
     return services.quota
 
 
+def quota_for(services: Services, site: str | None) -> Any | None:
+    """The QuotaService if `site` is under quota control (its limits are set), else None."""
+    quota = quota_of(services)
+    if quota is None or site is None:
+        return None
+    try:
+        quota.state(site)
+    except KeyError:
+        return None
+    return quota
+
+
 def site_name(services: Services) -> str | None:
     """The site the dashboard shows: the first configured one, else the first one seen on the broker."""
     if services.settings.sites:
@@ -101,10 +113,11 @@ def snapshot(services: Services, sampler: PowerSampler, history_minutes: int = 6
 
 
 def _quota_status(services: Services, site: str | None, now: datetime) -> dict[str, Any]:
-    quota = quota_of(services)
-    if quota is None or site is None:
-        return {}
-    status: dict[str, Any] = quota.status(site, at=now)
+    quota = quota_for(services, site)
+    if quota is None:
+        why = "no quota service in this controller" if quota_of(services) is None else "site not under quota control"
+        return {"limit_reason": f"no limit in force ({why})"}
+    status: dict[str, Any] = quota.status(site)
     return status
 
 
@@ -127,27 +140,27 @@ def _named_tenants(services: Services, tenants: list[dict[str, Any]]) -> list[di
 
 
 def _history(services: Services, sampler: PowerSampler, site: str | None, since: datetime) -> list[dict[str, Any]]:
-    quota = quota_of(services)
-    if quota is None or site is None:
+    quota = quota_for(services, site)
+    if quota is None:
         return sampler.since(since)
     return [{**r, "ts": _iso(r["ts"])} for r in quota.history(site, since)]
 
 
 def ledger_rows(services: Services, site: str | None, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
-    """The last `hours` of the quota ledger, newest first ([] without a quota service)."""
-    quota = quota_of(services)
-    if quota is None or site is None:
+    """The last `hours` of the quota ledger, newest first ([] when the site is not under quota control)."""
+    quota = quota_for(services, site)
+    if quota is None:
         return []
     start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
     rows: list[dict[str, Any]] = quota.ledger(site, start, now, "hour")
     return [{**r, "hour": _iso(r["hour"])} for r in reversed(rows)]
 
 
-def ledger_csv(services: Services, site: str | None, now: datetime, hours: int = 24) -> str:
-    """The quota's own CSV of the last `hours` (an empty string without a quota service)."""
-    quota = quota_of(services)
-    if quota is None or site is None:
-        return ""
+def ledger_csv(services: Services, site: str | None, now: datetime, hours: int = 24) -> str | None:
+    """The quota's own CSV of the last `hours` (None when the site is not under quota control)."""
+    quota = quota_for(services, site)
+    if quota is None:
+        return None
     start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
     text: str = quota.ledger_csv(site, start, now, "hour")
     return text
