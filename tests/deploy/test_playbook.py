@@ -68,18 +68,21 @@ def test_secrets_are_root_only_and_hashed_at_rest(deployed: Deployed) -> None:
             assert not any(p in text for p in deployed.scratch.passwords.values()), f"a password is in {path}"
 
 
-def test_agent_config_is_accepted_by_the_agent_with_outlets_and_credentials(deployed: Deployed) -> None:
+def set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_agent_config_is_accepted_by_the_agent_with_outlets_and_credentials(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent.config import load_config
 
     gw1 = deployed.scratch.root("gw1")
     env = read_env_file(gw1 / "etc/kuat/agent.env")
     assert env == {"KUAT_AGENT_BROKER__PASSWORD": deployed.scratch.passwords["gw1"]}
-    os.environ.update(env)
-    try:
-        config = load_config(gw1 / "etc/kuat/agent.yaml")
-    finally:
-        for name in env:
-            os.environ.pop(name, None)
+    set_env(monkeypatch, env)
+    config = load_config(gw1 / "etc/kuat/agent.yaml")
     assert (config.site, config.gateway, config.production) == (deployed.scratch.site, "gw1", True)
     assert config.broker.password == deployed.scratch.passwords["gw1"]
     assert config.broker.tls is not None and config.broker.tls.ca == gw1 / "etc/kuat/mqtt-ca.crt"
@@ -92,7 +95,9 @@ def test_agent_config_is_accepted_by_the_agent_with_outlets_and_credentials(depl
     assert config.port_offset == spec.port_offset
 
 
-def test_controller_settings_are_accepted_with_secrets_from_the_env_file(deployed: Deployed) -> None:
+def test_controller_settings_are_accepted_with_secrets_from_the_env_file(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from controller.settings import load_settings
 
     ctl = deployed.scratch.root("ctl")
@@ -100,12 +105,8 @@ def test_controller_settings_are_accepted_with_secrets_from_the_env_file(deploye
     assert json.loads(env["KUAT_CONTROLLER_API_KEYS"]) == [
         {"name": "ops", "role": "operator", "key": deployed.scratch.api_key}
     ]
-    os.environ.update(env)
-    try:
-        settings = load_settings(ctl / "etc/kuat/controller.yaml")
-    finally:
-        for name in env:
-            os.environ.pop(name, None)
+    set_env(monkeypatch, env)
+    settings = load_settings(ctl / "etc/kuat/controller.yaml")
     assert settings.production is True
     assert settings.sites == [deployed.scratch.site]
     host = f"127.0.0.1:{deployed.postgres.port}" if deployed.postgres else "localhost:5432"
