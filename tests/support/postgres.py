@@ -47,6 +47,14 @@ class PostgresCluster:
                        stderr=subprocess.PIPE)
 
     def start(self) -> PostgresCluster:
+        """initdb and start; on any failure stop what was started and remove the directory, then re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PostgresCluster:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--encoding=UTF8", "--no-sync")
         options = f"-k {self.dir} -p {self.port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
