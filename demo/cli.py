@@ -25,7 +25,7 @@ import httpx
 import yaml
 
 from demo.grid import GridDay, GridError
-from demo.procs import Child, ChildDied, free_port, kuat_argv, port_is_free, port_open, wait_until
+from demo.procs import STOP, Child, ChildDied, Interrupted, free_port, kuat_argv, port_is_free, port_open, wait_until
 
 log = logging.getLogger("demo")
 
@@ -122,6 +122,7 @@ def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: 
     site = load_demo_site(opts.site_file)
     demo = prepare(opts)
     stop_on_signals(demo)
+    failure: Exception | None = None
     try:
         start_all(demo, site)
         grid = GridDay(demo)
@@ -130,11 +131,15 @@ def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: 
         if opts.open_browser:
             open_in_browser(demo.dashboard_url)
         supervise(demo, grid)
-    except (ChildDied, TimeoutError, GridError) as exc:
+    except Interrupted as exc:
+        log.info("stopped while waiting for %s", exc)
+    except (ChildDied, TimeoutError, GridError, httpx.HTTPError) as exc:
+        failure = exc
         log.error("demo failed: %s", exc)
+    finally:
         stop_all(demo)
-        raise click.ClickException(str(exc)) from None
-    stop_all(demo)
+    if failure is not None:
+        raise click.ClickException(f"{failure} (logs: {opts.work_dir / 'logs'})")
     log.info("demo stopped")
 
 
@@ -162,6 +167,7 @@ def stop_on_signals(demo: Demo) -> None:
         if not demo.stopping:
             log.info("%s received: stopping the demo", signal.Signals(sig).name)
         demo.stopping = True
+        STOP.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)

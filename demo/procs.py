@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,13 @@ class Child:
             return ""
 
 
+STOP = threading.Event()  # set by the demo's SIGINT/SIGTERM handler: waits give up at once
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while the demo was waiting for a part to be ready."""
+
+
 class ChildDied(RuntimeError):
     def __init__(self, child: Child) -> None:
         super().__init__(f"{child.name} exited with code {child.exit_code()} (log {child.log_path}):\n{child.tail()}")
@@ -99,9 +107,12 @@ class ChildDied(RuntimeError):
 
 def wait_until(check: Callable[[], bool], what: str, timeout_s: float, watch: list[Child],
                interval_s: float = 0.25) -> None:  # fmt: skip
-    """Poll `check` until it is true; raise TimeoutError after `timeout_s`, ChildDied if a watched child exits."""
+    """Poll `check` until it is true; raise TimeoutError after `timeout_s`, ChildDied if a watched child exits,
+    Interrupted on Ctrl-C/SIGTERM."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if STOP.is_set():
+            raise Interrupted(what)
         for child in watch:
             if not child.alive():
                 raise ChildDied(child)

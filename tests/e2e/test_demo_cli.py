@@ -3,7 +3,9 @@ day (schedule, emergency cut to 30 %, lifted), the seeded registry, a clean stop
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -101,3 +103,27 @@ def test_demo_help_and_clear_errors(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         result = kuat("demo", "--site", str(SMALL), "--port", str(port), "--work-dir", str(tmp_path / "w2"))
     assert result.returncode != 0 and f"port {port}" in result.stderr
+
+
+def test_ctrl_c_while_starting_stops_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    argv = [sys.executable, "-m", "kuat.cli", "demo", "--site", str(SMALL), "--port", str(free_port()),
+            "--work-dir", str(tmp_path / "run")]  # fmt: skip
+    with out.open("w") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        poll(lambda: "started controller" in out.read_text(), "the controller's start", 120)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    log = out.read_text()
+    assert proc.returncode == 0, log[-3000:]
+    pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", log)]
+    assert len(pids) >= 3  # broker, sim, controller at least
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # every part is gone (reaped by the demo)
+    assert "SIGINT received" in log and "demo stopped" in log
