@@ -15,19 +15,21 @@ import abc
 from collections.abc import Callable
 from typing import Literal
 
+from agent.errors import CommandUnsupported, DeviceError, DeviceUnreachable
 from kuat.wire import v1
 
-
-class DeviceError(Exception):
-    """The device answered, but wrongly (bad reply, command refused, ...)."""
-
-
-class DeviceUnreachable(DeviceError):
-    """No answer: refused, timed out, reset."""
-
-
-class CommandUnsupported(DeviceError):
-    """The firmware has no such control (e.g. a power target on stock Antminer firmware)."""
+__all__ = [
+    "MINER_DRIVERS",
+    "PDU_DRIVERS",
+    "CommandUnsupported",
+    "DeviceError",
+    "DeviceUnreachable",
+    "MinerDriver",
+    "OutletAction",
+    "PduDriver",
+    "register_miner",
+    "register_pdu",
+]
 
 
 OutletAction = Literal["on", "off", "cycle"]

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from agent.drivers.base import DeviceError, DeviceUnreachable
+from agent.errors import DeviceError, DeviceUnreachable
 from agent.transport.jsonfix import BrokenReply, loads_tolerant
 
 log = logging.getLogger(__name__)

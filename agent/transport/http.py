@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from agent.drivers.base import DeviceError, DeviceUnreachable
+from agent.errors import DeviceError, DeviceUnreachable
 from agent.transport.jsonfix import BrokenReply, loads_tolerant
 
 DEFAULT_PORT = 80

@@ -28,7 +28,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
-from agent.drivers.base import DeviceError, DeviceUnreachable
+from agent.errors import DeviceError, DeviceUnreachable
 
 log = logging.getLogger(__name__)
 
