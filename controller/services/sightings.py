@@ -23,8 +23,9 @@ Sink = Callable[[str, str, list[v1.MinerSample], datetime], Any]  # site, gatewa
 
 
 def fingerprint(m: v1.MinerSample, gateway: str) -> int:
+    """What the registry cares about, hashed (runs for every sample: kept to plain tuples, no generators)."""
     outlet = (m.outlet.pdu, m.outlet.outlet) if m.outlet else None
-    pools = tuple((p.url, p.user) for p in m.pools)
+    pools = tuple([(p.url, p.user) for p in m.pools])
     return hash((m.make, m.model, m.serial, m.mac, m.firmware, m.ip, m.hostname, pools, outlet, gateway))
 
 
