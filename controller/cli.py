@@ -55,8 +55,10 @@ def run(config: Path | None) -> None:
     app = create_app(settings, services)
     scheduler = make_scheduler(services)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False)
+        uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False,
+                       timeout_graceful_shutdown=5)  # open dashboard streams (SSE) must not hold the shutdown
     )
+    app.state.stopping = lambda: server.should_exit  # the dashboard's streams end when the server stops
     log.info("controller starting: database %s, broker %s:%d, API http://%s:%d, influx %s", _safe_url(settings),
              settings.broker.host, settings.broker.port, settings.api.host, settings.api.port,
              settings.influx.url if settings.influx else "off")  # fmt: skip

@@ -123,7 +123,20 @@ async def _events(request: Request, svc: Services, ui: DashboardState) -> AsyncI
             yield 'event: problem\ndata: {"detail": "snapshot failed; see the controller log"}\n\n'
         else:
             yield f"event: snapshot\ndata: {json.dumps(snap, default=str)}\n\n"
-        await asyncio.sleep(STREAM_INTERVAL_S)
+        if await _stopping_within(request, STREAM_INTERVAL_S):
+            return
+
+
+async def _stopping_within(request: Request, seconds: float) -> bool:
+    """Sleep `seconds`, but say True as soon as the server is shutting down (`app.state.stopping`, set by
+    `kuat controller run`): an open dashboard must not hold the controller's shutdown."""
+    stopping = getattr(request.app.state, "stopping", None)
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        if stopping is not None and stopping():
+            return True
+        await asyncio.sleep(min(0.25, seconds))
+    return False
 
 
 @router.get("/fleet", dependencies=[Depends(read_fleet)])

@@ -77,7 +77,9 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
         assert schedules  # the day-ahead schedule(s) pushed by the script
         pending = client.get("/api/v1/dashboard/registry").json()["pending"]
         assert len(pending) == 4  # --unregistered default: four machines that report a serial are left out
-        proc.wait(timeout=120)  # --duration 35 stops it
+        with client.stream("GET", f"/api/v1/dashboard/stream?key={key}", timeout=120) as stream:
+            assert any(line == "event: snapshot" for line in stream.iter_lines())  # a dashboard stays open...
+            proc.wait(timeout=120)  # ...while --duration 35 stops the demo
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -85,6 +87,7 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
     log = out.read_text()
     assert proc.returncode == 0, log[-3000:]
     assert "broker stopped" in log and "demo stopped" in log
+    assert "controller stopped (exit 0)" in log  # the open stream did not hold the controller's shutdown
     assert (tmp_path / "run" / "logs" / "broker.log").read_text().count("amqtt broker listening") == 1
 
 
