@@ -17,6 +17,7 @@ Time stamps, hours, energy and leases use kuat.clock (the demo's --speed); the p
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlmodel import Session
 
 from controller.live import DeviceLive, LiveState
@@ -92,6 +94,18 @@ class LoopPoint:
 
 
 @dataclass
+class SiteView:
+    """What one run sees of a site."""
+
+    readings: list[PowerReading] = field(default_factory=list)
+    watts: dict[str, float | None] = field(default_factory=dict)  # device -> measured W (metered devices)
+    tenant_w: dict[str, float] = field(default_factory=dict)
+    gateway_of: dict[str, str] = field(default_factory=dict)
+    oldest_reading: float = math.inf  # wall-clock poll time of the oldest metered reading
+    fleet: FleetArrays = field(default_factory=lambda: FleetArrays.from_machines([]))
+
+
+@dataclass
 class SiteRuntime:
     """What the loop remembers about one site between runs."""
 
@@ -105,7 +119,7 @@ class SiteRuntime:
     tenant_samples: dict[str, list[PowerSample]] = field(default_factory=dict)
     caps: list[CapWindow] = field(default_factory=list)
     period_limit_w: float = math.inf
-    sent: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # device -> (mode, power_w) last sent
+    sent: dict[str, dispatch.Wire] = field(default_factory=dict)  # device -> (mode, power_w) last sent
     sent_at: dict[str, float] = field(default_factory=dict)  # clock time the device's setpoint last changed
     escalated: set[str] = field(default_factory=set)  # cut at the outlet because they did not follow
     attempts: dict[str, int] = field(default_factory=dict)
@@ -115,7 +129,11 @@ class SiteRuntime:
     planned_w: float = 0.0
     states: dict[str, tuple[Now, float]] = field(default_factory=dict)  # device -> (what it does, since)
     floors: dict[str, float] = field(default_factory=dict)  # device -> lowest power target its firmware took
+    reboots: set[str] = field(default_factory=set)  # machines that reboot to apply a limit (their acks may fail)
     inflight: list[str] = field(default_factory=list)  # command ids of the last dispatch whose acks are awaited
+    statics: list[tuple[Any, ...]] = field(default_factory=list)  # the fleet's static columns, as last built
+    base_fleet: FleetArrays | None = None
+    batcher: dispatch.Batcher = field(default_factory=dispatch.Batcher)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -125,7 +143,7 @@ class QuotaLoop:
         service: QuotaService,
         live: LiveState,
         available: Callable[[DeviceLive, float], bool],
-        send: dispatch.SendBatch,
+        send: dispatch.SendJson,
         noncompliant: Callable[[], set[str]] | None,
         settings: QuotaSettings,
         bands: Bands | None = None,
@@ -239,37 +257,31 @@ class QuotaLoop:
     def _run(self, site: str, state: QuotaState, rt: SiteRuntime) -> LoopPoint:
         started = time.perf_counter()
         now, now_s, real_now = clock.now(), clock.time(), time.time()
-        miners, pdus = self._devices(site)
-        metered = [d for d in miners if self._metered(d, real_now)]
-        readings = [_reading(d) for d in metered]
-        measured = site_power(readings)
-        tenant_w = _by_owner(metered)
-        self._account(site, state, rt, now, measured.watts, tenant_w)
+        self._learn_from_acks(site, rt)
+        view = self._look(site, rt, real_now, now_s)
+        measured = site_power(view.readings)
+        self._account(site, state, rt, now, measured.watts, view.tenant_w)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
                              max(measured.uncertainty, 0.01))  # fmt: skip
-        settled = self._settled(rt, metered, now_s)
+        settled = self._settled(rt, view.oldest_reading, now_s)
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
         # power once every metered machine has reported since the change.
         steer_w = measured.watts if settled else rt.planned_w * rt.loop_state.correction
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, settled)
-        self._learn_from_acks(site, rt)
-        machines = self._machines(site, miners, pdus, real_now, now_s, rt)
-        fleet = FleetArrays.from_machines(machines)
+        fleet = view.fleet
         plan = allocate(fleet, decision.budget_w, self._policy(state))
-        setpoints = plan.setpoints(fleet)
-        setpoints = self._stragglers(site, rt, fleet, plan, setpoints, {r.device_id: r.power_w for r in readings},
-                                     now_s, decision.state.correction)  # fmt: skip
-        setpoints, changed = self._note_changes(rt, setpoints, now_s)
-        gateway_of = {d.device_id: d.gateway for d in miners}
-        result = dispatch.send_batches(self.send, site, dispatch.by_gateway(setpoints, gateway_of),
-                                       self.settings.lease_s)  # fmt: skip
+        wires = dispatch.wire_setpoints(plan, fleet)
+        wires = self._stragglers(site, rt, fleet, plan, wires, view.watts, now_s, decision.state.correction)
+        wires, changed = self._note_changes(rt, fleet.ids, wires, now_s)
+        batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of)
+        result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w
         if changed:
             rt.inflight = list(result.commands.values())
         target_w = plan.total_power_w * decision.state.correction
         point = LoopPoint(now, measured.watts, lim, target_w, decision.action.value, decision.reason,
-                          round(decision.state.correction, 4), len(machines), rt.hour_used_kwh, tenant_w)
+                          round(decision.state.correction, 4), len(fleet), rt.hour_used_kwh, view.tenant_w)
         rt.points.append(point)
         self.runs += 1
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -280,21 +292,12 @@ class QuotaLoop:
                         f" (floors exceed the budget by {plan.over_budget_w:.0f} W)" if plan.over_budget_w else "")
         return point
 
-    def _metered(self, d: DeviceLive, real_now: float) -> bool:
-        """Its power figure counts: answering, or metered at its PDU outlet and recently reported."""
-        if self.available(d, real_now):
-            return True
-        s = d.sample
-        return isinstance(s, v1.MinerSample) and s.power_source == v1.PowerSource.PDU and \
-            real_now - d.received <= self.stale_s
-
-    def _settled(self, rt: SiteRuntime, metered: Sequence[DeviceLive], now_s: float) -> bool:
+    def _settled(self, rt: SiteRuntime, oldest_reading: float, now_s: float) -> bool:
         """`settle_s` after the last change, every agent has acked it, and every metered machine was read at least
         `settle_s` after that (a reading taken before the plant could move says nothing about the new setpoints)."""
         if now_s - rt.changed_at < self.settings.settle_s or rt.inflight:
             return False
-        oldest = min((d.ts.timestamp() for d in metered), default=math.inf)
-        return oldest >= max(rt.changed_real, rt.acked_real) + self.settings.settle_s
+        return oldest_reading >= max(rt.changed_real, rt.acked_real) + self.settings.settle_s
 
     def _devices(self, site: str) -> tuple[list[DeviceLive], dict[str, v1.PduSample]]:
         miners, pdus = [], {}
@@ -329,40 +332,75 @@ class QuotaLoop:
         """Read the registry's violations on the next run (after a compliance check)."""
         self._dark_read = -math.inf
 
-    def _machines(self, site: str, miners: Sequence[DeviceLive], pdus: dict[str, v1.PduSample], real_now: float,
-                  now_s: float, rt: SiteRuntime) -> list[Machine]:
+    def _look(self, site: str, rt: SiteRuntime, real_now: float, now_s: float) -> SiteView:
+        """One pass over the site's live devices: power readings, tenants' power, and the fleet as the allocator
+        sees it. The static columns (models, capabilities, owners, rules) are rebuilt only when they change; what
+        machines are doing now is refreshed every run."""
+        miners, pdus = self._devices(site)
         dark = self._noncompliant()
         rules = self.service.machine_rules(site)
-        out = []
+        view = SiteView()
+        statics: list[tuple[Any, ...]] = []
+        doing_now: list[Now] = []
+        since: list[float] = []
+        current: list[float] = []
+        compliant: list[bool] = []
+        stale_s, states, floors = self.stale_s, rt.states, rt.floors
+        online = {gw: g.online for (gsite, gw), g in list(self.live.gateways.items()) if gsite == site}
         for d in miners:
             s = d.sample
             assert isinstance(s, v1.MinerSample)
-            spec = catalog.lookup(s.model)
+            # FleetService.available, inlined (100,000 calls a run): answering, fresh, its gateway online
+            available = s.available and real_now - d.received <= stale_s and online.get(d.gateway, False)
+            if available or (s.power_source == v1.PowerSource.PDU and real_now - d.received <= stale_s):
+                view.readings.append(PowerReading(d.device_id, s.power_w, s.power_source))
+                view.watts[d.device_id] = s.power_w
+                view.oldest_reading = min(view.oldest_reading, d.ts.timestamp())
+                if s.power_w is not None:
+                    view.tenant_w[d.owner] = view.tenant_w.get(d.owner, 0.0) + s.power_w
+            caps = s.capabilities
+            spec, power_target = _machine_spec(s.model, caps.power_target, caps.power_min_w, floors.get(d.device_id))
             if spec is None:
-                if s.model not in self._unknown_models:
-                    self._unknown_models.add(str(s.model))
-                    log.warning("quota %s: model %r of %s is not in the catalogue; it is not dispatched", site,
-                                s.model, d.device_id)  # fmt: skip
+                self._unknown(site, d, s)
                 continue
             outlet = _outlet(s, pdus)
-            doing = _doing(s, outlet, self.available(d, real_now))
+            doing = _doing(s, outlet, available)
             if doing is None:
                 continue  # unreachable with its outlet on (or unknown): nothing we send would arrive
-            prev = rt.states.get(d.device_id)
-            if prev is None or prev[0] != doing:
-                rt.states[d.device_id] = (doing, now_s if prev is not None else -math.inf)
             rule = rules.get(d.device_id)
-            caps = s.capabilities
-            spec, power_target = _with_floor(spec, caps, rt.floors.get(d.device_id))
-            out.append(Machine(
-                d.device_id, spec, owner=d.owner, power_target=power_target, sleep=caps.sleep,
-                outlet_switchable=outlet is not None and outlet.switchable, protected=bool(rule and rule.protected),
-                priority=rule.priority if rule else 0, compliant=d.device_id not in dark, now=doing,
-                since_change_s=now_s - rt.states[d.device_id][1],
-                current_power_w=s.power_limit_w if caps.power_target else None,
-                reboots_on_power_change=caps.power_target_reboots,
-            ))  # fmt: skip
-        return out
+            if caps.power_target_reboots:
+                rt.reboots.add(d.device_id)
+            statics.append((d.device_id, spec, power_target, caps.sleep, outlet is not None and outlet.switchable,
+                            d.owner, bool(rule and rule.protected), rule.priority if rule else 0,
+                            caps.power_target_reboots))  # fmt: skip
+            prev = states.get(d.device_id)
+            if prev is None or prev[0] != doing:
+                prev = states[d.device_id] = (doing, now_s if prev is not None else -math.inf)
+            view.gateway_of[d.device_id] = d.gateway
+            doing_now.append(doing)
+            since.append(now_s - prev[1])
+            current.append(s.power_limit_w if power_target and s.power_limit_w is not None else math.nan)
+            compliant.append(d.device_id not in dark)
+        view.fleet = self._fleet(rt, statics, doing_now, since, current, compliant)
+        return view
+
+    def _unknown(self, site: str, d: DeviceLive, s: v1.MinerSample) -> None:
+        if s.model not in self._unknown_models:
+            self._unknown_models.add(str(s.model))
+            log.warning("quota %s: model %r of %s is not in the catalogue; it is not dispatched", site, s.model,
+                        d.device_id)  # fmt: skip
+
+    @staticmethod
+    def _fleet(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], since: list[float],
+               current: list[float], compliant: list[bool]) -> FleetArrays:
+        if statics != rt.statics or rt.base_fleet is None:
+            machines = [Machine(i, spec, owner=owner, power_target=pt, sleep=sleep, outlet_switchable=off,
+                                protected=prot, priority=prio, reboots_on_power_change=reboots)
+                        for i, spec, pt, sleep, off, owner, prot, prio, reboots in statics]  # fmt: skip
+            rt.base_fleet, rt.statics = FleetArrays.from_machines(machines), statics
+        return replace(rt.base_fleet, now=np.asarray(doing, dtype=np.int64),
+                       since_change=np.asarray(since, dtype=np.float64),
+                       current_w=np.asarray(current, dtype=np.float64), compliant=np.asarray(compliant, dtype=bool))
 
     # ------------------------------------------------------------ machines that did not follow
 
@@ -385,7 +423,7 @@ class QuotaLoop:
                 sent = rt.sent.get(item.device_id)
                 if item.status == v1.AckStatus.APPLIED or sent is None or sent[1] is None:
                     continue
-                if sent[0] == v1.SetpointMode.POWER_TARGET.value:
+                if sent[0] == v1.SetpointMode.POWER_TARGET.value and item.device_id not in rt.reboots:
                     rt.floors[item.device_id] = max(rt.floors.get(item.device_id, 0.0), sent[1] * 1.25)
                     rt.sent.pop(item.device_id, None)
                     log.warning("quota %s: %s refused a %.0f W target (%s); its floor is now %.0f W", site,
@@ -393,18 +431,27 @@ class QuotaLoop:
         rt.inflight = waiting
 
     def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
-                    setpoints: list[v1.Setpoint], measured: dict[str, float | None], now_s: float,
-                    correction: float) -> list[v1.Setpoint]:
+                    wires: list[dispatch.Wire], measured: dict[str, float | None], now_s: float,
+                    correction: float) -> list[dispatch.Wire]:
+        """Machines still drawing clearly more than a sleep or power-target setpoint are re-sent (the agent re-applies
+        what drifted), then cut at their outlet (quota.control.stragglers decides)."""
+        modes = plan.mode
+        candidates = (modes == Mode.SLEEP) | (modes == Mode.POWER_TARGET)
+        watts = np.asarray([measured.get(i, math.nan) for i in fleet.ids], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            over = candidates & (watts > plan.power_w * correction * (1 + STRAGGLER_TOLERANCE) + 60.0)
         planned: dict[str, Planned] = {}
-        for i, device in enumerate(fleet.ids):
-            mode = Mode(int(plan.mode[i]))
-            if mode not in (Mode.SLEEP, Mode.POWER_TARGET):
-                rt.escalated.discard(device)  # planned to run again: the outlet comes back on with it
-                continue
-            planned[device] = Planned(mode, float(plan.power_w[i]) * correction,
+        for i in np.flatnonzero(over).tolist():
+            device = fleet.ids[i]
+            before = rt.sent.get(device)
+            if before is None or before[0] != wires[i][0]:
+                continue  # a new setpoint goes out now: nothing to hold it to yet
+            planned[device] = Planned(Mode(int(modes[i])), float(plan.power_w[i]) * correction,
                                       now_s - rt.sent_at.get(device, now_s), bool(fleet.can_off[i]))
-        watts = {k: v for k, v in measured.items() if v is not None}
-        check = stragglers(planned, watts, rt.attempts, settle_s=self.settings.straggler_settle_s,
+        if rt.escalated:  # planned to run again: the outlet comes back on with it
+            rt.escalated = {fleet.ids[i] for i in np.flatnonzero(candidates).tolist() if fleet.ids[i] in rt.escalated}
+        check = stragglers(planned, {k: float(measured[k] or 0.0) for k in planned},
+                           rt.attempts, settle_s=self.settings.straggler_settle_s,
                            tolerance=STRAGGLER_TOLERANCE)  # fmt: skip
         rt.attempts = check.attempts
         for r in check.redispatch:
@@ -412,27 +459,28 @@ class QuotaLoop:
             if r.mode == Mode.OUTLET_OFF:
                 rt.escalated.add(r.device_id)
         if not rt.escalated:
-            return setpoints
-        return [v1.Setpoint(device_id=sp.device_id, mode=v1.SetpointMode.OUTLET_OFF)
-                if sp.device_id in rt.escalated else sp for sp in setpoints]
+            return wires
+        cut = rt.escalated
+        return [(dispatch.OFF, None) if device in cut else w for device, w in zip(fleet.ids, wires, strict=True)]
 
     @staticmethod
-    def _note_changes(rt: SiteRuntime, setpoints: list[v1.Setpoint],
-                      now_s: float) -> tuple[list[v1.Setpoint], int]:
+    def _note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire],
+                      now_s: float) -> tuple[list[dispatch.Wire], int]:
         """Keep the previous target where the new one is within the dead band (the firmware would re-tune, and a
         Whatsminer reboot, for nothing; the band loop absorbs the difference). Returns what to send and how many
         setpoints really changed."""
         changed = 0
-        out = []
-        for sp in setpoints:
-            before = rt.sent.get(sp.device_id)
-            if before is not None and before[0] == sp.mode.value and _close(before[1], sp.power_w):
-                out.append(sp if before[1] == sp.power_w else sp.model_copy(update={"power_w": before[1]}))
+        out: list[dispatch.Wire] = []
+        sent = rt.sent
+        for device, wire in zip(ids, wires, strict=True):
+            before = sent.get(device)
+            if before is not None and before[0] == wire[0] and _close(before[1], wire[1]):
+                out.append(before)
                 continue
-            rt.sent[sp.device_id] = (sp.mode.value, sp.power_w)
-            rt.sent_at[sp.device_id] = now_s
+            sent[device] = wire
+            rt.sent_at[device] = now_s
             changed += 1
-            out.append(sp)
+            out.append(wire)
         if changed:
             rt.changed_at, rt.changed_real = now_s, time.time()
         return out, changed
@@ -533,21 +581,6 @@ class QuotaLoop:
 # ---------------------------------------------------------------- helpers
 
 
-def _reading(d: DeviceLive) -> PowerReading:
-    s = d.sample
-    assert isinstance(s, v1.MinerSample)
-    return PowerReading(d.device_id, s.power_w, s.power_source.value)
-
-
-def _by_owner(live: Sequence[DeviceLive]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for d in live:
-        w = d.sample.power_w
-        if w is not None:
-            out[d.owner] = out.get(d.owner, 0.0) + w
-    return out
-
-
 def _outlet(s: v1.MinerSample, pdus: dict[str, v1.PduSample]) -> v1.OutletSample | None:
     if s.outlet is None:
         return None
@@ -574,11 +607,15 @@ def _close(a: float | None, b: float | None) -> bool:
     return abs(a - b) <= max(DEAD_BAND_W, DEAD_BAND * max(a, b))
 
 
-def _with_floor(spec: ModelSpec, caps: v1.Capabilities, floor_w: float | None) -> tuple[ModelSpec, bool]:
-    """The model as this machine's firmware allows it: its reported minimum power target and any learnt floor."""
-    if not caps.power_target:
+@functools.lru_cache(maxsize=4096)
+def _machine_spec(model: str | None, power_target: bool, power_min_w: float | None,
+                  floor_w: float | None) -> tuple[ModelSpec | None, bool]:
+    """The model as this machine's firmware allows it: its reported minimum power target and any learnt floor
+    (None: not in the catalogue). Cached on plain values: called for every machine on every run."""
+    spec = catalog.lookup(model)
+    if spec is None or not power_target:
         return spec, False
-    lowest = max(caps.power_min_w or 0.0, floor_w or 0.0)
+    lowest = max(power_min_w or 0.0, floor_w or 0.0)
     if lowest <= spec.min_power_w:
         return spec, True
     if lowest >= spec.max_power_w * 0.98:

@@ -19,7 +19,7 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
     settings = services.settings.quota
 
     def make_loop(svc: QuotaService) -> QuotaLoop:
-        return QuotaLoop(svc, services.live, services.fleet.available, services.commands.send_setpoints,
+        return QuotaLoop(svc, services.live, services.fleet.available, services.commands.send_setpoints_json,
                          noncompliant, settings, command_record=services.commands.get,
                          stale_s=services.settings.device_stale_s)  # fmt: skip
 

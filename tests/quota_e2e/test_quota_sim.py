@@ -210,10 +210,14 @@ async def test_each_input_takes_effect_on_the_simulated_site(site_under_quota: d
         publisher.close()
 
     # ---- the ledger against the simulator's own meters (rows of 5 s, closed ones only)
-    rows = [r for r in call(client, "GET", f"{site}/ledger?period=fine&start="
-                                         f"{datetime.fromtimestamp(started, UTC).isoformat().replace('+', '%2B')}",
-                            OPERATOR)["rows"]]  # fmt: skip
-    assert len(rows) >= 6
+    since = datetime.fromtimestamp(started, UTC).isoformat().replace("+", "%2B")
+
+    def closed_rows() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = call(client, "GET", f"{site}/ledger?period=fine&start={since}", OPERATOR)["rows"]
+        return rows
+
+    await until(lambda: len(closed_rows()) >= 5, "five closed ledger periods", 30)
+    rows = closed_rows()
     a = datetime.fromisoformat(rows[1]["minute"]).timestamp()
     b = datetime.fromisoformat(rows[-1]["period_end"]).timestamp()
     ledger_kwh = sum(r["used_kwh"] for r in rows[1:])
