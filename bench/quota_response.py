@@ -199,7 +199,7 @@ def _cap_rounds(svc: Services, client: TestClient, counter: SetpointCounter, mac
         t_api = time.perf_counter() - t0
         wait(lambda: counter.count() >= machines, "every setpoint received", 60)
         t_all = counter.last_at - t0
-        wait(lambda: svc.quota is not None and svc.quota.loop.runs > runs, "the loop run", 10)
+        wait(_ran_since(svc, runs), "the loop run", 10)
         point = svc.quota.loop.latest(SITE)
         api_s.append(t_api)
         all_s.append(t_all)
@@ -214,6 +214,10 @@ def _cap_rounds(svc: Services, client: TestClient, counter: SetpointCounter, mac
     print(f"fleet of {machines}: push -> all setpoints received: median {statistics.median(all_s) * 1e3:.0f} ms, "
           f"best {min(all_s) * 1e3:.0f} ms (baseline: < 1000 ms); loop run median "
           f"{statistics.median(loop_s) * 1e3:.0f} ms; API answer median {statistics.median(api_s) * 1e3:.0f} ms")
+
+
+def _ran_since(svc: Services, runs: int) -> Callable[[], bool]:
+    return lambda: svc.quota is not None and svc.quota.loop.runs > runs
 
 
 def _last_dispatch_ms(svc: Services) -> float:
