@@ -79,6 +79,13 @@ class FailsafeConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    """Where `/healthz` and `/metrics` are served (loopback by default; set host to expose them)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9101, ge=1, le=65535)
+
+
 class OutletConfig(_Strict):
     pdu: str  # the PDU's device id (pdus[].id)
     outlet: int = Field(ge=1)
@@ -157,6 +164,7 @@ class AgentConfig(BaseSettings):
     buffer: BufferConfig = Field(default_factory=lambda: BufferConfig())
     failsafe: FailsafeConfig = Field(default_factory=lambda: FailsafeConfig())
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    metrics: MetricsConfig | None = None  # health and Prometheus metrics endpoint; off unless configured
     port_offset: int = Field(0, ge=0, le=60000)  # simulated sites: miners on 4028+N / 80+N, PDUs on 161+N
 
     @classmethod

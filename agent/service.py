@@ -16,6 +16,7 @@ from agent.config import AgentConfig, MinerConfig, PduConfig
 from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet, MinerDevice
 from agent.drivers.base import MinerDriver, PduDriver
 from agent.failsafe import Failsafe, Lease
+from agent.metrics import AgentHealth, MetricsServer, age
 from agent.publisher import Publisher
 from agent.transport.snmp import V3Auth
 from kuat.wire import v1
@@ -79,6 +80,29 @@ class Agent:
         self.publisher = Publisher(cfg, self.buffer, self._on_command, devices=len(self.fleet.miners) + len(
             self.fleet.pdus))
         self._tasks: set[asyncio.Task[None]] = set()
+        m = cfg.metrics
+        self.metrics = MetricsServer(m.host, m.port, self.health) if m is not None else None
+
+    def health(self) -> AgentHealth:
+        last = self.coordinator.last_cycle
+        return AgentHealth(
+            broker_connected=self.publisher.connected,
+            cycles=self.coordinator.cycles,
+            cycles_skipped=self.coordinator.skipped,
+            last_cycle_s=None if last is None else last.duration_s,
+            last_cycle_age_s=None if last is None else age(last.started + last.duration_s),
+            miners_total=len(self.fleet.miners),
+            miners_up=0 if last is None else sum(m.available for m in last.miners),
+            pdus_total=len(self.fleet.pdus),
+            pdus_up=0 if last is None else sum(p.available for p in last.pdus),
+            buffer_rows=self.buffer.count(),
+            buffer_dropped=self.buffer.dropped,
+            batches_published=self.publisher.published,
+            batches_replayed=self.publisher.replayed,
+            failsafe_active=self.lease.failsafe_active,
+            lease_seconds_left=self.lease.seconds_left(),
+            interval_s=self.cfg.poll.interval_s,
+        )
 
     # ------------------------------------------------------------ device ids
     def _restore_learned_ids(self) -> None:
@@ -134,6 +158,8 @@ class Agent:
         log.info("agent %s/%s: %d miners, %d PDUs, poll every %.0fs, failsafe %s", self.cfg.site, self.cfg.gateway,
                  n_m, n_p, self.cfg.poll.interval_s, self.cfg.failsafe.mode)
         self.publisher.start()
+        if self.metrics is not None:
+            await self.metrics.start()
         failsafe = asyncio.create_task(self.failsafe.run(stop), name="failsafe")
         try:
             await self.coordinator.run(self._publish_cycle, stop)
@@ -143,5 +169,7 @@ class Agent:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.cfg.poll.device_timeout_s)
             await self.publisher.stop()
+            if self.metrics is not None:
+                await self.metrics.stop()
             self.buffer.close()
             log.info("agent stopped after %d cycles", self.coordinator.cycles)
