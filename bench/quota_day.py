@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -272,7 +272,10 @@ def run_day(site_path: Path, day: date, hours: int = 24, step_s: float = 5.0, co
             decision = band_step(bands, loop, lim.limit_w, measured, planned_w, settled)
             loop = decision.state
             actions[decision.action.value] = actions.get(decision.action.value, 0) + 1
-            plan = allocate(FleetArrays.from_machines(plant.machines(clock.now())), decision.budget_w, policy)
+            # an energy pace is not a hard power cap: do not cut outlets for a few seconds of sleep draw above it
+            hard = lim.binding.source != Source.ENERGY_BUDGET
+            plan = allocate(FleetArrays.from_machines(plant.machines(clock.now())), decision.budget_w,
+                            replace(policy, cut_outlets_below_floor=hard))
             plant.apply(plan, clock.now())
             planned_w, last_dispatch, dispatches = plan.total_power_w, t, dispatches + 1
             next_control = t + timedelta(seconds=control_s)

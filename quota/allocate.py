@@ -49,6 +49,8 @@ class Policy:
     horizon_s: float = 900.0  # how long a plan is expected to hold: a reboot must pay for itself within it
     tenant_shares: Mapping[str, float] = field(default_factory=dict)
     lend_unused_share: bool = True
+    cut_outlets_below_floor: bool = True  # False when the budget is an energy pace, not a hard power cap: a few
+    # seconds of sleep draw above it fit in the energy margin, while cutting outlets costs full reboots
 
 
 @dataclass
@@ -129,7 +131,7 @@ def _floor(f: FleetArrays, r: _Rules, min_run: F64) -> float:
     return float(np.where(pinned, r.fixed_w, np.where(must_run, min_run, r.p0)).sum())
 
 
-def _fit_floor(f: FleetArrays, r: _Rules, budget_w: float) -> tuple[float, int]:
+def _fit_floor(f: FleetArrays, r: _Rules, budget_w: float, cut_outlets: bool) -> tuple[float, int]:
     """Release min-on locks, then cut sleeping machines' outlets, until the floor fits. Returns (over, released)."""
     min_run = f.min_run_power
     released = 0
@@ -138,7 +140,7 @@ def _fit_floor(f: FleetArrays, r: _Rules, budget_w: float) -> tuple[float, int]:
         r.soft_run[:] = False
         r.notes.append(f"cap below the floor: {released} machines inside their minimum on-time may be slept")
     excess = _floor(f, r, min_run) - budget_w
-    if excess > 0:
+    if excess > 0 and cut_outlets:
         cuttable = np.flatnonzero(~r.off_idle & f.can_off & ~r.forced_run & np.isnan(r.fixed_w))
         order = cuttable[np.argsort(-r.p0[cuttable], kind="stable")]
         need = int(np.searchsorted(np.cumsum(r.p0[order]), excess) + 1)
@@ -214,7 +216,7 @@ def _modes(f: FleetArrays, r: _Rules, sel: I64, kind: I64, ratio: F64, width: in
 def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Allocation:
     n = len(f)
     out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
-    out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w)
+    out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w, policy.cut_outlets_below_floor)
     out.notes = r.notes
     pinned = ~np.isnan(r.fixed_w)
     if pinned.any():

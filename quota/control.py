@@ -87,20 +87,21 @@ def energy_pace(
     """Power allowed for the rest of the hour so it ends at or under its purchased kWh.
 
     The plant keeps drawing `current_w` for `lag_s` (commands take that long to act); the margin is the relative
-    measurement `uncertainty` of the energy still to be used plus that of the energy used so far. When less than
-    `lag_s` is left, nothing sent now acts in this hour: the pace is then what keeps `current_w` honest (the
-    caller should plan the next hour's start instead).
+    measurement `uncertainty` of the hour's purchased energy. In the last two lags of the hour the lag term is
+    dropped (dividing by the little time left after the lag would swing the pace between zero and huge): the pace
+    is then simply what is left over what remains, and any overshoot of the lag is inside the margin.
     """
     now, hour_end = require_aware(now, "now"), require_aware(hour_end, "hour_end")
     remaining_s = max(0.0, (hour_end - now).total_seconds())
     margin = uncertainty * max(purchased_kwh, 0.0)
     left_wh = (purchased_kwh - used_kwh - margin) * 1000.0
-    lag = min(lag_s, remaining_s)
-    after_lag_s = remaining_s - lag
-    if after_lag_s <= 0:
-        pace = current_w if left_wh >= current_w * lag / 3600.0 else 0.0
+    if remaining_s <= 0:
+        pace = 0.0
+    elif remaining_s >= 2 * lag_s:
+        pace = (left_wh - current_w * lag_s / 3600.0) * 3600.0 / (remaining_s - lag_s)
     else:
-        pace = max(0.0, (left_wh - current_w * lag / 3600.0) * 3600.0 / after_lag_s)
+        pace = left_wh * 3600.0 / remaining_s
+    pace = max(0.0, pace)
     reason = (f"energy budget: {used_kwh:.1f} of {purchased_kwh:.1f} kWh used, {remaining_s / 60:.1f} min left, "
               f"margin {margin:.1f} kWh")
     return EnergyPace(purchased_kwh, used_kwh, remaining_s, pace, margin,

@@ -63,6 +63,13 @@ def test_zero_budget_cuts_outlets_below_sleep_draw() -> None:
     assert any("switched off at the outlet" in n for n in a.notes)
 
 
+def test_energy_budget_does_not_cut_outlets() -> None:
+    machines = [Machine(f"m{i}", S19J, outlet_switchable=True) for i in range(4)]
+    _, a = plan(machines, budget=0.0, policy=Policy(cut_outlets_below_floor=False))
+    assert all(Mode(m) == Mode.SLEEP for m in a.mode)
+    assert a.over_budget_w == pytest.approx(4 * S19J.sleep_w)
+
+
 def brute_force(machines: list[Machine], budget: float) -> float:
     """Best hash over every combination of (sleep, each preset) for tiny discrete fleets."""
     best = 0.0

@@ -37,10 +37,14 @@ def test_energy_pace_by_hand() -> None:
 
 def test_energy_pace_never_negative_and_last_seconds() -> None:
     assert energy_pace(100, 120, H0 + timedelta(minutes=50), H1, current_w=50_000).pace_w == 0.0
+    # the last seconds: what is left over what remains (49 kWh in 10 s does not limit anything)
     end = energy_pace(100, 50, H1 - timedelta(seconds=10), H1, current_w=100_000, lag_s=30)
-    assert end.pace_w == 100_000  # nothing sent now acts in this hour, and the energy covers the tail
-    broke = energy_pace(100, 98.9, H1 - timedelta(seconds=10), H1, current_w=600_000, lag_s=30)
-    assert broke.pace_w == 0.0
+    assert end.pace_w == pytest.approx(49_000 * 3600 / 10)
+    tight = energy_pace(100, 98.9, H1 - timedelta(seconds=10), H1, current_w=600_000, lag_s=30)
+    assert tight.pace_w == pytest.approx(100 * 3600 / 10)  # 0.1 kWh left after the margin: 36 kW, not zero
+    # just over two lags left: the lag term is used and stays finite and positive
+    near = energy_pace(100, 95, H1 - timedelta(seconds=61), H1, current_w=200_000, lag_s=30)
+    assert near.pace_w == pytest.approx((4000 - 200_000 * 30 / 3600) * 3600 / 31)
 
 
 def test_following_the_pace_ends_the_hour_at_or_under_its_energy() -> None:
