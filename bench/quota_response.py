@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,17 +194,17 @@ def _cap_rounds(svc: Services, client: TestClient, counter: SetpointCounter, mac
     for k in range(repeat):
         cap_mw = full_kw / 1e3 * (0.5 if k % 2 == 0 else 0.3)
         counter.reset(clock.time())
-        runs = svc.quota.loop.runs
+        pushed_at = clock.now()
         t0 = time.perf_counter()
         order = api(client, "POST", f"{SITE}/emergencies", GRID, {"reference": f"BENCH-{k}", "cap_mw": cap_mw})
         t_api = time.perf_counter() - t0
         wait(lambda: counter.count() >= machines, "every setpoint received", 60)
         t_all = counter.last_at - t0
-        wait(_ran_since(svc, runs), "the loop run", 10)
+        wait(_ran_since(svc, pushed_at), "the loop run", 10)
         point = svc.quota.loop.latest(SITE)
         api_s.append(t_api)
         all_s.append(t_all)
-        loop_ms = _last_dispatch_ms(svc)
+        loop_ms = _last_dispatch_ms(svc, pushed_at)
         loop_s.append(loop_ms / 1e3)
         print(f"  cap {cap_mw:.1f} MW: API answered {t_api * 1e3:.0f} ms; loop run {loop_ms:.0f} ms; every one of "
               f"{machines} setpoints received {t_all * 1e3:.0f} ms after the push"
@@ -216,17 +217,24 @@ def _cap_rounds(svc: Services, client: TestClient, counter: SetpointCounter, mac
           f"{statistics.median(loop_s) * 1e3:.0f} ms; API answer median {statistics.median(api_s) * 1e3:.0f} ms")
 
 
-def _ran_since(svc: Services, runs: int) -> Callable[[], bool]:
-    return lambda: svc.quota is not None and svc.quota.loop.runs > runs
+def _ran_since(svc: Services, t: datetime) -> Callable[[], bool]:
+    """The loop has a point from a run that started after `t`."""
+
+    def check() -> bool:
+        point = svc.quota.loop.latest(SITE) if svc.quota is not None else None
+        return point is not None and point.ts > t
+
+    return check
 
 
-def _last_dispatch_ms(svc: Services) -> float:
+def _last_dispatch_ms(svc: Services, since: datetime) -> float:
     from sqlmodel import Session, col, select
 
     from controller.quota.models import QuotaDispatch
 
     with Session(svc.engine) as s:
-        row = s.exec(select(QuotaDispatch).order_by(col(QuotaDispatch.id).desc())).first()
+        row = s.exec(select(QuotaDispatch).where(col(QuotaDispatch.ts) >= since)
+                     .order_by(col(QuotaDispatch.id))).first()
     return row.elapsed_ms if row is not None else float("nan")
 
 

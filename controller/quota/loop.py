@@ -93,6 +93,34 @@ class LoopPoint:
                 "target_w": round(self.target_w, 1)}
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What the loop derived from one telemetry sample; reused while the live state holds the same sample."""
+
+    sample: v1.MinerSample
+    floor: float | None
+    spec: ModelSpec | None
+    power_target: bool
+    sleep: bool
+    reboots: bool
+    answering: bool
+    pdu_metered: bool
+    has_outlet: bool
+    reading: PowerReading
+    current_w: float
+
+    @classmethod
+    def of(cls, d: DeviceLive, floor: float | None) -> _Seen:
+        s = d.sample
+        assert isinstance(s, v1.MinerSample)
+        caps = s.capabilities
+        spec, power_target = _machine_spec(s.model, caps.power_target, caps.power_min_w, floor)
+        current = s.power_limit_w if power_target and s.power_limit_w is not None else math.nan
+        return cls(s, floor, spec, power_target, caps.sleep, caps.power_target_reboots, s.available,
+                   s.power_source == v1.PowerSource.PDU, s.outlet is not None,
+                   PowerReading(d.device_id, s.power_w, s.power_source), current)
+
+
 @dataclass
 class SiteView:
     """What one run sees of a site."""
@@ -134,6 +162,7 @@ class SiteRuntime:
     statics: list[tuple[Any, ...]] = field(default_factory=list)  # the fleet's static columns, as last built
     base_fleet: FleetArrays | None = None
     batcher: dispatch.Batcher = field(default_factory=dispatch.Batcher)
+    seen: dict[str, _Seen] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -345,42 +374,48 @@ class QuotaLoop:
         since: list[float] = []
         current: list[float] = []
         compliant: list[bool] = []
-        stale_s, states, floors = self.stale_s, rt.states, rt.floors
+        stale_s, states, floors, seen = self.stale_s, rt.states, rt.floors, rt.seen
         online = {gw: g.online for (gsite, gw), g in list(self.live.gateways.items()) if gsite == site}
+        last_ts, last_ts_s = None, math.inf
         for d in miners:
             s = d.sample
-            assert isinstance(s, v1.MinerSample)
+            device = d.device_id
+            floor = floors.get(device)
+            known = seen.get(device)
+            if known is None or known.sample is not s or known.floor != floor:
+                known = seen[device] = _Seen.of(d, floor)
             # FleetService.available, inlined (100,000 calls a run): answering, fresh, its gateway online
-            available = s.available and real_now - d.received <= stale_s and online.get(d.gateway, False)
-            if available or (s.power_source == v1.PowerSource.PDU and real_now - d.received <= stale_s):
-                view.readings.append(PowerReading(d.device_id, s.power_w, s.power_source))
-                view.watts[d.device_id] = s.power_w
-                view.oldest_reading = min(view.oldest_reading, d.ts.timestamp())
-                if s.power_w is not None:
-                    view.tenant_w[d.owner] = view.tenant_w.get(d.owner, 0.0) + s.power_w
-            caps = s.capabilities
-            spec, power_target = _machine_spec(s.model, caps.power_target, caps.power_min_w, floors.get(d.device_id))
-            if spec is None:
-                self._unknown(site, d, s)
+            fresh = real_now - d.received <= stale_s
+            available = known.answering and fresh and online.get(d.gateway, False)
+            if available or (known.pdu_metered and fresh):
+                view.readings.append(known.reading)
+                view.watts[device] = known.reading.power_w
+                if d.ts is not last_ts:
+                    last_ts, last_ts_s = d.ts, d.ts.timestamp()
+                view.oldest_reading = min(view.oldest_reading, last_ts_s)
+                if known.reading.power_w is not None:
+                    view.tenant_w[d.owner] = view.tenant_w.get(d.owner, 0.0) + known.reading.power_w
+            if known.spec is None:
+                self._unknown(site, d, known.sample)
                 continue
-            outlet = _outlet(s, pdus)
-            doing = _doing(s, outlet, available)
+            outlet = _outlet(known.sample, pdus) if known.has_outlet else None
+            doing = _doing(known.sample, outlet, available)
             if doing is None:
                 continue  # unreachable with its outlet on (or unknown): nothing we send would arrive
-            rule = rules.get(d.device_id)
-            if caps.power_target_reboots:
-                rt.reboots.add(d.device_id)
-            statics.append((d.device_id, spec, power_target, caps.sleep, outlet is not None and outlet.switchable,
-                            d.owner, bool(rule and rule.protected), rule.priority if rule else 0,
-                            caps.power_target_reboots))  # fmt: skip
-            prev = states.get(d.device_id)
+            rule = rules.get(device)
+            if known.reboots:
+                rt.reboots.add(device)
+            statics.append((device, known.spec, known.power_target, known.sleep,
+                            outlet is not None and outlet.switchable, d.owner, bool(rule and rule.protected),
+                            rule.priority if rule else 0, known.reboots))  # fmt: skip
+            prev = states.get(device)
             if prev is None or prev[0] != doing:
-                prev = states[d.device_id] = (doing, now_s if prev is not None else -math.inf)
-            view.gateway_of[d.device_id] = d.gateway
+                prev = states[device] = (doing, now_s if prev is not None else -math.inf)
+            view.gateway_of[device] = d.gateway
             doing_now.append(doing)
             since.append(now_s - prev[1])
-            current.append(s.power_limit_w if power_target and s.power_limit_w is not None else math.nan)
-            compliant.append(d.device_id not in dark)
+            current.append(known.current_w)
+            compliant.append(device not in dark)
         view.fleet = self._fleet(rt, statics, doing_now, since, current, compliant)
         return view
 
