@@ -78,7 +78,7 @@ class Ingest:
         gateways: GatewayService,
         commands: CommandService,
         metrics: IngestMetrics,
-        queue_max: int = 20_000,
+        queue_max: int = 1000,
     ) -> None:
         self.broker = broker
         self.sites = sites

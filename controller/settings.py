@@ -119,7 +119,7 @@ class ControllerSettings(BaseSettings):
     sightings_flush_s: float = Field(5.0, gt=0)
     sightings_heartbeat_s: float = Field(300.0, gt=0)  # unchanged devices re-sighted this often (registry last seen)
     compliance_check_s: float = Field(300.0, gt=0)
-    ingest_queue_max: int = Field(20_000, ge=10)
+    ingest_queue_max: int = Field(1000, ge=10)  # messages (a 500-miner batch: ~0.4 MB); beyond, the broker keeps them
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @field_validator("sites")
