@@ -238,6 +238,9 @@ def device_page(services: Services, index: RegistryIndex, device_id: str, minute
     device = {**data["device"], **fleet_row(data["device"], index)}
     history = [{"ts": _iso(r["ts"]), "power_w": r["power_w"], "hashrate_ths": r["hashrate_ths"],
                 "temp_c_max": r["temp_c_max"]} for r in data["history"]]  # fmt: skip
+    now = {"ts": _iso(device["ts"]), "power_w": device.get("power_w"), "hashrate_ths": device.get("hashrate_ths"),
+           "temp_c_max": device.get("temp_c")}  # the chart ends at the live sample
+    history = _with_now(history, now) if now["ts"] else history
     commands = [{**c, "ts": _iso(c["ts"])} for c in data["commands"]]
     return {"device": device, "history": history, "commands": commands}
 

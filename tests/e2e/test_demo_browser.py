@@ -108,6 +108,7 @@ def test_dashboard_live_approve_and_emergency_cap(demo: RunningDemo) -> None:
             page.on("dialog", lambda dialog: dialog.accept())  # the page confirms every action
             page.goto(demo.url)
             live_numbers_change(page)
+            command_from_a_machine_page(page)
             approve_one_registration(page, demo)
             emergency_cap_brings_power_under_the_limit(page, demo)
             tablet_layout(browser, demo.url)
@@ -136,6 +137,23 @@ def live_numbers_change(page: Any) -> None:
     assert 0 < page.locator("#fleet-table tbody tr").count() < 20
     page.fill("#fleet-search", "")
     page.screenshot(path=str(ARTIFACTS / "2-fleet.png"))
+
+
+def command_from_a_machine_page(page: Any) -> None:
+    """A machine's page (history chart, command log); Sleep after the confirmation; the agent's ack shows up."""
+    page.click("nav a[data-tab=fleet]")
+    page.fill("#fleet-search", "bmminer")
+    page.select_option("#fleet-state", "mining")
+    page.click("#fleet-table tbody tr >> nth=0")
+    page.wait_for_selector("#device-dialog[open]", timeout=10_000)
+    assert "rack" in page.text_content("#dd-body")
+    page.click("#device-dialog .commands button[data-cmd=sleep]")
+    page.wait_for_selector("#toast:has-text('command sleep sent')", timeout=20_000)
+    page.wait_for_function("document.querySelector('#dd-log').textContent.includes('applied')", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "2b-machine-command.png"))
+    page.click("#device-dialog form button")
+    page.fill("#fleet-search", "")
+    page.select_option("#fleet-state", "")
 
 
 def approve_one_registration(page: Any, demo: RunningDemo) -> None:

@@ -144,7 +144,7 @@ async function openDevice(id) {
     $("#dd-body").innerHTML = `<p>${esc(d.device.ip)} · rack ${esc(d.device.rack)} · ${esc(d.device.firmware)} ·
       <span class="pill ${esc(d.device.state)}">${esc(d.device.state)}</span> · ${fmt.num(d.device.hashrate_ths, 1)} TH/s ·
       ${fmt.num(d.device.power_w)} W (${esc(d.device.power_source)}) · owner ${esc(d.device.owner)}</p>`;
-    $("#device-dialog").showModal();
+    if (!$("#device-dialog").open) $("#device-dialog").showModal();
     drawChart($("#dd-chart"), (d.history || []).map(r => ({ts: r.ts, power_w: r.power_w})));
     $("#dd-log").innerHTML = (d.commands || []).map(c => `<div>${fmt.time(c.ts)} ${esc(c.kind)} <span class="pill ${esc(c.status)}">${esc(c.status)}</span> ${esc(c.reason || "")}</div>`).join("") || "no commands yet";
   } catch (e) { toast("device: " + e.message, true); }
@@ -154,7 +154,11 @@ $$(".commands button").forEach(b => b.addEventListener("click", async () => {
   const kind = b.dataset.cmd, body = {device_id: d.device_id, kind};
   if (kind === "set_power_target") body.power_w = Number($("#dd-watts").value);
   if (!confirm(`Send ${kind}${body.power_w ? " " + body.power_w + " W" : ""} to ${d.serial || d.device_id}?`)) return;
-  try { const r = await api("/api/v1/commands", {method: "POST", body: JSON.stringify(body)}); toast(`command ${kind} sent (${r.id})`); setTimeout(() => openDevice(d.device_id), 1500); }
+  try {
+    const r = await api("/api/v1/commands", {method: "POST", body: JSON.stringify(body)}); toast(`command ${kind} sent (${r.id})`);
+    // the agent acks within a poll cycle or two: refresh the log a few times while the dialog stays open
+    for (const ms of [1500, 4000, 8000, 15000]) setTimeout(() => $("#device-dialog").open && state.device?.device_id === d.device_id && openDevice(d.device_id), ms);
+  }
   catch (e) { toast("command: " + e.message, true); }
 }));
 
