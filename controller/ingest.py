@@ -105,7 +105,11 @@ class Ingest:
         if b.username:
             client.username_pw_set(b.username, b.password)
         if b.tls:
-            client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None)
+            client.tls_set(
+                ca_certs=str(b.ca_file) if b.ca_file else None,
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+            )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect

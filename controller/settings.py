@@ -36,7 +36,9 @@ class BrokerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     tls: bool = False
-    ca_file: Path | None = None
+    ca_file: Path | None = None  # CA that signed the broker's certificate (None: the system's CAs)
+    cert_file: Path | None = None  # client certificate, when the broker asks for one
+    key_file: Path | None = None
     username: str | None = None
     password: str | None = None
     client_id: str = "kuat-controller"

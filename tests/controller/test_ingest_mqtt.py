@@ -164,3 +164,39 @@ def test_topics() -> None:
     for bad in ("kuat/v1/kz1/gw/gw2/cmd", "kuat/v2/kz1/gw/gw2/ack", "kuat/v1/kz1/grid/signal", "x"):
         with pytest.raises(Rejected):
             parse_topic(bad)
+
+
+def test_tls_with_a_private_ca_and_a_password(tmp_path: Path) -> None:
+    from tests.agent.test_mqtt_agent import KEEP_USER, _password_conf, _tls_material
+
+    pki = _tls_material(tmp_path)
+    conf = (f"{_password_conf(tmp_path)}cafile {pki['ca']}\ncertfile {pki['srv_cert']}\nkeyfile {pki['srv_key']}\n"
+            "require_certificate true\n")  # fmt: skip
+    assert KEEP_USER in conf
+    site = random_site()
+    with Mosquitto(extra_conf=conf) as tls_broker:
+        settings = make_settings(tmp_path, sites=[site], broker={
+            "port": tls_broker.port, "client_id": f"ctl-{site}", "tls": True, "ca_file": str(pki["ca"]),
+            "cert_file": str(pki["gw_cert"]), "key_file": str(pki["gw_key"]), "username": "gw1",
+            "password": "s3cret-Pw",
+        })  # fmt: skip
+        svc = build_services(settings)
+        assert svc.ingest is not None
+        svc.ingest.start()
+        try:
+            assert svc.ingest.wait_connected(15), "no TLS connection"
+            time.sleep(0.2)
+            import paho.mqtt.client as mqtt
+
+            agent = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"agent-{site}")
+            agent.tls_set(ca_certs=str(pki["ca"]), certfile=str(pki["gw_cert"]), keyfile=str(pki["gw_key"]))
+            agent.username_pw_set("gw1", "s3cret-Pw")
+            agent.connect("127.0.0.1", tls_broker.port)
+            agent.loop_start()
+            agent.publish(v1.topic(site, "gw1", "telemetry"), v1.dumps(batch(1, T0, [miner(1)], site=site)),
+                          qos=1).wait_for_publish(10)  # fmt: skip
+            wait_for(lambda: svc.metrics.samples_total == 1, what="telemetry over TLS")
+            agent.disconnect()
+            agent.loop_stop()
+        finally:
+            svc.close()
