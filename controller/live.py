@@ -40,7 +40,7 @@ class GatewayLive:
     lease: v1.LeaseStatus | None = None
     reason: str = ""  # why it is offline: "last will", "no message for 90 s", ...
     changed: float | None = None  # epoch s of the last online/offline change
-    recent_seqs: dict[int, None] = field(default_factory=dict)  # insertion-ordered, bounded: duplicate detection
+    recent_seqs: dict[int, datetime] = field(default_factory=dict)  # seq -> batch ts, bounded: duplicate detection
 
 
 @dataclass

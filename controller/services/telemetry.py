@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from controller.energy import Integrator, Interval
 from controller.history import RollupBook, minute_start
@@ -53,7 +54,7 @@ class TelemetryService:
         site, gateway = batch.site, batch.gateway
         with self.live.lock:
             gw = self.live.gateway(site, gateway)
-            if not self._first_time(gw, batch.seq):
+            if not self._first_time(gw, batch.seq, batch.ts):
                 self.metrics.rejected["duplicate"] += 1
                 return False
             self._gateway_seen(gw, batch, received)
@@ -67,10 +68,13 @@ class TelemetryService:
         return True
 
     @staticmethod
-    def _first_time(gw: GatewayLive, seq: int) -> bool:
-        if seq in gw.recent_seqs:
+    def _first_time(gw: GatewayLive, seq: int, ts: datetime) -> bool:
+        """False for a redelivery: same seq *and* same ts (an agent whose store was wiped restarts its seq at 1;
+        its new batches must not be taken for old ones)."""
+        if gw.recent_seqs.get(seq) == ts:
             return False
-        gw.recent_seqs[seq] = None
+        gw.recent_seqs.pop(seq, None)  # re-insert at the end: the newest stay in the bounded window
+        gw.recent_seqs[seq] = ts
         if len(gw.recent_seqs) > RECENT_SEQS:
             del gw.recent_seqs[next(iter(gw.recent_seqs))]
         return True

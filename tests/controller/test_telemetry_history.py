@@ -160,3 +160,13 @@ def test_energy_per_owner_follows_the_registry(services: Services) -> None:
     by_owner = {r["owner"]: r["energy_kwh"] for r in svc.fleet.energy("owner")}
     assert by_owner == {"180340021791": pytest.approx(0.05), "unassigned": pytest.approx(0.05)}
     assert svc.live.find(miner(1).device_id)[0].owner == "180340021791"
+
+
+def test_a_restarted_seq_with_new_data_is_not_a_duplicate(services: Services) -> None:
+    svc = services
+    assert svc.telemetry.ingest(batch(1, T0, [miner(1)]))
+    assert svc.telemetry.ingest(batch(2, T0 + timedelta(seconds=10), [miner(1)]))
+    # the agent's store was wiped: seq starts again at 1, with new data
+    assert svc.telemetry.ingest(batch(1, T0 + timedelta(seconds=20), [miner(1)]))
+    assert not svc.telemetry.ingest(batch(1, T0 + timedelta(seconds=20), [miner(1)]))  # a real redelivery
+    assert svc.metrics.samples_total == 3 and svc.metrics.rejected["duplicate"] == 1
