@@ -314,19 +314,27 @@ def _site_rounds(svc: Services, settings: Any, site: str, control: int, miners: 
         api(client, "POST", f"{site}/emergencies", GRID, {"reference": "BENCH-SITE", "cap_mw": cap_w / 1e6})
         wait(lambda: svc.quota is not None and svc.quota.loop.runs > runs, "the loop's dispatch", 30)
         dispatched = time.monotonic() - t0
-        under = _held_under(control, cap_w, t0, hold_s=max(5.0, 2 * poll_s), within_s=180)
+        trace: list[str] = []
+        under = _held_under(control, cap_w, t0, hold_s=max(5.0, 2 * poll_s), within_s=180, trace=trace)
         baseline = poll_s + max(physics.values())
         print(f"site {site}: {before / 1e3:.0f} kW, cap {cap_w / 1e3:.0f} kW pushed through the API; setpoints "
               f"published {dispatched:.2f} s after the push; the simulator's own power under the cap "
               f"{under:.1f} s after the push and held (baseline: poll {poll_s:g} s + actuation "
               f"{max(physics.values()):g} s = {baseline:g} s)")
+        print("  simulator power after the push (s: kW): " + ", ".join(trace))
 
 
-def _held_under(control: int, cap_w: float, t0: float, hold_s: float, within_s: float) -> float:
+def _held_under(control: int, cap_w: float, t0: float, hold_s: float, within_s: float,
+                trace: list[str] | None = None) -> float:
     under_since: float | None = None
+    last_note = -1.0
     while time.monotonic() - t0 < within_s:
         now = time.monotonic()
-        if _sim_power(control) <= cap_w:
+        watts = _sim_power(control)
+        if trace is not None and now - t0 - last_note >= 1.0:
+            last_note = now - t0
+            trace.append(f"{last_note:.0f}: {watts / 1e3:.0f}")
+        if watts <= cap_w:
             under_since = now if under_since is None else under_since
             if now - under_since >= hold_s:
                 return under_since - t0

@@ -48,6 +48,7 @@ class GridSignalListener:
         self.quota = quota
         self.connected = threading.Event()
         self.received = 0
+        self._stopping = False
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{broker.client_id}-grid",
                              clean_session=True, protocol=mqtt.MQTTv311)  # fmt: skip
         if broker.username:
@@ -73,6 +74,8 @@ class GridSignalListener:
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
+        if self._stopping:
+            return
         log.warning("grid signal: lost the broker (%s); a silent signal turns stale and the safe level applies",
                     reason)
 
@@ -96,5 +99,6 @@ class GridSignalListener:
         return self.connected.wait(timeout)
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()

@@ -316,9 +316,11 @@ class QuotaLoop:
         elapsed_ms = (time.perf_counter() - started) * 1000
         if changed:
             self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms)
-        if plan.notes or plan.over_budget_w > 0:
-            log.warning("quota %s: %s%s", site, "; ".join(plan.notes),
-                        f" (floors exceed the budget by {plan.over_budget_w:.0f} W)" if plan.over_budget_w else "")
+        if plan.over_budget_w > 0:
+            log.warning("quota %s: floors exceed the budget by %.0f W; %s", site, plan.over_budget_w,
+                        "; ".join(plan.notes))
+        elif plan.notes and changed:
+            log.info("quota %s: %s", site, "; ".join(plan.notes))
         return point
 
     def _settled(self, rt: SiteRuntime, oldest_reading: float, now_s: float) -> bool:
