@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Date,
     DateTime,
     Engine,
     Float,
@@ -75,6 +76,19 @@ site_minute = Table(
     Column("power_w", Float, nullable=False),  # sum of the miners' average power in the minute
     Column("hashrate_ths", Float, nullable=False),
     Column("energy_kwh", Float, nullable=False),
+)
+
+energy_day = Table(
+    "energy_day",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("device_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True, index=True),  # UTC day
+    Column("owner", String(128), primary_key=True),  # a device can change owner (or source) within a day
+    Column("source", String(32), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("energy_kwh", Float, nullable=False),
+    Column("gap_s", Float, nullable=False),
 )
 
 ADDITIVE = (
@@ -225,6 +239,26 @@ def _upsert_device_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
+def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
+    """The day ledger: per device, owner and source, kept as long as site totals (minute rows are not)."""
+    days: dict[tuple[str, str, date, str, str], list[Any]] = {}
+    for (site, device_id, minute), b in taken.items():
+        key = (site, device_id, as_datetime(minute).date(), b.owner, b.source)
+        acc = days.setdefault(key, [b.kind, 0.0, 0.0])
+        acc[1] += b.energy_kwh
+        acc[2] += b.gap_s
+    rows = [{"site": k[0], "device_id": k[1], "day": k[2], "owner": k[3], "source": k[4], "kind": v[0],
+             "energy_kwh": v[1], "gap_s": v[2]} for k, v in days.items()]  # fmt: skip
+    stmt: Any = sqlite.insert(energy_day) if conn.dialect.name == "sqlite" else postgresql.insert(energy_day)
+    t, ex = energy_day.c, stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site", "device_id", "day", "owner", "source"],
+        set_={"energy_kwh": t.energy_kwh + ex.energy_kwh, "gap_s": t.gap_s + ex.gap_s},
+    )
+    for i in range(0, len(rows), CHUNK):
+        conn.execute(stmt, rows[i : i + CHUNK])
+
+
 def _recompute_site_minutes(conn: Any, touched: set[tuple[str, int]]) -> None:
     """Site totals for the (site, minute) pairs touched, from their miners' rows."""
     if not touched:
@@ -264,6 +298,7 @@ def write_buckets(engine: Engine, taken: dict[BucketKey, Bucket]) -> int:
     with engine.begin() as conn:
         for i in range(0, len(rows), CHUNK):
             _upsert_device_rows(conn, rows[i : i + CHUNK])
+        _upsert_energy_days(conn, taken)
         touched_list = sorted(touched)
         for i in range(0, len(touched_list), 200):
             _recompute_site_minutes(conn, set(touched_list[i : i + 200]))
@@ -298,13 +333,16 @@ class RollupWriter:
             log.info("wrote %d minute rollups in %.3f s", rows, seconds)
             return rows
 
-    def prune(self, older_than: datetime) -> int:
-        """Drop rollups older than the retention period."""
+    def prune(self, older_than: datetime, device_minutes_older_than: datetime | None = None) -> int:
+        """Drop what is past retention: site minutes and the energy day ledger before `older_than`, device minutes
+        before `device_minutes_older_than` (default: the same); returns the device-minute rows dropped."""
+        device_cutoff = device_minutes_older_than or older_than
         with self.engine.begin() as conn:
-            n = conn.execute(delete(device_minute).where(device_minute.c.minute < older_than)).rowcount
+            n = conn.execute(delete(device_minute).where(device_minute.c.minute < device_cutoff)).rowcount
             conn.execute(delete(site_minute).where(site_minute.c.minute < older_than))
+            conn.execute(delete(energy_day).where(energy_day.c.day < older_than.date()))
         if n:
-            log.info("retention: dropped %d device-minute rows before %s", n, older_than.isoformat())
+            log.info("retention: dropped %d device-minute rows before %s", n, device_cutoff.isoformat())
         return int(n or 0)
 
 
@@ -332,8 +370,9 @@ def energy_rows(
     until: datetime | None,
     miners_only: bool = True,
 ) -> Iterable[tuple[Any, ...]]:
-    """(group values..., kWh, gap seconds) summed from device rows (PDUs would count the miners twice)."""
-    d = device_minute.c
+    """(group values..., kWh, gap seconds) summed from the energy day ledger (PDUs would count the miners twice).
+    Whole UTC days: `since` counts from the start of its day, `until` up to the end of the day before it."""
+    d = energy_day.c
     cols = [d[g] for g in group]
     query = select(*cols, func.sum(d.energy_kwh), func.sum(d.gap_s)).group_by(*cols)
     if miners_only:
@@ -341,9 +380,9 @@ def energy_rows(
     if site is not None:
         query = query.where(d.site == site)
     if since is not None:
-        query = query.where(d.minute >= since)
+        query = query.where(d.day >= since.date())
     if until is not None:
-        query = query.where(d.minute < until)
+        query = query.where(d.day < until.date())
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(query)]
 

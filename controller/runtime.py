@@ -193,5 +193,6 @@ def check_compliance(services: Services) -> Any:
 
 
 def prune_history(services: Services) -> int:
-    cutoff = clock.now() - timedelta(days=services.settings.retention_days)
-    return services.rollups.prune(cutoff)
+    now, s = clock.now(), services.settings
+    return services.rollups.prune(now - timedelta(days=s.retention_days),
+                                  now - timedelta(days=s.device_minute_retention_days))  # fmt: skip

@@ -113,7 +113,8 @@ class ControllerSettings(BaseSettings):
     influx: InfluxSettings | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
     api_keys: list[ApiKey] = Field(default_factory=list)
-    retention_days: int = Field(5 * 365, ge=1)  # no mining-specific period in law: 5 years by default
+    retention_days: int = Field(5 * 365, ge=1)  # site totals and energy per day: no legal period found, 5 years
+    device_minute_retention_days: int = Field(35, ge=1)  # per-device minute rows (100k devices: 144M rows a day)
     rollup_flush_s: float = Field(60.0, gt=0)
     gateway_timeout_s: float = Field(90.0, gt=0)  # no message for this long: offline even without a last will
     device_stale_s: float = Field(120.0, gt=0)  # a device not reported for this long counts as unavailable

@@ -146,7 +146,7 @@ class FleetService:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """kWh summed from written rollups plus the minutes still in memory; gap_s = time not integrated."""
+        """kWh from the day ledger plus the minutes still in memory (whole UTC days); gap_s = time not integrated."""
         cols = GROUP_COLUMNS[group]
         totals: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
         for row in history.energy_rows(self.engine, cols, site, since, until, group != "device"):
@@ -212,8 +212,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _in_range(minute: int, since: datetime | None, until: datetime | None) -> bool:
-    t = as_datetime(minute)
-    return (since is None or t >= since) and (until is None or t < until)
+    """Whole UTC days, as the day ledger counts them."""
+    day = as_datetime(minute).date()
+    return (since is None or day >= since.date()) and (until is None or day < until.date())
 
 
 def _utc(t: datetime) -> datetime:

@@ -170,3 +170,21 @@ def test_a_restarted_seq_with_new_data_is_not_a_duplicate(services: Services) ->
     assert svc.telemetry.ingest(batch(1, T0 + timedelta(seconds=20), [miner(1)]))
     assert not svc.telemetry.ingest(batch(1, T0 + timedelta(seconds=20), [miner(1)]))  # a real redelivery
     assert svc.metrics.samples_total == 3 and svc.metrics.rejected["duplicate"] == 1
+
+
+def test_energy_outlives_device_minutes_and_counts_whole_days(services: Services) -> None:
+    svc = services
+    feed(svc, {1: 3600.0}, seconds=60)  # 0.06 kWh on T0's day
+    next_day = T0 + timedelta(days=1)
+    svc.telemetry.ingest(batch(100, next_day, [miner(1, 3600.0)]))
+    svc.telemetry.ingest(batch(101, next_day + timedelta(seconds=30), [miner(1, 3600.0)]))  # 0.03 kWh
+    svc.rollups.flush(everything=True)
+    # minute rows are short-lived, the day ledger is kept as long as site totals
+    assert svc.rollups.prune(T0 - timedelta(days=1), device_minutes_older_than=T0 + timedelta(days=10)) == 5
+    assert svc.fleet.energy("site")[0]["energy_kwh"] == pytest.approx(0.09)
+    assert svc.fleet.energy("site")[0]["gap_s"] == pytest.approx(86340.0)  # T0+60 s -> next day: flagged
+    first_day = svc.fleet.energy("site", since=T0, until=next_day)
+    assert first_day[0]["energy_kwh"] == pytest.approx(0.06)
+    assert svc.fleet.energy("site", since=next_day)[0]["energy_kwh"] == pytest.approx(0.03)
+    svc.rollups.prune(T0 + timedelta(days=1))
+    assert svc.fleet.energy("site")[0]["energy_kwh"] == pytest.approx(0.03)
