@@ -137,3 +137,17 @@ def test_command_round_trip_through_mosquitto(tmp_path: Path, broker: Mosquitto)
     finally:
         agent.close()
         svc.close()
+
+
+def test_healthz_says_degraded_without_the_broker(tmp_path: Path) -> None:
+    from tests.support.servers import free_port
+
+    settings = make_settings(tmp_path, api_keys=KEYS, broker={"port": free_port(), "client_id": "ctl-nobroker"})
+    svc = build_services(settings)  # ingest built but not connected: nothing listens on that port
+    try:
+        with TestClient(create_app(settings, svc)) as client:
+            r = client.get("/healthz")
+            assert r.status_code == 503 and r.json()["status"] == "degraded"
+            assert r.json()["broker_connected"] is False
+    finally:
+        svc.close()
