@@ -8,9 +8,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.demo_support import ROOT, SMALL_SITE, kill_if_running, launch_demo, poll
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -44,16 +42,6 @@ class RunningDemo:
         return r.json()
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float, interval_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     if not os.path.exists(CHROMIUM):
@@ -61,14 +49,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
     work = tmp_path_factory.mktemp("demo")
     out = work / "demo.out"
-    argv = [sys.executable, "-m", "kuat.cli", "demo", "--site", str(ROOT / "sim/sites/small.toml"), "--speed", "10",
-            "--port", str(free_port()), "--work-dir", str(work / "run"), "--duration", "360", "--poll-s", "2",
-            "--unregistered", "2", "--no-emergency"]  # fmt: skip
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = launch_demo(out, "--site", str(SMALL_SITE), "--speed", "10", "--port", str(free_port()), "--work-dir",
+                       str(work / "run"), "--duration", "360", "--poll-s", "2", "--unregistered", "2", "--no-emergency")
     try:
-        match = wait_for(lambda: proc.poll() is None and re.search(r"Dashboard:\s+(\S+)", out.read_text()),
-                         "the demo's banner", BANNER_TIMEOUT_S)  # fmt: skip
+        match = poll(lambda: proc.poll() is None and re.search(r"Dashboard:\s+(\S+)", out.read_text()),
+                     "the demo's banner", BANNER_TIMEOUT_S)
         url = match.group(1)
         base, key = url.split("/ui?key=")
         yield RunningDemo(proc, out, url, base, key)
@@ -84,8 +69,7 @@ def stop_demo(proc: subprocess.Popen[bytes], out: Path) -> None:
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            kill_if_running(proc)
             raise AssertionError("the demo did not stop within 60 s of SIGTERM") from None
     assert proc.returncode == 0, f"demo exit code {proc.returncode}:\n{out.read_text()[-3000:]}"
     assert "demo stopped" in out.read_text()

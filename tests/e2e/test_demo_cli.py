@@ -9,19 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.demo_support import ROOT, SMALL_SITE, kill_if_running, launch_demo, poll
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = ROOT / "sim" / "sites" / "small.toml"
+SMALL = SMALL_SITE
 
 
 def kuat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -29,27 +28,11 @@ def kuat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                           timeout=timeout)  # fmt: skip
 
 
-def poll(check: Any, what: str, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except httpx.HTTPError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) -> None:
     out = tmp_path / "demo.out"
-    argv = [sys.executable, "-m", "kuat.cli", "demo", "--broker", "amqtt", "--site", str(SMALL), "--speed", "20",
-            "--port", str(free_port()), "--work-dir", str(tmp_path / "run"), "--duration", "35", "--poll-s", "2",
-            "--emergency-after", "1", "--emergency-minutes", "4"]  # fmt: skip
-    with out.open("w") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = launch_demo(out, "--broker", "amqtt", "--site", str(SMALL), "--speed", "20", "--port", str(free_port()),
+                       "--work-dir", str(tmp_path / "run"), "--duration", "35", "--poll-s", "2",
+                       "--emergency-after", "1", "--emergency-minutes", "4")  # fmt: skip
     try:
         banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120)
         base, key = banner.group(1), banner.group(2)
@@ -81,9 +64,7 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
             assert any(line == "event: snapshot" for line in stream.iter_lines())  # a dashboard stays open...
             proc.wait(timeout=120)  # ...while --duration 35 stops the demo
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_if_running(proc)
     log = out.read_text()
     assert proc.returncode == 0, log[-3000:]
     assert "broker stopped" in log and "demo stopped" in log
@@ -110,18 +91,13 @@ def test_demo_help_and_clear_errors(tmp_path: Path) -> None:
 
 def test_ctrl_c_while_starting_stops_every_part(tmp_path: Path) -> None:
     out = tmp_path / "demo.out"
-    argv = [sys.executable, "-m", "kuat.cli", "demo", "--site", str(SMALL), "--port", str(free_port()),
-            "--work-dir", str(tmp_path / "run")]  # fmt: skip
-    with out.open("w") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = launch_demo(out, "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
     try:
         poll(lambda: "started controller" in out.read_text(), "the controller's start", 120)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_if_running(proc)
     log = out.read_text()
     assert proc.returncode == 0, log[-3000:]
     pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", log)]
