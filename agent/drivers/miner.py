@@ -150,10 +150,14 @@ class RpcMiner(MinerDriver):
         identity = parsers.parse_version(await self._optional_command("version"))
         if self.family == "whatsminer":
             identity.model = _whatsminer_model(await self._optional_command("devdetails")) or identity.model
+            serial, mac = parsers.whatsminer_miner_info(await self._optional_command("get_miner_info"))
+            identity.serial, identity.mac = serial or identity.serial, mac or identity.mac
         if self.family == "antminer":
             identity.merge(await self._antminer_web_identity())
         if self.family == "luxos":
-            identity.mac = parsers.luxos_mac(await self._optional_command("config"))
+            config = await self._optional_command("config")
+            identity.mac = parsers.luxos_mac(config)
+            identity.serial = parsers.luxos_serial(config) or identity.serial
             identity.presets = parsers.luxos_presets(await self._optional_command("profiles"))
         return identity
 

@@ -391,6 +391,23 @@ def luxos_mac(config: Reply | None) -> str | None:
     return mac.strip().lower() or None if isinstance(mac, str) else None
 
 
+def luxos_serial(config: Reply | None) -> str | None:
+    """LuxOS `config`: CONFIG[0].SerialNumber (the control board's serial)."""
+    serial = first(config, "CONFIG").get("SerialNumber")
+    return serial.strip() or None if isinstance(serial, str) else None
+
+
+def whatsminer_miner_info(info: Reply | None) -> tuple[str | None, str | None]:
+    """Whatsminer API v2 `get_miner_info`: Msg.minersn and Msg.mac -> (serial, MAC lower case)."""
+    msg = info.get("Msg") if isinstance(info, dict) else None
+    if not isinstance(msg, dict):
+        return None, None
+    serial, mac = msg.get("minersn"), msg.get("mac")
+    serial = serial.strip() or None if isinstance(serial, str) else None
+    mac = mac.strip().lower() or None if isinstance(mac, str) else None
+    return serial, mac
+
+
 # ------------------------------------------------------------------ Braiins OS (legacy RPC)
 
 

@@ -77,10 +77,12 @@ async def test_every_simulated_miner_reads_right(sim: SimServer) -> None:
         assert sample.hashrate_ths == pytest.approx(miner.phys.hashrate_ths(), rel=0.02), where
         assert sample.model is not None and sample.model.startswith(miner.d.model.replace(" ", "")[:3]), where
         assert len(sample.boards) == 3 and sample.pools, where
+        # every firmware gives its serial (web API, LuxOS config, Whatsminer get_miner_info): the registry's key
+        assert sample.serial == miner.serial, where
+        assert sample.mac == (miner.d.mac or "").lower(), where
         if miner.d.firmware == "bmminer":
             # stock firmware reports no power: hash rate x catalog J/TH, and identity from the web API
             assert sample.power_source == v1.PowerSource.ESTIMATED, where
-            assert sample.serial == miner.serial, where
             assert sample.capabilities.sleep and not sample.capabilities.power_target
         else:
             assert sample.power_source == v1.PowerSource.REPORTED, where
