@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agent.failsafe import Failsafe
 
 log = logging.getLogger(__name__)
+LIMIT_TOLERANCE_W = 1.0  # published limits are whole watts
 
 DRIFT_GRACE_S = 30.0  # after this long, telemetry that contradicts an applied setpoint makes a renewal re-send it
 OUTLET_ACTIONS: dict[v1.CommandKind, OutletAction] = {
@@ -76,10 +77,18 @@ class Actuator:
     async def power_target(self, dev: MinerDevice, watts: float | None) -> v1.ItemAck:
         caps = dev.last.capabilities if dev.last else None
         if watts is not None and caps is not None:
+            # Limits are published rounded to whole watts: a target within the rounding of a limit is clamped
+            # to it, not refused (the engine computes with the unrounded curve).
             if caps.power_min_w is not None and watts < caps.power_min_w:
-                return _rejected(dev.device_id, f"{watts:.0f} W is below this miner's minimum {caps.power_min_w:.0f} W")
+                if watts < caps.power_min_w - LIMIT_TOLERANCE_W:
+                    return _rejected(dev.device_id,
+                                     f"{watts:.1f} W is below this miner's minimum {caps.power_min_w:.0f} W")
+                watts = caps.power_min_w
             if caps.power_max_w is not None and watts > caps.power_max_w:
-                return _rejected(dev.device_id, f"{watts:.0f} W is above this miner's maximum {caps.power_max_w:.0f} W")
+                if watts > caps.power_max_w + LIMIT_TOLERANCE_W:
+                    return _rejected(dev.device_id,
+                                     f"{watts:.1f} W is above this miner's maximum {caps.power_max_w:.0f} W")
+                watts = caps.power_max_w
         return await self.on_miner(dev, f"power target {watts} W", lambda d: d.set_power_target(watts))
 
     async def outlet(self, pdu: PduDevice, outlet: int, action: OutletAction, device_id: str) -> v1.ItemAck:

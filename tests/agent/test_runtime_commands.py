@@ -71,6 +71,10 @@ async def test_unsupported_unknown_and_out_of_range_are_rejected_with_the_reason
     ack = await rig.send("set_power_target", "c3", device_id="m1", power_w=500)
     assert ack.status == v1.AckStatus.REJECTED and "below this miner's minimum 1000 W" in (ack.reason or "")
     assert rig.site.miners[A].calls == []
+    # within the whole-watt rounding of the published minimum: clamped to it, not refused
+    ack = await rig.send("set_power_target", "c4", device_id="m1", power_w=999.4)
+    assert ack.status == v1.AckStatus.APPLIED
+    assert rig.site.miners[A].calls == ["power_target 1000.0"]
 
 
 async def test_unreachable_refused_and_hanging_devices_fail_with_the_reason(tmp_path: Path) -> None:
