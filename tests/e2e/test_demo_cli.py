@@ -31,7 +31,7 @@ def kuat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) -> None:
     out = tmp_path / "demo.out"
     proc = launch_demo(out, "--broker", "amqtt", "--site", str(SMALL), "--speed", "20", "--port", str(free_port()),
-                       "--work-dir", str(tmp_path / "run"), "--duration", "35", "--poll-s", "2",
+                       "--work-dir", str(tmp_path / "run"), "--duration", "50", "--poll-s", "2",
                        "--emergency-after", "1", "--emergency-minutes", "4")  # fmt: skip
     try:
         banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120)
@@ -62,7 +62,7 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
         assert len(pending) == 4  # --unregistered default: four machines that report a serial are left out
         with client.stream("GET", f"/api/v1/dashboard/stream?key={key}", timeout=120) as stream:
             assert any(line == "event: snapshot" for line in stream.iter_lines())  # a dashboard stays open...
-            proc.wait(timeout=120)  # ...while --duration 35 stops the demo
+            proc.wait(timeout=120)  # ...while --duration 50 stops the demo
     finally:
         kill_if_running(proc)
     log = out.read_text()
