@@ -155,11 +155,23 @@ def prepare(opts: DemoOptions) -> Demo:
         raise click.ClickException(f"port {opts.port} on 127.0.0.1 is in use: pick another with --port")
     keys = {role: f"demo-{role}-{secrets.token_urlsafe(12)}" for role in ROLES}
     demo = Demo(opts, api_port, free_port(), free_port(), keys)
-    if opts.work_dir.exists():
-        shutil.rmtree(opts.work_dir)
-    (opts.work_dir / "logs").mkdir(parents=True)
+    empty_work_dir(opts.work_dir)
     clock.configure(time.time(), opts.speed)  # the children inherit KUAT_CLOCK: one simulated time for all
     return demo
+
+
+WORK_DIR_MARKER = ".kuat-demo"
+
+
+def empty_work_dir(path: Path) -> None:
+    """Empty the work dir of the last run; refuse a folder the demo did not make (it would delete its files)."""
+    if path.exists() and any(path.iterdir()) and not (path / WORK_DIR_MARKER).exists():
+        raise click.ClickException(f"--work-dir {path} is not empty and is not a demo work dir (no {WORK_DIR_MARKER}"
+                                   " file): pick an empty or new folder")  # fmt: skip
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "logs").mkdir(parents=True)
+    (path / WORK_DIR_MARKER).write_text("made by `kuat demo`: emptied at each start\n")
 
 
 def stop_on_signals(demo: Demo) -> None:

@@ -81,6 +81,12 @@ def test_demo_help_and_clear_errors(tmp_path: Path) -> None:
     result = kuat("demo", "--site", str(bad_site), "--work-dir", str(tmp_path / "w"), "--port", str(free_port()))
     assert result.returncode != 0 and "NoSuchMiner" in result.stderr + result.stdout
     assert not (tmp_path / "w").exists(), "a bad site file is refused before anything starts"
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    result = kuat("demo", "--site", str(SMALL), "--work-dir", str(precious), "--port", str(free_port()))
+    assert result.returncode != 0 and "not a demo work dir" in result.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
