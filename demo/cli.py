@@ -165,6 +165,9 @@ WORK_DIR_MARKER = ".kuat-demo"
 
 def empty_work_dir(path: Path) -> None:
     """Empty the work dir of the last run; refuse a folder the demo did not make (it would delete its files)."""
+    running = _running_demo(path)
+    if running is not None:
+        raise click.ClickException(f"another demo (pid {running}) runs in {path}: stop it, or pass another --work-dir")
     if path.exists() and any(path.iterdir()) and not (path / WORK_DIR_MARKER).exists():
         raise click.ClickException(f"--work-dir {path} is not empty and is not a demo work dir (no {WORK_DIR_MARKER}"
                                    " file): pick an empty or new folder")  # fmt: skip
@@ -172,6 +175,18 @@ def empty_work_dir(path: Path) -> None:
         shutil.rmtree(path)
     (path / "logs").mkdir(parents=True)
     (path / WORK_DIR_MARKER).write_text("made by `kuat demo`: emptied at each start\n")
+    (path / "demo.pid").write_text(f"{os.getpid()}\n")
+
+
+def _running_demo(path: Path) -> int | None:
+    """The pid of a live demo that uses this work dir, if any."""
+    try:
+        pid = int((path / "demo.pid").read_text())
+        os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").is_dir() else b"demo"
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and b"demo" in command else None  # a reused pid is not a demo
 
 
 def stop_on_signals(demo: Demo) -> None:

@@ -100,6 +100,8 @@ def test_ctrl_c_while_starting_stops_every_part(tmp_path: Path) -> None:
     proc = launch_demo(out, "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
     try:
         poll(lambda: "started controller" in out.read_text(), "the controller's start", 120)
+        second = kuat("demo", "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
+        assert second.returncode != 0 and f"another demo (pid {proc.pid})" in second.stderr
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
     finally:
