@@ -92,7 +92,7 @@ class Demo:
 @click.option("--poll-s", type=click.FloatRange(min=0.5, max=60), default=5.0, show_default=True,
               help="Agents' poll interval (real seconds).")
 @click.option("--unregistered", type=click.IntRange(0, 50), default=4, show_default=True,
-              help="Machines (that report a serial) left out of the registry, to approve from the dashboard.")
+              help="Machines left out of the registry, to approve from the dashboard.")
 @click.option("--emergency-after", "emergency_after_min", type=click.FloatRange(min=0), default=20.0,
               show_default=True, help="Simulated minutes after start when the grid's emergency cut to 30 % comes.")
 @click.option("--emergency-minutes", type=click.FloatRange(min=1), default=30.0, show_default=True,

@@ -37,7 +37,7 @@ class Seeded:
 
 
 def seed_registry(registry: Any, site: SiteFile, leave_unregistered: int, capacity_mw: float) -> Seeded:
-    """Licensees, DPC, pool and HSCs; the last `leave_unregistered` machines that report a serial stay unknown."""
+    """Licensees, DPC, pool and HSCs; `leave_unregistered` machines (spread over the site) stay unknown."""
     from registry.schemas import DpcIn, LicenseeIn, PoolIn
 
     today = date.today()
@@ -53,9 +53,8 @@ def seed_registry(registry: Any, site: SiteFile, leave_unregistered: int, capaci
     registry.create_pool(PoolIn(name="KZ Accredited Pool", endpoints=[ACCREDITED_POOL], accreditation_number="AP-07",
                                 valid_from=start, valid_to=today + timedelta(days=720)), ACTOR)  # fmt: skip
     seeded = Seeded(host.id, host_bin, tenant.id, tenant_bin, dpc.id)
-    reports_serial = [m for m in site.miners if m.firmware == "bmminer"]  # stock Antminer tells its serial
-    step = max(1, len(reports_serial) // max(1, leave_unregistered))
-    left = {m.serial for m in reports_serial[step - 1 :: step][:leave_unregistered]}  # spread over the racks
+    step = max(1, len(site.miners) // max(1, leave_unregistered))
+    left = {m.serial for m in site.miners[step - 1 :: step][:leave_unregistered]}  # spread over racks and makes
     for miner in site.miners:
         if miner.serial in left:
             seeded.left_pending.append(str(miner.serial))
@@ -63,8 +62,7 @@ def seed_registry(registry: Any, site: SiteFile, leave_unregistered: int, capaci
         owner = tenant.id if miner.owner == TENANT_OWNER else host.id
         _register(registry, miner, owner, dpc.id)
         seeded.registered += 1
-    commissioned = [m for m in site.miners if m.firmware != "bmminer"]
-    _commissioning_sightings(registry, site, commissioned)
+    _commissioning_sightings(registry, site, [m for m in site.miners if m.serial not in left])
     log.info("registry seeded: %d machines registered, %d left unregistered (%s)", seeded.registered, len(left),
              ", ".join(sorted(seeded.left_pending)))  # fmt: skip
     return seeded
@@ -82,9 +80,8 @@ def _register(registry: Any, miner: MinerDef, owner_id: int, dpc_id: int) -> Non
 
 
 def _commissioning_sightings(registry: Any, site: SiteFile, miners: list[MinerDef]) -> None:
-    """The installers' record of machines whose RPC does not tell their serial (LuxOS, Whatsminer): where each was
-    installed and which pools it was set up with, so the registry knows them (and checks their pools) from day one.
-    """
+    """The installers' record of each registered machine: where it was installed and which pools it was set up
+    with, so the registry knows it as seen (not missing) and checks its pools before the first telemetry arrives."""
     from kuat.wire import v1
 
     by_gateway: dict[str, list[v1.MinerSample]] = {}

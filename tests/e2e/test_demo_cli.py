@@ -47,7 +47,7 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
             return rows if len(rows) == 20 and all(r["power_w"] for r in rows) and pending == 4 else []
 
         rows = poll(live_and_sighted, "20 live miners through amqtt, 4 of them pending registration", 60)
-        # the other 16 are the seeded ones; LuxOS/Whatsminer (no serial over RPC) are matched by MAC
+        # the other 16 are the seeded ones
         assert sum(r["registration"] == "registered" for r in rows) == 16
 
         def lifted() -> list[dict[str, Any]]:
