@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from controller.app import create_app  # noqa: E402
 from controller.quota.wiring import start_quota  # noqa: E402
-from controller.runtime import Services, build_services  # noqa: E402
+from controller.runtime import Services, build_services, tune_gc_for_ingest  # noqa: E402
 from controller.settings import load_settings  # noqa: E402
 from kuat import clock  # noqa: E402
 from kuat.catalog import MODELS  # noqa: E402
@@ -72,6 +72,7 @@ class SetpointCounter:
     def __init__(self, port: int, site: str) -> None:
         self.since = 0.0
         self.devices: set[str] = set()
+        self.latest: dict[str, dict[str, Any]] = {}  # device -> its newest setpoint (the stand-in plant follows it)
         self.last_at = 0.0
         self._lock = threading.Lock()
         self.ready = threading.Event()
@@ -90,6 +91,7 @@ class SetpointCounter:
             return
         with self._lock:
             self.devices.update(sp["device_id"] for sp in body["setpoints"])
+            self.latest.update((sp["device_id"], sp) for sp in body["setpoints"])
             self.last_at = time.perf_counter()
 
     def reset(self, since: float) -> None:
@@ -135,7 +137,9 @@ def configure_site(client: TestClient, site: str, connection_kw: float) -> None:
 # ---------------------------------------------------------------- 100,000 machines in process
 
 
-def fleet_batches(n: int, per_gateway: int = 1000) -> list[v1.TelemetryBatch]:
+def fleet_batches(n: int, per_gateway: int = 1000, follow: dict[str, dict[str, Any]] | None = None,
+                  seq: int = 1) -> list[v1.TelemetryBatch]:
+    """Telemetry of the stand-in fleet; with `follow`, each machine draws what its newest setpoint asks."""
     now = clock.now()
     batches = []
     for g in range(0, n, per_gateway):
@@ -143,13 +147,18 @@ def fleet_batches(n: int, per_gateway: int = 1000) -> list[v1.TelemetryBatch]:
         for i in range(g, min(n, g + per_gateway)):
             model, firmware, caps = MIX[i % len(MIX)]
             spec = MODELS[model]
-            watts = spec.nominal_w * random.uniform(0.97, 1.03)
+            device = f"m{i:06d}"
+            sp = (follow or {}).get(device, {"mode": "run"})
+            watts = {"run": spec.nominal_w, "power_target": sp.get("power_w") or spec.nominal_w}.get(sp["mode"],
+                                                                                                  spec.sleep_w)
+            state = v1.MinerState.MINING if sp["mode"] in ("run", "power_target") else v1.MinerState.SLEEPING
             miners.append(v1.MinerSample(
-                device_id=f"m{i:06d}", ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", available=True,
-                state=v1.MinerState.MINING, model=model, firmware=firmware, hashrate_ths=spec.nominal_ths,
-                power_w=watts, power_source=v1.PowerSource.REPORTED, capabilities=caps,
+                device_id=device, ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", available=True,
+                state=state, model=model, firmware=firmware, hashrate_ths=spec.nominal_ths,
+                power_w=watts * random.uniform(0.98, 1.02), power_source=v1.PowerSource.REPORTED, capabilities=caps,
+                power_limit_w=sp.get("power_w"),
             ))  # fmt: skip
-        batches.append(v1.TelemetryBatch(site=SITE, gateway=f"gw{g // per_gateway:03d}", seq=1, ts=now,
+        batches.append(v1.TelemetryBatch(site=SITE, gateway=f"gw{g // per_gateway:03d}", seq=seq, ts=now,
                                          miners=miners))  # fmt: skip
     return batches
 
@@ -160,6 +169,7 @@ def bench_fleet(machines: int, repeat: int) -> None:
         settings = settings_for(Path(tmp), broker.port, interval_s=600.0, lease_s=120.0, lag_s=0.0, settle_s=0.0)
         svc = build_services(settings)
         assert svc.ingest is not None and svc.quota is not None
+        tune_gc_for_ingest()  # as `kuat controller run` does
         svc.ingest.start()
         assert svc.ingest.wait_connected(10)
         counter = SetpointCounter(broker.port, SITE)
@@ -178,6 +188,12 @@ def bench_fleet(machines: int, repeat: int) -> None:
         finally:
             counter.close()
             svc.close()
+
+
+def _plant_follows(svc: Services, counter: SetpointCounter, machines: int, seq: int) -> None:
+    """The stand-in machines now draw what their setpoints ask (not timed)."""
+    for b in fleet_batches(machines, follow=dict(counter.latest), seq=seq):
+        svc.telemetry.ingest(b)
 
 
 def _warm_up(svc: Services, counter: SetpointCounter, machines: int) -> None:
@@ -204,14 +220,16 @@ def _cap_rounds(svc: Services, client: TestClient, counter: SetpointCounter, mac
         point = svc.quota.loop.latest(SITE)
         api_s.append(t_api)
         all_s.append(t_all)
-        loop_ms = _last_dispatch_ms(svc, pushed_at)
+        loop_ms = point.elapsed_ms if point is not None else float("nan")
         loop_s.append(loop_ms / 1e3)
         print(f"  cap {cap_mw:.1f} MW: API answered {t_api * 1e3:.0f} ms; loop run {loop_ms:.0f} ms; every one of "
               f"{machines} setpoints received {t_all * 1e3:.0f} ms after the push"
               f" (limit {point.limit.limit_w / 1e6 if point else 0:.1f} MW)")
+        _plant_follows(svc, counter, machines, seq=10 * k + 2)
         api(client, "POST", f"emergencies/{order['id']}/lift", GRID)
         counter.reset(clock.time())
         wait(lambda: counter.count() >= machines, "the dispatch after the lift", 60)
+        _plant_follows(svc, counter, machines, seq=10 * k + 3)
     print(f"fleet of {machines}: push -> all setpoints received: median {statistics.median(all_s) * 1e3:.0f} ms, "
           f"best {min(all_s) * 1e3:.0f} ms (baseline: < 1000 ms); loop run median "
           f"{statistics.median(loop_s) * 1e3:.0f} ms; API answer median {statistics.median(api_s) * 1e3:.0f} ms")
@@ -225,17 +243,6 @@ def _ran_since(svc: Services, t: datetime) -> Callable[[], bool]:
         return point is not None and point.ts > t
 
     return check
-
-
-def _last_dispatch_ms(svc: Services, since: datetime) -> float:
-    from sqlmodel import Session, col, select
-
-    from controller.quota.models import QuotaDispatch
-
-    with Session(svc.engine) as s:
-        row = s.exec(select(QuotaDispatch).where(col(QuotaDispatch.ts) >= since)
-                     .order_by(col(QuotaDispatch.id))).first()
-    return row.elapsed_ms if row is not None else float("nan")
 
 
 # ---------------------------------------------------------------- the simulated 1,000-miner site

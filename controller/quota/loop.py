@@ -51,7 +51,7 @@ from quota.control import (
     site_power,
     stragglers,
 )
-from quota.fleet import FleetArrays, Machine, Now
+from quota.fleet import BOOL, FleetArrays, Machine, Now
 from quota.ledger import (
     Allotment,
     CapWindow,
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HOST = "host"  # the allocator's owner for every machine not under a tenant contract
 MAX_GAP_S = 120.0  # clock seconds between two loop samples beyond which the energy between them is not integrated
 STRAGGLER_TOLERANCE = 0.15  # the model's per-machine error is a few %: only clear misses count
 
@@ -87,6 +88,7 @@ class LoopPoint:
     machines: int
     hour_used_kwh: float
     tenant_w: dict[str, float]
+    elapsed_ms: float = 0.0  # the run, from reading the live state to the last batch handed to MQTT
 
     def view(self) -> dict[str, Any]:
         return {"ts": self.ts, "power_w": round(self.power_w, 1), "limit_w": round(self.limit.limit_w, 1),
@@ -287,7 +289,7 @@ class QuotaLoop:
         started = time.perf_counter()
         now, now_s, real_now = clock.now(), clock.time(), time.time()
         self._learn_from_acks(site, rt)
-        view = self._look(site, rt, real_now, now_s)
+        view = self._look(site, rt, real_now, now_s, state)
         measured = site_power(view.readings)
         self._account(site, state, rt, now, measured.watts, view.tenant_w)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
@@ -301,19 +303,22 @@ class QuotaLoop:
         fleet = view.fleet
         plan = allocate(fleet, decision.budget_w, self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
-        wires = self._stragglers(site, rt, fleet, plan, wires, view.watts, now_s, decision.state.correction)
-        wires, changed = self._note_changes(rt, fleet.ids, wires, now_s)
+        wires, unchanged = self._note_changes(rt, fleet.ids, wires, now_s)
+        wires, cut = self._stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
+                                      decision.state.correction)  # fmt: skip
+        changed = int(len(wires) - unchanged.sum()) + cut
         batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w
         if changed:
             rt.inflight = list(result.commands.values())
         target_w = plan.total_power_w * decision.state.correction
+        elapsed_ms = (time.perf_counter() - started) * 1000
         point = LoopPoint(now, measured.watts, lim, target_w, decision.action.value, decision.reason,
-                          round(decision.state.correction, 4), len(fleet), rt.hour_used_kwh, view.tenant_w)
+                          round(decision.state.correction, 4), len(fleet), rt.hour_used_kwh, view.tenant_w,
+                          round(elapsed_ms, 1))  # fmt: skip
         rt.points.append(point)
         self.runs += 1
-        elapsed_ms = (time.perf_counter() - started) * 1000
         if changed:
             self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms)
         if plan.over_budget_w > 0:
@@ -363,10 +368,11 @@ class QuotaLoop:
         """Read the registry's violations on the next run (after a compliance check)."""
         self._dark_read = -math.inf
 
-    def _look(self, site: str, rt: SiteRuntime, real_now: float, now_s: float) -> SiteView:
+    def _look(self, site: str, rt: SiteRuntime, real_now: float, now_s: float, state: QuotaState) -> SiteView:
         """One pass over the site's live devices: power readings, tenants' power, and the fleet as the allocator
         sees it. The static columns (models, capabilities, owners, rules) are rebuilt only when they change; what
-        machines are doing now is refreshed every run."""
+        machines are doing now is refreshed every run. For the allocator every owner without a tenant contract is
+        the host (subtype I): shares are the tenants'; the rest, unassigned machines included, is one pool."""
         miners, pdus = self._devices(site)
         dark = self._noncompliant()
         rules = self.service.machine_rules(site)
@@ -378,6 +384,7 @@ class QuotaLoop:
         compliant: list[bool] = []
         stale_s, states, floors, seen = self.stale_s, rt.states, rt.floors, rt.seen
         online = {gw: g.online for (gsite, gw), g in list(self.live.gateways.items()) if gsite == site}
+        tenants = state.site.tenant_shares
         last_ts, last_ts_s = None, math.inf
         for d in miners:
             s = d.sample
@@ -408,7 +415,8 @@ class QuotaLoop:
             if known.reboots:
                 rt.reboots.add(device)
             statics.append((device, known.spec, known.power_target, known.sleep,
-                            outlet is not None and outlet.switchable, d.owner, bool(rule and rule.protected),
+                            outlet is not None and outlet.switchable, d.owner if d.owner in tenants else HOST,
+                            bool(rule and rule.protected),
                             rule.priority if rule else 0, known.reboots))  # fmt: skip
             prev = states.get(device)
             if prev is None or prev[0] != doing:
@@ -468,59 +476,75 @@ class QuotaLoop:
         rt.inflight = waiting
 
     def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
-                    wires: list[dispatch.Wire], measured: dict[str, float | None], now_s: float,
-                    correction: float) -> list[dispatch.Wire]:
-        """Machines still drawing clearly more than a sleep or power-target setpoint are re-sent (the agent re-applies
-        what drifted), then cut at their outlet (quota.control.stragglers decides)."""
+                    wires: list[dispatch.Wire], unchanged: BOOL, measured: dict[str, float | None], now_s: float,
+                    correction: float) -> tuple[list[dispatch.Wire], int]:
+        """Machines still drawing clearly more than an unchanged sleep or power-target setpoint are re-sent (the
+        agent re-applies what drifted), then cut at their outlet (quota.control.stragglers decides). Returns the
+        setpoints to send and how many were newly cut."""
         modes = plan.mode
         candidates = (modes == Mode.SLEEP) | (modes == Mode.POWER_TARGET)
-        watts = np.asarray([measured.get(i, math.nan) for i in fleet.ids], dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            over = candidates & (watts > plan.power_w * correction * (1 + STRAGGLER_TOLERANCE) + 60.0)
-        planned: dict[str, Planned] = {}
-        for i in np.flatnonzero(over).tolist():
-            device = fleet.ids[i]
-            before = rt.sent.get(device)
-            if before is None or before[0] != wires[i][0]:
-                continue  # a new setpoint goes out now: nothing to hold it to yet
-            planned[device] = Planned(Mode(int(modes[i])), float(plan.power_w[i]) * correction,
-                                      now_s - rt.sent_at.get(device, now_s), bool(fleet.can_off[i]))
         if rt.escalated:  # planned to run again: the outlet comes back on with it
             rt.escalated = {fleet.ids[i] for i in np.flatnonzero(candidates).tolist() if fleet.ids[i] in rt.escalated}
+        candidates &= unchanged
+        watts = np.full(len(fleet), np.nan)
+        for i in np.flatnonzero(candidates).tolist():
+            reading = measured.get(fleet.ids[i])
+            if reading is not None:
+                watts[i] = reading
+        with np.errstate(invalid="ignore"):
+            over = candidates & (watts > plan.power_w * correction * (1 + STRAGGLER_TOLERANCE) + 60.0)
+        planned = {fleet.ids[i]: Planned(Mode(int(modes[i])), float(plan.power_w[i]) * correction,
+                                         now_s - rt.sent_at.get(fleet.ids[i], now_s), bool(fleet.can_off[i]))
+                   for i in np.flatnonzero(over).tolist()}  # fmt: skip
         check = stragglers(planned, {k: float(measured[k] or 0.0) for k in planned},
                            rt.attempts, settle_s=self.settings.straggler_settle_s,
                            tolerance=STRAGGLER_TOLERANCE)  # fmt: skip
         rt.attempts = check.attempts
         for r in check.redispatch:
-            log.warning("quota %s: %s %s", site, r.device_id, r.reason)
             if r.mode == Mode.OUTLET_OFF:
                 rt.escalated.add(r.device_id)
+        if check.redispatch:
+            first = "; ".join(f"{r.device_id} {r.reason}" for r in check.redispatch[:3])
+            log.warning("quota %s: %d machines do not follow their setpoint (re-sent; cut at the outlet after %d "
+                        "tries): %s%s", site, len(check.redispatch), 3, first,
+                        " ..." if len(check.redispatch) > 3 else "")  # fmt: skip
         if not rt.escalated:
-            return wires
-        cut = rt.escalated
-        return [(dispatch.OFF, None) if device in cut else w for device, w in zip(fleet.ids, wires, strict=True)]
+            return wires, 0
+        cut = 0
+        off: dispatch.Wire = (dispatch.OFF, None)
+        out = []
+        for device, w in zip(fleet.ids, wires, strict=True):
+            if device in rt.escalated:
+                if rt.sent.get(device) != off:
+                    rt.sent[device], rt.sent_at[device] = off, now_s
+                    cut += 1
+                w = off
+            out.append(w)
+        return out, cut
 
     @staticmethod
     def _note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire],
-                      now_s: float) -> tuple[list[dispatch.Wire], int]:
+                      now_s: float) -> tuple[list[dispatch.Wire], BOOL]:
         """Keep the previous target where the new one is within the dead band (the firmware would re-tune, and a
-        Whatsminer reboot, for nothing; the band loop absorbs the difference). Returns what to send and how many
-        setpoints really changed."""
-        changed = 0
+        Whatsminer reboot, for nothing; the band loop absorbs the difference). Returns what to send and which
+        setpoints are unchanged."""
         out: list[dispatch.Wire] = []
+        same: list[bool] = []
         sent = rt.sent
         for device, wire in zip(ids, wires, strict=True):
             before = sent.get(device)
             if before is not None and before[0] == wire[0] and _close(before[1], wire[1]):
                 out.append(before)
+                same.append(True)
                 continue
             sent[device] = wire
             rt.sent_at[device] = now_s
-            changed += 1
             out.append(wire)
-        if changed:
+            same.append(False)
+        unchanged = np.asarray(same, dtype=bool)
+        if not unchanged.all():
             rt.changed_at, rt.changed_real = now_s, time.time()
-        return out, changed
+        return out, unchanged
 
     # ------------------------------------------------------------ energy and the ledger
 
@@ -581,8 +605,9 @@ class QuotaLoop:
         target = inside[-1].target_w if inside else 0.0
         limit = rt.period_limit_w if math.isfinite(rt.period_limit_w) else 0.0
         try:
-            ledger_store.write_minutes(self.service.engine, site, [*site_row, *tenant_rows], mean_w, limit, target)
-            ledger_store.write_excursions(self.service.engine, site, excursions(_clip(rt.samples, a, b), rt.caps))
+            engine = self.service.write_engine
+            ledger_store.write_minutes(engine, site, [*site_row, *tenant_rows], mean_w, limit, target)
+            ledger_store.write_excursions(engine, site, excursions(_clip(rt.samples, a, b), rt.caps))
             if b == hour_bounds(b - timedelta(microseconds=1), state.tz)[1]:
                 self._close_hour(site, state, b)
         except Exception:
@@ -594,7 +619,7 @@ class QuotaLoop:
         rows = ledger_store.rows(self.service.engine, site, "site", site, start, end, "hour")
         found = energy_excursions([LedgerRow("site", site, start, end, r["allotted_kwh"], r["used_kwh"])
                                    for r in rows if _purchased(state, start) is not None])  # fmt: skip
-        ledger_store.write_excursions(self.service.engine, site, found)
+        ledger_store.write_excursions(self.service.write_engine, site, found)
 
     def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
                       result: dispatch.DispatchResult, elapsed_ms: float) -> None:
@@ -603,7 +628,7 @@ class QuotaLoop:
                  site, point.reason, changed, point.machines, running, plan.total_power_w / 1e3,
                  len(result.commands), elapsed_ms)  # fmt: skip
         try:
-            with Session(self.service.engine) as s:
+            with Session(self.service.write_engine) as s:
                 s.add(QuotaDispatch(site=site, ts=point.ts, action=point.action, reason=point.reason,
                                     limit_w=point.limit.limit_w, measured_w=point.power_w, budget_w=budget_w,
                                     planned_w=plan.total_power_w, machines=point.machines, running=running,

@@ -56,6 +56,7 @@ from quota.limits import (
     validate_site,
 )
 from quota.timebase import hour_window, hours_in_day, local_day_and_hour, require_aware
+from registry.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class QuotaService:
         loop_factory: Callable[[QuotaService], Any] | None = None,
     ) -> None:
         self.engine = engine
+        self.write_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self.settings = settings
         create_tables(engine)
         self._lock = threading.RLock()
@@ -115,7 +117,9 @@ class QuotaService:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s:
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE, as the registry's
+        writers do), so it queues on the busy timeout instead of failing when another writer holds the lock."""
+        with Session(self.write_engine, expire_on_commit=False) as s:
             yield s
             s.commit()
 
@@ -529,7 +533,8 @@ class QuotaService:
             "target_w": None if point is None else round(point.target_w, 1),
             "measured_w": None if point is None else round(point.power_w, 1),
             "loop": None if point is None else {"ts": point.ts, "action": point.action, "reason": point.reason,
-                                                "correction": point.correction, "machines": point.machines},
+                                                "correction": point.correction, "machines": point.machines,
+                                                "elapsed_ms": point.elapsed_ms},
             "hour": {"start": start, "purchased_kwh": None if bought is None else bought[0],
                      "used_kwh": None if point is None else round(point.hour_used_kwh, 4)},
             "tenants": [{"tenant": t, "share_pct": round(share * 100, 3), "allotted_w": round(share * lim.limit_w, 1),
