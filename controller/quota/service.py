@@ -278,15 +278,18 @@ class QuotaService:
     def lift_emergency(self, order_id: int, actor: str, source: str = "api") -> EmergencyOrder:
         """Lift an order now (KeyError: no such order; QuotaInputError: already lifted or over)."""
         now = clock.now()
+        with Session(self.engine) as s:  # checked first: a refusal is logged in a transaction of its own
+            found = s.get(EmergencyOrder, order_id)
+        if found is None:
+            raise KeyError(f"no emergency order {order_id}")
+        stopped = [t for t in (utc(found.end), utc(found.lifted_at)) if t is not None]
+        if stopped and min(stopped) <= now:
+            err = _issue("order_id", f"order {order_id} ({found.reference}) is no longer in force "
+                                     f"(stopped {min(stopped).isoformat()})")  # fmt: skip
+            raise self._refused(found.site, "lift", {"order_id": order_id}, err, actor, source)
         with self._lock, self._session() as s:
             row = s.get(EmergencyOrder, order_id)
-            if row is None:
-                raise KeyError(f"no emergency order {order_id}")
-            stopped = [t for t in (utc(row.end), utc(row.lifted_at)) if t is not None]
-            if stopped and min(stopped) <= now:
-                err = _issue("order_id", f"order {order_id} ({row.reference}) is no longer in force "
-                                         f"(stopped {min(stopped).isoformat()})")  # fmt: skip
-                raise self._refused(row.site, "lift", {"order_id": order_id}, err, actor, source)
+            assert row is not None
             row.lifted_at, row.lifted_by = now, actor
             s.add(row)
             s.add(QuotaInputLog(site=row.site, kind="lift", action="accepted", object_id=str(order_id),
@@ -327,12 +330,13 @@ class QuotaService:
                               lend_unused_share=lend_unused_share, actor=actor, source=source,
                               received_at=clock.now())  # fmt: skip
         detail = row.model_dump(exclude={"site", "actor", "source", "received_at"})
+        with Session(self.engine) as s:  # validated first: a refusal is logged in a transaction of its own
+            cfg = self._site_config(s, row)
+        try:
+            validate_site(cfg)
+        except QuotaInputError as err:
+            raise self._refused(site, "site_limits", detail, err, actor, source) from None
         with self._lock, self._session() as s:
-            try:
-                cfg = self._site_config(s, row)
-                validate_site(cfg)
-            except QuotaInputError as err:
-                raise self._refused(site, "site_limits", detail, err, actor, source) from None
             s.merge(row)
             s.add(QuotaInputLog(site=site, kind="site_limits", action="accepted", object_id=site,
                                 detail=json.dumps(detail), actor=actor, source=source, received_at=clock.now()))

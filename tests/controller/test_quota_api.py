@@ -226,3 +226,26 @@ def test_inputs_survive_a_restart(tmp_path: Path) -> None:
     start = again.quota.emergencies(SITE)[0]["start"]
     assert start.tzinfo is not None and start <= datetime.now(UTC)
     again.close()
+
+
+def test_zone_schedule_applies_by_the_sites_share(app: tuple[TestClient, Services]) -> None:
+    client, _ = app
+    h = auth(OPERATOR)
+    assert client.put(f"/api/v1/quota/{SITE}/limits", json={"connection_kw": 5000, "zone": "north",
+                                                            "zone_share": 0.5}, headers=h).status_code == 200
+    r = client.post(f"/api/v1/quota/{SITE}/schedules", json={"day": today(), "hours_kwh": [4000.0] * 24,
+                                                              "area": "north"}, headers=auth(GRID))
+    assert r.status_code == 201 and r.json()["area"] == "north"
+    status = client.get(f"/api/v1/quota/{SITE}/status", headers=h).json()
+    assert status["effective_limit_w"] == pytest.approx(2_000_000.0) and status["limit_source"] == "zone_schedule"
+    # a site schedule lower than the zone's share wins
+    client.post(f"/api/v1/quota/{SITE}/schedules", json={"day": today(), "hours_kwh": [1500.0] * 24},
+                headers=auth(GRID))
+    assert client.get(f"/api/v1/quota/{SITE}/status", headers=h).json()["effective_limit_w"] == \
+        pytest.approx(1_500_000.0)
+    # an order for the zone caps the site at the order x its share
+    r = client.post(f"/api/v1/quota/{SITE}/emergencies", json={"reference": "Z-1", "cap_mw": 2.0, "area": "north"},
+                    headers=auth(GRID))
+    assert r.status_code == 201 and r.json()["status"]["effective_limit_w"] == pytest.approx(1_000_000.0)
+    ledger = client.get(f"/api/v1/quota/{SITE}/ledger", params={"kind": "zone"}, headers=auth(REGULATOR))
+    assert ledger.status_code == 200 and ledger.json()["kind"] == "zone"
