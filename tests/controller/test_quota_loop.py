@@ -23,6 +23,7 @@ from quota.fleet import FleetArrays, Machine, Now
 from quota.timebase import local_day_and_hour
 from tests.controller.conftest import make_settings
 from tests.controller.wire import Agent, random_site
+from tests.support.postgres import PostgresCluster
 from tests.support.servers import Mosquitto
 
 QUOTA = {"interval_s": 600.0, "lease_s": 30.0, "lag_s": 0.0, "settle_s": 0.0, "min_on_s": 0.0, "min_off_s": 0.0,
@@ -43,11 +44,20 @@ def test_json_setpoints_match_the_engines_mapping() -> None:
         assert [(sp.device_id, sp.mode.value, sp.power_w) for sp in parsed] == expected
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Time columns compared with aware datetimes, upserts of ledger rows: both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
+
+
 @pytest.fixture
-def loop_site(tmp_path: Path, broker: Mosquitto) -> Iterator[tuple[Services, str, Agent]]:
+def loop_site(tmp_path: Path, broker: Mosquitto, database_url: str) -> Iterator[tuple[Services, str, Agent]]:
     site = random_site()
     settings = make_settings(tmp_path, sites=[site], broker={"port": broker.port, "client_id": f"ctl-{site}"},
-                             quota=QUOTA)  # fmt: skip
+                             quota=QUOTA, database_url=database_url)  # fmt: skip
     svc = build_services(settings)
     assert svc.ingest is not None and svc.quota is not None
     svc.ingest.start()
