@@ -108,6 +108,7 @@ class _Seen:
     answering: bool
     pdu_metered: bool
     has_outlet: bool
+    sleeping: bool
     reading: PowerReading
     current_w: float
 
@@ -119,7 +120,7 @@ class _Seen:
         spec, power_target = _machine_spec(s.model, caps.power_target, caps.power_min_w, floor)
         current = s.power_limit_w if power_target and s.power_limit_w is not None else math.nan
         return cls(s, floor, spec, power_target, caps.sleep, caps.power_target_reboots, s.available,
-                   s.power_source == v1.PowerSource.PDU, s.outlet is not None,
+                   s.power_source == v1.PowerSource.PDU, s.outlet is not None, s.state == v1.MinerState.SLEEPING,
                    PowerReading(d.device_id, s.power_w, s.power_source), current)
 
 
@@ -386,10 +387,11 @@ class QuotaLoop:
         online = {gw: g.online for (gsite, gw), g in list(self.live.gateways.items()) if gsite == site}
         tenants = state.site.tenant_shares
         last_ts, last_ts_s = None, math.inf
+        readings, watts, tenant_w, gateway_of = view.readings, view.watts, view.tenant_w, view.gateway_of
         for d in miners:
             s = d.sample
             device = d.device_id
-            floor = floors.get(device)
+            floor = floors.get(device) if floors else None
             known = seen.get(device)
             if known is None or known.sample is not s or known.floor != floor:
                 known = seen[device] = _Seen.of(d, floor)
@@ -397,31 +399,36 @@ class QuotaLoop:
             fresh = real_now - d.received <= stale_s
             available = known.answering and fresh and online.get(d.gateway, False)
             if available or (known.pdu_metered and fresh):
-                view.readings.append(known.reading)
-                view.watts[device] = known.reading.power_w
-                if d.ts is not last_ts:
+                reading = known.reading
+                readings.append(reading)
+                watts[device] = reading.power_w
+                if d.ts is not last_ts:  # one batch, one poll time: taken once per batch
                     last_ts, last_ts_s = d.ts, d.ts.timestamp()
-                view.oldest_reading = min(view.oldest_reading, last_ts_s)
-                if known.reading.power_w is not None:
-                    view.tenant_w[d.owner] = view.tenant_w.get(d.owner, 0.0) + known.reading.power_w
+                    view.oldest_reading = min(view.oldest_reading, last_ts_s)
+                if reading.power_w is not None:
+                    tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + reading.power_w
             if known.spec is None:
                 self._unknown(site, d, known.sample)
                 continue
-            outlet = _outlet(known.sample, pdus) if known.has_outlet else None
-            doing = _doing(known.sample, outlet, available)
+            if known.has_outlet:
+                outlet = _outlet(known.sample, pdus)
+                doing = _doing(known.sample, outlet, available)
+                switchable = outlet is not None and outlet.switchable
+            else:
+                doing = (Now.SLEEPING if known.sleeping else Now.RUNNING) if available else None
+                switchable = False
             if doing is None:
                 continue  # unreachable with its outlet on (or unknown): nothing we send would arrive
-            rule = rules.get(device)
+            rule = rules.get(device) if rules else None
             if known.reboots:
                 rt.reboots.add(device)
-            statics.append((device, known.spec, known.power_target, known.sleep,
-                            outlet is not None and outlet.switchable, d.owner if d.owner in tenants else HOST,
-                            bool(rule and rule.protected),
+            statics.append((device, known.spec, known.power_target, known.sleep, switchable,
+                            d.owner if d.owner in tenants else HOST, bool(rule and rule.protected),
                             rule.priority if rule else 0, known.reboots))  # fmt: skip
             prev = states.get(device)
             if prev is None or prev[0] != doing:
                 prev = states[device] = (doing, now_s if prev is not None else -math.inf)
-            view.gateway_of[device] = d.gateway
+            gateway_of[device] = d.gateway
             doing_now.append(doing)
             since.append(now_s - prev[1])
             current.append(known.current_w)
