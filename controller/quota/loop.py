@@ -42,6 +42,7 @@ from kuat.catalog import ModelSpec, ratio_at_power
 from kuat.wire import v1
 from quota.allocate import Allocation, Mode, Policy, allocate
 from quota.control import (
+    UNCERTAINTY,
     Bands,
     LoopState,
     Planned,
@@ -109,7 +110,8 @@ class _Seen:
     pdu_metered: bool
     has_outlet: bool
     sleeping: bool
-    reading: PowerReading
+    power_w: float | None
+    source: str
     current_w: float
 
     @classmethod
@@ -121,7 +123,7 @@ class _Seen:
         current = s.power_limit_w if power_target and s.power_limit_w is not None else math.nan
         return cls(s, floor, spec, power_target, caps.sleep, caps.power_target_reboots, s.available,
                    s.power_source == v1.PowerSource.PDU, s.outlet is not None, s.state == v1.MinerState.SLEEPING,
-                   PowerReading(d.device_id, s.power_w, s.power_source), current)
+                   s.power_w, s.power_source, current)
 
 
 @dataclass
@@ -387,7 +389,9 @@ class QuotaLoop:
         online = {gw: g.online for (gsite, gw), g in list(self.live.gateways.items()) if gsite == site}
         tenants = state.site.tenant_shares
         last_ts, last_ts_s = None, math.inf
-        readings, watts, tenant_w, gateway_of = view.readings, view.watts, view.tenant_w, view.gateway_of
+        watts, tenant_w, gateway_of = view.watts, view.tenant_w, view.gateway_of
+        by_source: dict[str, float] = {}  # site_power is linear per source: one reading per source is the same sum
+        missing = 0
         for d in miners:
             s = d.sample
             device = d.device_id
@@ -399,14 +403,16 @@ class QuotaLoop:
             fresh = real_now - d.received <= stale_s
             available = known.answering and fresh and online.get(d.gateway, False)
             if available or (known.pdu_metered and fresh):
-                reading = known.reading
-                readings.append(reading)
-                watts[device] = reading.power_w
+                power_w = known.power_w
+                watts[device] = power_w
                 if d.ts is not last_ts:  # one batch, one poll time: taken once per batch
                     last_ts, last_ts_s = d.ts, d.ts.timestamp()
                     view.oldest_reading = min(view.oldest_reading, last_ts_s)
-                if reading.power_w is not None:
-                    tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + reading.power_w
+                if power_w is not None and known.source in UNCERTAINTY:
+                    by_source[known.source] = by_source.get(known.source, 0.0) + power_w
+                    tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + power_w
+                else:
+                    missing += 1
             if known.spec is None:
                 self._unknown(site, d, known.sample)
                 continue
@@ -433,6 +439,8 @@ class QuotaLoop:
             since.append(now_s - prev[1])
             current.append(known.current_w)
             compliant.append(device not in dark)
+        view.readings = [PowerReading(f"all-{src}", w, src) for src, w in by_source.items()]
+        view.readings += [PowerReading("missing", None, "none")] * missing
         view.fleet = self._fleet(rt, statics, doing_now, since, current, compliant)
         return view
 
