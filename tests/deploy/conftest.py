@@ -22,7 +22,7 @@ from tests.deploy.scratch import (
     random_secret,
 )
 from tests.support.postgres import PostgresCluster
-from tests.support.servers import free_port, require_binary, wait_port
+from tests.support.servers import free_port, require_binary, stop_process, wait_port
 
 SIM_SITE = """\
 [site]
@@ -165,13 +165,7 @@ class RenderedBroker:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -40,6 +40,18 @@ def require_binary(name: str, package: str | None = None) -> str:
     return path
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`: a test server never outlives its test."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 class Mosquitto:
     """A private mosquitto broker on 127.0.0.1:<port>; can be stopped and restarted on the same port."""
 
@@ -62,13 +74,7 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> Mosquitto:

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import free_port, require_binary
+from tests.support.servers import free_port, require_binary, stop_process
 
 
 class VictoriaMetrics:
@@ -55,13 +55,7 @@ class VictoriaMetrics:
             return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> VictoriaMetrics:
