@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 
 IDENTITY_RETRY_S = 300.0  # an incomplete identity (no MAC) is fetched again this often
 CONTROL_TIMEOUT_S = 60.0  # one pyasic control call (login, token, encrypted command, reply) at the most
+WARM_CONCURRENCY = 8  # pyasic identifications running in the background at once, per agent process
+_warm_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _warm_slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _warm_slots:
+        _warm_slots.clear()  # one event loop at a time (tests make a new one per test)
+        _warm_slots[loop] = asyncio.Semaphore(WARM_CONCURRENCY)
+    return _warm_slots[loop]
 
 # What one poll asks each firmware (one multi-command when it is accepted).
 READ_COMMANDS: dict[str, list[str]] = {
@@ -93,6 +103,8 @@ class RpcMiner(MinerDriver):
         self.identity: Reading | None = None
         self._identity_retry_at = time.monotonic() + IDENTITY_RETRY_S
         self._pyasic = pyasic_miner
+        self._warming: asyncio.Task[None] | None = None
+        self._warm_after = 0.0  # time.monotonic() before which no background identification is tried again
 
     # ---------------------------------------------------------------- reading
 
@@ -112,7 +124,26 @@ class RpcMiner(MinerDriver):
                 replies["status"] = await self._optional_command("status")
             reading = _parse(self.family, replies, self.identity.model)
         assert self.identity is not None
+        self._warm_control()
         return state.build_sample(self.ip, reading.merge(self.identity), self.family, device_id=self.device_id)
+
+    def _warm_control(self) -> None:
+        """Identify the miner for pyasic in the background after a good read, so the first power command of
+        an emergency cut does not pay pyasic's several identification probes (bounded concurrency)."""
+        if self._pyasic is None and self._warming is None and time.monotonic() >= self._warm_after:
+            self._warm_after = time.monotonic() + IDENTITY_RETRY_S
+            self._warming = asyncio.get_running_loop().create_task(self._warm(), name=f"pyasic-warm-{self.ip}")
+
+    async def _warm(self) -> None:
+        try:
+            async with _warm_slot():
+                if self._pyasic is None:
+                    self._pyasic = await pyasic_for(self.ip, rpc_port=self.rpc.port, web_port=self.web_port,
+                                                    username=self.username, password=self.password)
+        except Exception as exc:  # a miner that cannot be identified now is identified at its first command
+            log.debug("%s: pyasic identification in the background failed: %s", self.ip, exc)
+        finally:
+            self._warming = None
 
     async def _read_web(self, rpc_error: DeviceError) -> Reading:
         """Stock Antminer through its web API (stats.cgi, summary.cgi) when the RPC does not answer."""
@@ -185,6 +216,9 @@ class RpcMiner(MinerDriver):
     # ---------------------------------------------------------------- control (pyasic)
 
     async def pyasic_miner(self) -> Any:
+        warming = self._warming
+        if self._pyasic is None and warming is not None and warming is not asyncio.current_task():
+            await asyncio.wait({warming}, timeout=CONTROL_TIMEOUT_S)
         if self._pyasic is None:
             self._pyasic = await pyasic_for(
                 self.ip, rpc_port=self.rpc.port, web_port=self.web_port, username=self.username, password=self.password

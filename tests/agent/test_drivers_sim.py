@@ -108,6 +108,19 @@ async def test_sleep_and_wake_through_pyasic(sim: SimServer, firmware: str) -> N
     assert awake.state == v1.MinerState.MINING and (awake.hashrate_ths or 0) > 0
 
 
+@pytest.mark.parametrize("firmware", ["bmminer", "luxos", "btminer"])
+async def test_pyasic_control_object_is_ready_before_the_first_command(sim: SimServer, firmware: str) -> None:
+    """After a good read the driver identifies the miner for pyasic in the background, so the first command of an
+    emergency cut does not wait for pyasic's identification probes."""
+    miner = first(sim, firmware)
+    # a config that names the firmware family (as `kuat agent scan --write-config` writes) skips pyasic at open
+    driver = await open_miner(miner.ip, driver=FAMILY[firmware], port_offset=sim.config.port_offset, timeout=5.0)
+    assert getattr(driver, "_pyasic", None) is None
+    await driver.read()
+    await until(lambda: getattr(driver, "_pyasic", None) is not None, f"{firmware} identified for pyasic")
+    assert type(driver._pyasic).__name__ != "UnknownMiner"  # type: ignore[attr-defined]
+
+
 async def test_power_target_lowers_power_and_hash_rate(sim: SimServer) -> None:
     miner = first(sim, "btminer")
     driver = await open_miner(miner.ip, port_offset=sim.config.port_offset, timeout=5.0)
