@@ -24,9 +24,14 @@ def find_mosquitto() -> str | None:
 
 
 def mosquitto_conf(path: Path, port: int) -> Path:
+    """The demo's broker: loopback only, anonymous (the demo's own machine), nothing persisted.
+
+    Started as root, mosquitto would switch to its own user; Linux then drops the parent-death signal that makes the
+    broker stop with a killed demo, so as root it keeps its user (it only listens on 127.0.0.1)."""
+    keep_user = "user root\n" if os.geteuid() == 0 else ""
     path.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
-        "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
+        f"log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n{keep_user}"
     )
     return path
 

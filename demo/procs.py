@@ -45,6 +45,18 @@ def kuat_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "kuat.cli", *args]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the demo dies, even by SIGKILL, so no part of a
+    killed demo (or of a test that killed one) keeps running. No-op where prctl is unavailable."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Child:
     """One part of the demo as a subprocess; its stdout and stderr go to `<log_dir>/<name>.log`."""
 
@@ -59,8 +71,11 @@ class Child:
     def start(self) -> Child:
         self._log = self.log_path.open("ab")
         # own process group: a Ctrl-C in the terminal reaches the demo only, which then stops the parts in order
+        # started from the main thread: PDEATHSIG follows the thread that forked, and the main thread lives as
+        # long as the demo does
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # fmt: skip
         log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
         return self
 

@@ -29,8 +29,10 @@ def kill_if_running(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def poll(check: Callable[[], Any], what: str, timeout_s: float, interval_s: float = 0.5) -> Any:
-    """`check()` until it is truthy (HTTP errors count as not yet); AssertionError after `timeout_s`."""
+def poll(check: Callable[[], Any], what: str, timeout_s: float, interval_s: float = 0.5,
+         log: Path | None = None) -> Any:
+    """`check()` until it is truthy (HTTP errors count as not yet); AssertionError after `timeout_s`, with the
+    tail of `log` (the demo's own output) so a failure says what the demo was doing."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -41,4 +43,7 @@ def poll(check: Callable[[], Any], what: str, timeout_s: float, interval_s: floa
         if last and not isinstance(last, Exception):
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n--- the demo's output (last 60 lines) ---\n" + "\n".join(log.read_text().splitlines()[-60:])
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r}){tail}")

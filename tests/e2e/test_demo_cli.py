@@ -34,7 +34,8 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
                        "--work-dir", str(tmp_path / "run"), "--duration", "50", "--poll-s", "2",
                        "--emergency-after", "1", "--emergency-minutes", "4")  # fmt: skip
     try:
-        banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120)
+        banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120,
+                      log=out)
         base, key = banner.group(1), banner.group(2)
         text = out.read_text()
         for role in ("operator", "regulator", "grid"):
@@ -114,3 +115,28 @@ def test_ctrl_c_while_starting_stops_every_part(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # every part is gone (reaped by the demo)
     assert "SIGINT received" in log and "demo stopped" in log
+
+
+def test_a_killed_demo_leaves_no_part_running(tmp_path: Path) -> None:
+    """SIGKILL gives the demo no chance to stop its parts: Linux's parent-death signal must stop them."""
+    out = tmp_path / "demo.out"
+    proc = launch_demo(out, "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
+    try:
+        poll(lambda: "started controller" in out.read_text(), "the controller's start", 120, log=out)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        kill_if_running(proc)
+    pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", out.read_text())]
+    assert len(pids) >= 3  # broker, sim, controller at least
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # an orphan that already exited but is not reaped yet is a zombie: it runs nothing
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1].split()[0] != "Z"
+
+    poll(lambda: not any(alive(pid) for pid in pids), "every part of the killed demo to stop", 30, log=out)
