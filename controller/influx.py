@@ -52,6 +52,16 @@ def line(measurement: str, tags: Tags, fields: Fields, ts_ms: int) -> str | None
     return f"{_escape_key(measurement)}{tag_part} {','.join(field_parts)} {ts_ms}"
 
 
+def quota_line(site: str, limit_w: float, target_w: float, power_w: float, binding: str, elapsed_ms: float,
+               ts_ms: int) -> str:
+    """One quota loop run: the effective limit (and which input binds), the loop's target, the measured power."""
+    fields: Fields = [("limit_w", round(limit_w, 1)), ("target_w", round(target_w, 1)), ("power_w", round(power_w, 1)),
+                      ("allocation_ms", round(elapsed_ms, 1))]
+    out = line("quota", [("site", site), ("binding", binding)], fields, ts_ms)
+    assert out is not None  # the fields are always set
+    return out
+
+
 def miner_line(site: str, gateway: str, m: v1.MinerSample, owner: str, source: str, ts_ms: int) -> str | None:
     fans = max(m.fans_rpm) if m.fans_rpm else None
     tags: Tags = [

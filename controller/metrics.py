@@ -34,6 +34,10 @@ class IngestMetrics:
         self._window_s = rate_window_s
         self._buckets: deque[tuple[int, int]] = deque()  # (second, samples)
         self._lock = threading.Lock()
+        self.quota_runs = 0
+        self.quota_seconds_sum = 0.0
+        self.quota_last_s = 0.0
+        self.quota_sites: dict[str, tuple[float, float, float]] = {}  # site -> (limit W, target W, measured W)
         self.queue_depth: Callable[[], int] = lambda: 0
         self.gauges: dict[str, Callable[[], float]] = {}
 
@@ -63,6 +67,12 @@ class IngestMetrics:
             self._trim(now_s)
             total = sum(n for s, n in self._buckets if s < now_s)  # the current second is still filling
         return total / self._window_s
+
+    def record_quota_run(self, site: str, seconds: float, limit_w: float, target_w: float, power_w: float) -> None:
+        self.quota_runs += 1
+        self.quota_seconds_sum += seconds
+        self.quota_last_s = seconds
+        self.quota_sites[site] = (limit_w, target_w, power_w)
 
     def record_flush(self, seconds: float, rows: int) -> None:
         self.db_flush_seconds_sum += seconds
@@ -111,6 +121,16 @@ class IngestMetrics:
                [("", self.energy_gaps)])
         metric("kuat_registry_sightings_total", "counter", "Device sightings handed to the registry.",
                [("", self.sightings_sent)])
+        metric("kuat_quota_allocation_seconds", "summary",
+               "Quota loop runs: read the fleet, allocate, dispatch (sum and count).",
+               [("_sum", self.quota_seconds_sum), ("_count", self.quota_runs)])
+        metric("kuat_quota_last_allocation_seconds", "gauge", "Duration of the last quota loop run.",
+               [("", self.quota_last_s)])
+        for name, index, help_ in (("kuat_quota_limit_watts", 0, "Effective limit in force, by site."),
+                                   ("kuat_quota_target_watts", 1, "What the loop asks the fleet for, by site."),
+                                   ("kuat_quota_measured_watts", 2, "Measured site power the loop saw, by site.")):
+            metric(name, "gauge", help_, [(f'{{site="{site}"}}', v[index]) for site, v in
+                                          sorted(self.quota_sites.items())])
         for name, fn in sorted(self.gauges.items()):
             metric(name, "gauge", name.replace("_", " "), [("", fn())])
         return "\n".join(lines) + "\n"

@@ -194,6 +194,7 @@ class QuotaLoop:
         self.settings = settings
         self.bands = bands or Bands()
         self._sites: dict[str, SiteRuntime] = {}
+        self.observers: list[Callable[[str, LoopPoint], None]] = []  # told of every run (metrics, InfluxDB)
         self._sites_lock = threading.Lock()
         self._kicked: set[str] = set()
         self._wake = threading.Event()
@@ -247,6 +248,13 @@ class QuotaLoop:
         except Exception:
             log.exception("quota loop: cannot list the sites under control")
             return []
+
+    def _tell_observers(self, site: str, point: LoopPoint) -> None:
+        for observe in self.observers:
+            try:
+                observe(site, point)
+            except Exception:  # monitoring must never stop the loop
+                log.exception("quota loop observer %r failed", observe)
 
     def run_guarded(self, site: str) -> LoopPoint | None:
         try:
@@ -322,6 +330,7 @@ class QuotaLoop:
                           round(elapsed_ms, 1))  # fmt: skip
         rt.points.append(point)
         self.runs += 1
+        self._tell_observers(site, point)
         if changed:
             self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms)
         if plan.over_budget_w > 0:

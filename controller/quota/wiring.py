@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from controller import influx
 from controller.quota.grid_signal import GridSignalListener
-from controller.quota.loop import QuotaLoop
+from controller.quota.loop import LoopPoint, QuotaLoop
 from controller.quota.service import QuotaService
 
 if TYPE_CHECKING:
@@ -24,11 +26,29 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
                          stale_s=services.settings.device_stale_s)  # fmt: skip
 
     quota = QuotaService(services.engine, settings, make_loop)
+    if quota.loop is not None:
+        quota.loop.observers.append(loop_observer(services))
     quota.restore_grid_readings()
     services.quota = quota
     if with_grid_signal and settings.grid_signal:
         services.grid_signal = GridSignalListener(services.settings.broker, services.settings.sites, quota)
     return quota
+
+
+def loop_observer(services: Services) -> Callable[[str, LoopPoint], None]:
+    """Every loop run into /metrics and, when configured, InfluxDB (measurement `quota`, docs/influx-schema.md)."""
+
+    def observe(site: str, point: LoopPoint) -> None:
+        services.metrics.record_quota_run(site, point.elapsed_ms / 1000, point.limit.limit_w, point.target_w,
+                                          point.power_w)
+        if services.influx is not None:
+            ts_ms = int(point.ts.timestamp() * 1000)
+            row = influx.quota_line(site, point.limit.limit_w, point.target_w, point.power_w,
+                                    point.limit.binding.source.value, point.elapsed_ms, ts_ms)
+            services.influx.write([row])
+            services.metrics.influx_points += 1
+
+    return observe
 
 
 def start_quota(services: Services) -> None:

@@ -53,3 +53,16 @@ def test_bad_input_names_the_field(tmp_path: Path) -> None:
         load_settings(tmp_path / "c.ini")
     with pytest.raises(ValidationError, match="site name"):
         load_settings(None, sites=["kz/1"])
+
+
+def test_quota_runs_show_in_metrics() -> None:
+    from controller.metrics import IngestMetrics
+
+    m = IngestMetrics()
+    m.record_quota_run("kz1", 0.125, 900_000.0, 890_000.0, 880_000.0)
+    m.record_quota_run("kz1", 0.075, 900_000.0, 895_000.0, 889_000.0)
+    text = m.render()
+    assert "kuat_quota_allocation_seconds_count 2" in text and "kuat_quota_allocation_seconds_sum 0.2" in text
+    assert "kuat_quota_last_allocation_seconds 0.075" in text
+    assert 'kuat_quota_limit_watts{site="kz1"} 900000' in text
+    assert 'kuat_quota_measured_watts{site="kz1"} 889000' in text

@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.quota.loop import LoopPoint
+from controller.quota.wiring import loop_observer
 from controller.runtime import build_services
 from controller.settings import load_settings
 from kuat.wire import v1
+from quota.limits import Constraint, EffectiveLimit, Source
 
 GRAFANA = Path(__file__).resolve().parents[2] / "dashboards" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -89,6 +92,13 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> Schema:
     recorder = RecordingWriter()
     services.telemetry.influx = recorder  # type: ignore[assignment]
     assert services.telemetry.ingest(full_batch())
+    # the quota loop's own measurement, through the observer the controller attaches to the loop
+    services.influx = recorder  # type: ignore[assignment]
+    binding = Constraint(Source.EMERGENCY, 900_000.0, "emergency order T-1: 30 % of the schedule")
+    now = datetime.now(UTC)
+    point = LoopPoint(now, 880_000.0, EffectiveLimit(now, 900_000.0, binding, (binding,)), 890_000.0, "hold", "",
+                      1.0, 200, 10.0, {}, 12.5)  # fmt: skip
+    loop_observer(services)("kz1", point)
     schema: Schema = {}
     for text in recorder.lines:
         measurement, fields, tags = parse_line(text)
@@ -123,7 +133,9 @@ def problems(query: str, schema: Schema) -> list[str]:
 
 
 def test_the_writer_produces_the_documented_measurements(produced: Schema) -> None:
-    assert set(produced) == {"miner", "pdu", "pdu_outlet"}
+    assert set(produced) == {"miner", "pdu", "pdu_outlet", "quota"}
+    assert {"limit_w", "target_w", "power_w", "allocation_ms"} <= produced["quota"][0]
+    assert {"site", "binding"} <= produced["quota"][1]
     assert {"power_w", "temp_c", "state", "power_limit_w"} <= produced["miner"][0]
     assert {"site", "gateway", "device_id", "owner", "energy_source"} <= produced["miner"][1]
 
