@@ -46,12 +46,19 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+# Kuat's own loggers get the chosen level explicitly: a library that sets the root logger's level when imported
+# (pyasic's init_logger sets it to WARNING) must not silence Kuat's logs.
+KUAT_LOGGERS = ("kuat", "agent", "controller", "registry", "quota", "sim", "demo")
+
+
 def setup_logging(level: str) -> None:
     """Plain lines to stdout (systemd's journal adds its own timestamps when it runs us)."""
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not os.environ.get("INVOCATION_ID"):  # not under systemd
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stdout, force=True)
+    for name in KUAT_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

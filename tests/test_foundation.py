@@ -54,3 +54,21 @@ def test_wire_rejects_bad_commands() -> None:
     cmd = v1.Command(id="c2", kind=v1.CommandKind.SET_POWER_TARGET, device_id="d", power_w=2500)
     again = v1.Command.model_validate_json(v1.dumps(cmd))
     assert again.power_w == 2500 and again.kind == v1.CommandKind.SET_POWER_TARGET
+
+
+def test_kuat_logs_survive_a_library_that_lowers_the_root_level(capsys: pytest.CaptureFixture[str]) -> None:
+    """Importing pyasic sets the root logger to WARNING; the agent's INFO lines (e.g. 'SIGTERM received') must stay."""
+    import logging
+
+    from kuat.cli import setup_logging
+
+    try:
+        setup_logging("info")
+        import pyasic.logger  # noqa: F401  (its init_logger runs at import)
+
+        logging.getLogger().setLevel(logging.WARNING)  # as pyasic's init_logger does, in case it was imported before
+        logging.getLogger("agent.cli_daemon").info("SIGTERM received: finishing the cycle and stopping")
+        assert "SIGTERM received" in capsys.readouterr().out
+    finally:
+        for name in ("kuat", "agent", "controller", "registry", "quota", "sim", "demo"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
