@@ -148,7 +148,6 @@ async def test_each_input_takes_effect_on_the_simulated_site(site_under_quota: d
     services: Services = svc
     quota = services.quota
     assert quota is not None
-    started = time.time()
     full_w = sim_power(sim)
     assert full_w > 50_000  # 20 miners mining
 
