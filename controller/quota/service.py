@@ -95,6 +95,13 @@ def describe_order(o: EmergencyOrder) -> str:
     return text
 
 
+def _entry(site: str, kind: str, action: str, object_id: object, detail: dict[str, Any], actor: str, source: str,
+           at: datetime | None = None) -> QuotaInputLog:
+    """One row of the append-only input log (accepted, refused, deleted): who sent what, how, and when."""
+    return QuotaInputLog(site=site, kind=kind, action=action, object_id=None if object_id is None else str(object_id),
+                         detail=json.dumps(detail, default=str), actor=actor, source=source,
+                         received_at=clock.now() if at is None else at)
+
 class QuotaService:
     """Constructed once by controller.runtime.build_services; reachable as `services.quota`."""
 
@@ -126,9 +133,7 @@ class QuotaService:
     def _log(self, site: str, kind: str, action: str, object_id: object, detail: dict[str, Any], actor: str,
              source: str) -> None:
         with self._session() as s:
-            s.add(QuotaInputLog(site=site, kind=kind, action=action, object_id=None if object_id is None else
-                                str(object_id), detail=json.dumps(detail, default=str), actor=actor, source=source,
-                                received_at=clock.now()))  # fmt: skip
+            s.add(_entry(site, kind, action, object_id, detail, actor, source))
 
     def _refused(self, site: str, kind: str, detail: dict[str, Any], err: QuotaInputError, actor: str,
                  source: str) -> QuotaInputError:
@@ -224,9 +229,8 @@ class QuotaService:
             for o in old:
                 o.replaced_by = row.id
                 s.add(o)
-            s.add(QuotaInputLog(site=site, kind="schedule", action="accepted", object_id=str(row.id),
-                                detail=json.dumps({**detail, "replaces": [o.id for o in old]}), actor=actor,
-                                source=source, received_at=clock.now()))  # fmt: skip
+            replaced = {**detail, "replaces": [o.id for o in old]}
+            s.add(_entry(site, "schedule", "accepted", row.id, replaced, actor, source))
             self._invalidate()
         assert row.id is not None
         log.info("schedule %d for %s %s accepted from %s via %s (%.1f kWh)", row.id, area, day, actor, source,
@@ -268,8 +272,7 @@ class QuotaService:
                                  source=source, received_at=now)  # fmt: skip
             s.add(row)
             s.flush()
-            s.add(QuotaInputLog(site=site, kind="emergency", action="accepted", object_id=str(row.id),
-                                detail=json.dumps(detail, default=str), actor=actor, source=source, received_at=now))
+            s.add(_entry(site, "emergency", "accepted", str(row.id), detail, actor, source, at=now))
             self._invalidate()
         log.warning("emergency %s accepted from %s via %s: %s", row.id, actor, source, describe_order(row))
         self._kick(site)
@@ -292,9 +295,7 @@ class QuotaService:
             assert row is not None
             row.lifted_at, row.lifted_by = now, actor
             s.add(row)
-            s.add(QuotaInputLog(site=row.site, kind="lift", action="accepted", object_id=str(order_id),
-                                detail=json.dumps({"reference": row.reference}), actor=actor, source=source,
-                                received_at=now))  # fmt: skip
+            s.add(_entry(row.site, "lift", "accepted", order_id, {"reference": row.reference}, actor, source, at=now))
             self._invalidate()
         log.warning("emergency %s (%s) lifted by %s", order_id, row.reference, actor)
         self._kick(row.site)
@@ -338,8 +339,7 @@ class QuotaService:
             raise self._refused(site, "site_limits", detail, err, actor, source) from None
         with self._lock, self._session() as s:
             s.merge(row)
-            s.add(QuotaInputLog(site=site, kind="site_limits", action="accepted", object_id=site,
-                                detail=json.dumps(detail), actor=actor, source=source, received_at=clock.now()))
+            s.add(_entry(site, "site_limits", "accepted", site, detail, actor, source))
             self._invalidate()
         log.info("site limits of %s set by %s: %s", site, actor, detail)
         self._kick(site)
@@ -362,8 +362,7 @@ class QuotaService:
             if row is None:
                 raise KeyError(f"site {site!r} is not under quota control")
             s.delete(row)
-            s.add(QuotaInputLog(site=site, kind="site_limits", action="deleted", object_id=site, detail="{}",
-                                actor=actor, source=source, received_at=clock.now()))  # fmt: skip
+            s.add(_entry(site, "site_limits", "deleted", site, {}, actor, source))  # fmt: skip
             self._invalidate()
         log.warning("site %s taken out of quota control by %s", site, actor)
 
@@ -378,8 +377,7 @@ class QuotaService:
             raise self._refused(site, "grid_contract", detail, err, actor, source) from None
         with self._lock, self._session() as s:
             s.merge(row)
-            s.add(QuotaInputLog(site=site, kind="grid_contract", action="accepted", object_id=site,
-                                detail=json.dumps(detail), actor=actor, source=source, received_at=clock.now()))
+            s.add(_entry(site, "grid_contract", "accepted", site, detail, actor, source))
             self._invalidate()
         log.info("grid contract of %s set by %s: %s", site, actor, detail)
         self._kick(site)
@@ -391,8 +389,7 @@ class QuotaService:
             if row is None:
                 raise KeyError(f"site {site!r} has no grid contract")
             s.delete(row)
-            s.add(QuotaInputLog(site=site, kind="grid_contract", action="deleted", object_id=site, detail="{}",
-                                actor=actor, source=source, received_at=clock.now()))  # fmt: skip
+            s.add(_entry(site, "grid_contract", "deleted", site, {}, actor, source))  # fmt: skip
             self._grid.pop(site, None)
             self._invalidate()
         self._kick(site)
@@ -415,8 +412,7 @@ class QuotaService:
                                              source=source, received_at=clock.now())
             row.share_pct, row.actor, row.source, row.received_at = share_pct, actor, source, clock.now()
             s.add(row)
-            s.add(QuotaInputLog(site=site, kind="tenant", action="accepted", object_id=tenant,
-                                detail=json.dumps(detail), actor=actor, source=source, received_at=clock.now()))
+            s.add(_entry(site, "tenant", "accepted", tenant, detail, actor, source))
             self._invalidate()
         self._kick(site)
         return row
@@ -428,8 +424,7 @@ class QuotaService:
             if row is None:
                 raise KeyError(f"no tenant contract for {tenant!r} on {site!r}")
             s.delete(row)
-            s.add(QuotaInputLog(site=site, kind="tenant", action="deleted", object_id=tenant, detail="{}",
-                                actor=actor, source=source, received_at=clock.now()))  # fmt: skip
+            s.add(_entry(site, "tenant", "deleted", tenant, {}, actor, source))  # fmt: skip
             self._invalidate()
         self._kick(site)
 
@@ -440,9 +435,8 @@ class QuotaService:
                                received_at=clock.now())
         with self._session() as s:
             s.merge(row)
-            s.add(QuotaInputLog(site=site, kind="rule", action="accepted", object_id=device_id,
-                                detail=json.dumps({"protected": protected, "priority": priority}), actor=actor,
-                                source=source, received_at=clock.now()))  # fmt: skip
+            rule = {"protected": protected, "priority": priority}
+            s.add(_entry(site, "rule", "accepted", device_id, rule, actor, source))
         return row
 
     def delete_machine_rule(self, site: str, device_id: str, actor: str, source: str = "api") -> None:
@@ -451,8 +445,7 @@ class QuotaService:
             if row is None:
                 raise KeyError(f"no rule for {device_id!r} on {site!r}")
             s.delete(row)
-            s.add(QuotaInputLog(site=site, kind="rule", action="deleted", object_id=device_id, detail="{}",
-                                actor=actor, source=source, received_at=clock.now()))  # fmt: skip
+            s.add(_entry(site, "rule", "deleted", device_id, {}, actor, source))  # fmt: skip
 
     # ------------------------------------------------------------ inputs: the live grid signal
 
