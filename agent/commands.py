@@ -254,14 +254,29 @@ class CommandProcessor:
         assert cmd.lease_s is not None
         self.failsafe.renew(cmd.id, cmd.lease_s)
         seen: set[str] = set()
-        jobs: list[Awaitable[v1.ItemAck]] = []
-        for sp in cmd.setpoints:
+        jobs: list[Awaitable[v1.ItemAck] | None] = [None] * len(cmd.setpoints)
+        # the biggest power cuts take the first slots, increases the last: under a new cap the site drops fastest,
+        # and a wake never runs ahead of the sleeps that make room for it
+        order = sorted(range(len(cmd.setpoints)), key=lambda k: -self._cut_w(cmd.setpoints[k]))
+        for k in order:
+            sp = cmd.setpoints[k]
             if sp.device_id in seen:
-                jobs.append(_done(_rejected(sp.device_id, "device appears twice in the batch")))
+                jobs[k] = _done(_rejected(sp.device_id, "device appears twice in the batch"))
                 continue
             seen.add(sp.device_id)
-            jobs.append(self._bounded(self._setpoint(sp)))
-        return list(await asyncio.gather(*jobs))
+            jobs[k] = self._bounded(self._setpoint(sp))
+        tasks = {k: asyncio.ensure_future(job) for k in order if (job := jobs[k]) is not None}
+        return [await tasks[k] for k in range(len(cmd.setpoints))]
+
+    def _cut_w(self, sp: v1.Setpoint) -> float:
+        """How much power applying `sp` should take off (negative: it adds), from the device's last reading."""
+        dev = self.fleet.miner(sp.device_id)
+        now_w = (dev.last.power_w or 0.0) if dev is not None and dev.last is not None else 0.0
+        if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF):
+            return now_w
+        if sp.mode == v1.SetpointMode.POWER_TARGET and sp.power_w is not None:
+            return now_w - sp.power_w
+        return -1e9 if dev is None or dev.last is None or dev.last.state == v1.MinerState.SLEEPING else 0.0
 
     async def _bounded(self, work: Awaitable[v1.ItemAck]) -> v1.ItemAck:
         async with self._sem:

@@ -248,7 +248,7 @@ def _ran_since(svc: Services, t: datetime) -> Callable[[], bool]:
 # ---------------------------------------------------------------- the simulated 1,000-miner site
 
 
-def bench_site(site_path: Path, poll_s: float, boot_s: float) -> None:
+def bench_site(site_path: Path, poll_s: float, boot_s: float, log_dir: Path | None = None) -> None:
     from demo.procs import Child, free_port, kuat_argv
     from demo.seed import seed_registry
     from sim.agent_config import write_agent_config
@@ -260,11 +260,13 @@ def bench_site(site_path: Path, poll_s: float, boot_s: float) -> None:
     offset = random.randint(20000, 40000)
     with tempfile.TemporaryDirectory() as tmp_name, Mosquitto() as broker:
         tmp = Path(tmp_name)
+        logs = log_dir or tmp
+        logs.mkdir(parents=True, exist_ok=True)
         control = free_port()
         children = [Child("sim", kuat_argv("sim", "run", "--site", str(site_path), "--port-offset", str(offset),
                                            "--control-port", str(control), "--miner-net", f"127.{net}",
                                            "--pdu-net", f"127.{net + 1}", "--boot-s", str(boot_s),
-                                           "--wake-s", str(boot_s), "--ramp-s", str(boot_s)), tmp).start()]
+                                           "--wake-s", str(boot_s), "--ramp-s", str(boot_s)), logs).start()]
         try:
             wait(lambda: _sim_state(control) is not None, "simulator", 120, 0.5)
             settings = settings_for(tmp, broker.port, interval_s=poll_s, lease_s=max(60.0, 10 * poll_s),
@@ -279,7 +281,7 @@ def bench_site(site_path: Path, poll_s: float, boot_s: float) -> None:
             for gw in site_file.site.gateways:
                 path = write_agent_config(tmp / f"agent-{gw}.yaml", site_file, gw, broker_port=broker.port,
                                           port_offset=offset, buffer_path=tmp / f"buf-{gw}.sqlite", interval_s=poll_s)
-                children.append(Child(f"agent-{gw}", kuat_argv("agent", "run", "--config", str(path)), tmp).start())
+                children.append(Child(f"agent-{gw}", kuat_argv("agent", "run", "--config", str(path)), logs).start())
             _site_rounds(svc, settings, site_file.site.name, control, len(site_file.miners), poll_s, physics)
         finally:
             for child in reversed(children):
@@ -361,10 +363,11 @@ def main() -> None:
     s.add_argument("--site", type=Path, default=ROOT / "sim" / "sites" / "container-1000.toml")
     s.add_argument("--poll-s", type=float, default=2.0)
     s.add_argument("--actuation-s", type=float, default=2.0, help="simulated boot/wake/ramp seconds")
+    s.add_argument("--log-dir", type=Path, help="keep the simulator's and agents' logs here (default: discarded)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.what == "site":
-        bench_site(args.site, args.poll_s, args.actuation_s)
+        bench_site(args.site, args.poll_s, args.actuation_s, args.log_dir)
     else:
         bench_fleet(getattr(args, "machines", 100_000), getattr(args, "repeat", 3))
 

@@ -189,7 +189,9 @@ class RpcMiner(MinerDriver):
             config = await self._optional_command("config")
             identity.mac = parsers.luxos_mac(config)
             identity.serial = parsers.luxos_serial(config) or identity.serial
-            identity.presets = parsers.luxos_presets(await self._optional_command("profiles"))
+            profiles = await self._optional_command("profiles")
+            identity.presets = parsers.luxos_presets(profiles)
+            identity.preset_watts = parsers.luxos_preset_watts(profiles)
         return identity
 
     async def _web_json(self, path: str) -> dict[str, Any]:
@@ -240,7 +242,7 @@ class RpcMiner(MinerDriver):
     async def set_power_target(self, watts: float | None) -> None:
         if self.identity is None:
             self.identity = await self._identify()
-        caps = state.capabilities_for(self.family, self.identity.model)
+        caps = state.capabilities_for(self.family, self.identity.model, preset_watts=self.identity.preset_watts)
         if not caps.power_target:
             raise CommandUnsupported(f"{self.family} firmware on {self.ip} has no power target (sleep/wake only)")
         if watts is None:

@@ -42,6 +42,7 @@ class Reading:
     uptime_s: int | None = None
     sleeping: bool | None = None  # the firmware said so (Whatsminer btmineroff, Antminer miner-mode 1)
     presets: list[str] = field(default_factory=list)  # LuxOS profiles
+    preset_watts: list[float] = field(default_factory=list)  # their wall power, where the firmware says it
 
     def merge(self, other: Reading) -> Reading:
         """Fill this reading's gaps from `other` (lists extend only when empty here; errors add up)."""
@@ -383,6 +384,13 @@ def luxos_presets(profiles: Reply | None) -> list[str]:
     """LuxOS `profiles`: PROFILES[*]."Profile Name" (e.g. 545MHz ... default)."""
     names = [p.get("Profile Name") for p in section(profiles, "PROFILES")]
     return [n for n in names if isinstance(n, str) and n]
+
+
+def luxos_preset_watts(profiles: Reply | None) -> list[float]:
+    """LuxOS `profiles`: PROFILES[*].Watts, the wall power of each preset (its lowest is the lowest target the
+    firmware can take: pyasic picks the highest preset at or below a power limit and refuses below the lowest)."""
+    watts = (pick(p, "Watts") for p in section(profiles, "PROFILES"))
+    return sorted(w for w in watts if w is not None and w > 0)
 
 
 def luxos_mac(config: Reply | None) -> str | None:

@@ -10,6 +10,8 @@ Pure functions; the thresholds are the why of each state:
 
 from __future__ import annotations
 
+import math
+
 from kuat import catalog
 from kuat.wire import v1
 
@@ -30,7 +32,10 @@ CAPABILITIES: dict[str, v1.Capabilities] = {
 }
 
 
-def capabilities_for(family: str, model: str | None, presets: list[str] | None = None) -> v1.Capabilities:
+def capabilities_for(family: str, model: str | None, presets: list[str] | None = None,
+                     preset_watts: list[float] | None = None) -> v1.Capabilities:
+    """What the firmware can be told. The power-target range is the model's, narrowed to the firmware's own presets
+    where it lists their power (LuxOS: a target below the lowest profile is refused)."""
     caps = CAPABILITIES.get(family, CAPABILITIES["unknown"]).model_copy(deep=True)
     if presets:
         caps.presets = list(presets)
@@ -38,6 +43,9 @@ def capabilities_for(family: str, model: str | None, presets: list[str] | None =
     if caps.power_target and spec is not None:
         caps.power_min_w = round(spec.min_power_w)
         caps.power_max_w = round(spec.max_power_w)
+    if caps.power_target and preset_watts:
+        caps.power_min_w = max(caps.power_min_w or 0, math.ceil(min(preset_watts)))
+        caps.power_max_w = max(caps.power_min_w, round(max(preset_watts)))
     return caps
 
 
@@ -137,7 +145,7 @@ def build_sample(
         boards=reading.boards,
         pools=reading.pools,
         errors=errors,
-        capabilities=capabilities_for(family, reading.model, reading.presets)
+        capabilities=capabilities_for(family, reading.model, reading.presets, reading.preset_watts)
         if include_capabilities
         else v1.Capabilities(),
         uptime_s=reading.uptime_s,

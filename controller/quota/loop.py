@@ -479,6 +479,7 @@ class QuotaLoop:
         if self.command_record is None or not rt.inflight:
             return
         waiting = []
+        refused: list[str] = []
         for command_id in rt.inflight:
             record = self.command_record(command_id)
             if record is None:
@@ -495,9 +496,14 @@ class QuotaLoop:
                 if sent[0] == v1.SetpointMode.POWER_TARGET.value and item.device_id not in rt.reboots:
                     rt.floors[item.device_id] = max(rt.floors.get(item.device_id, 0.0), sent[1] * 1.25)
                     rt.sent.pop(item.device_id, None)
-                    log.warning("quota %s: %s refused a %.0f W target (%s); its floor is now %.0f W", site,
-                                item.device_id, sent[1], item.reason, rt.floors[item.device_id])  # fmt: skip
+                    refused.append(f"{item.device_id} refused {sent[1]:.0f} W ({item.reason}), floor now "
+                                   f"{rt.floors[item.device_id]:.0f} W")
         rt.inflight = waiting
+        if refused:  # one line per ack round, not one per machine (a whole model can refuse at once)
+            log.warning("quota %s: %d power targets refused, their floors raised by 25 %%: %s%s", site, len(refused),
+                        "; ".join(refused[:3]), " ..." if len(refused) > 3 else "")
+            for line in refused[3:]:
+                log.debug("quota %s: %s", site, line)
 
     def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
                     wires: list[dispatch.Wire], unchanged: BOOL, measured: dict[str, float | None], now_s: float,

@@ -155,6 +155,29 @@ async def test_fleet_setpoints_apply_per_item_and_report_the_worst(tmp_path: Pat
     assert rig.failsafe.lease.batch_id == "b1" and 59 < (rig.failsafe.lease.seconds_left() or 0) <= 60
 
 
+async def test_a_batch_applies_the_biggest_cuts_first_and_wake_ups_last(tmp_path: Path) -> None:
+    """Under a new cap the site must drop as fast as the agent can act: with one command at a time, the order of
+    the actions is the order of the power they take off, and a wake never runs ahead of the cuts."""
+    rig = await make_rig(tmp_path, n=4)
+    rig.processor = CommandProcessor("g", rig.processor.fleet, rig.processor.actuator, rig.buffer, rig.failsafe,
+                                     concurrency=1)
+    shared: list[str] = []
+    for miner in rig.site.miners.values():
+        miner.calls = shared
+    sleeper = rig.site.miners[sorted(rig.site.miners)[0]]
+    sleeper.sleeping = True
+    await rig.coord.poll_once()
+    ack = await rig.send("setpoints", "b1", lease_s=60, setpoints=[
+        {"device_id": "m1", "mode": "run"},  # asleep: wakes, last
+        {"device_id": "m2", "mode": "power_target", "power_w": 2900},  # takes off 100 W
+        {"device_id": "m3", "mode": "sleep"},  # takes off ~2,975 W: first
+        {"device_id": "m4", "mode": "power_target", "power_w": 2000},  # takes off 1,000 W
+    ])
+    assert ack.status == v1.AckStatus.APPLIED
+    assert [i.device_id for i in ack.items] == ["m1", "m2", "m3", "m4"]  # the ack keeps the batch's order
+    assert shared == ["sleep", "power_target 2000.0", "power_target 2900.0", "wake"]
+
+
 async def test_renewals_extend_the_lease_without_touching_devices_again(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path)
     sps = [{"device_id": "m1", "mode": "power_target", "power_w": 2200}, {"device_id": "m2", "mode": "sleep"}]
