@@ -132,6 +132,19 @@ def _rejected(device_id: str, reason: str) -> v1.ItemAck:
 
 
 @dataclass
+class _Pending:
+    setpoint: v1.Setpoint
+    outcome: asyncio.Future[v1.ItemAck]
+
+
+def _as_item(sp: v1.Setpoint, other: v1.ItemAck, superseded: bool = False) -> v1.ItemAck:
+    item = other.model_copy(update={"device_id": sp.device_id})
+    if superseded:
+        item.reason = "superseded by a newer setpoint" + (f" ({other.reason})" if other.reason else "")
+    return item
+
+
+@dataclass
 class _Applied:
     setpoint: v1.Setpoint
     at: float  # time.monotonic()
@@ -157,6 +170,7 @@ class CommandProcessor:
         self._on_applied = on_applied
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
+        self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
         failsafe.on_engage(self._applied.clear)  # after the failsafe, new setpoints are applied in full
 
     async def handle_raw(self, payload: bytes) -> v1.Ack:
@@ -264,7 +278,7 @@ class CommandProcessor:
                 jobs[k] = _done(_rejected(sp.device_id, "device appears twice in the batch"))
                 continue
             seen.add(sp.device_id)
-            jobs[k] = self._bounded(self._setpoint(sp))
+            jobs[k] = self._latest_wins(sp)
         tasks = {k: asyncio.ensure_future(job) for k in order if (job := jobs[k]) is not None}
         return [await tasks[k] for k in range(len(cmd.setpoints))]
 
@@ -278,9 +292,30 @@ class CommandProcessor:
             return now_w - sp.power_w
         return -1e9 if dev is None or dev.last is None or dev.last.state == v1.MinerState.SLEEPING else 0.0
 
-    async def _bounded(self, work: Awaitable[v1.ItemAck]) -> v1.ItemAck:
-        async with self._sem:
-            return await work
+    async def _latest_wins(self, sp: v1.Setpoint) -> v1.ItemAck:
+        """Apply `sp` once, however many batches carry it while it waits or runs.
+
+        Under a big change the controller's renewals (every loop run) arrive while the agent is still working
+        through the first batch. The same setpoint for a device already queued or running is not applied again: it
+        shares that item's outcome. A different, newer setpoint supersedes one still waiting for a slot, which then
+        reports the newer one's outcome. Without this every renewal re-queued the whole batch behind itself."""
+        newest = self._newest.get(sp.device_id)
+        if newest is not None and newest.setpoint == sp and not newest.outcome.done():
+            return _as_item(sp, await asyncio.shield(newest.outcome))
+        mine = self._newest[sp.device_id] = _Pending(sp, asyncio.get_running_loop().create_future())
+        try:
+            async with self._sem:
+                superseded = self._newest[sp.device_id] is not mine
+                item = None if superseded else await self._setpoint(sp)
+            if item is None:  # released the slot: the newer setpoint's outcome is this one's
+                item = _as_item(sp, await asyncio.shield(self._newest[sp.device_id].outcome), superseded=True)
+        except BaseException as exc:
+            mine.outcome.set_exception(exc)
+            with contextlib.suppress(BaseException):
+                mine.outcome.exception()  # retrieved: no warning when nobody shares it
+            raise
+        mine.outcome.set_result(item)
+        return item
 
     async def _setpoint(self, sp: v1.Setpoint) -> v1.ItemAck:
         dev = self.fleet.miner(sp.device_id)

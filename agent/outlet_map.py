@@ -9,6 +9,7 @@ the miner's `errors`, and its PDU reading is no longer used as the miner's power
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 
 IDLE_W = 150.0  # a sleeping miner still draws tens of watts (fans, control board); below this counts as "dropped"
 ACTIVE_W = 500.0  # above this an outlet is feeding hashing boards
-CONFIRMATIONS = 2  # consecutive contradicting cycles before an entry is called wrong (ramps take a few seconds)
+CONFIRMATIONS = 2  # consecutive contradicting cycles before an entry is called wrong ...
+CONTRADICTION_SPAN_S = 30.0  # ... spanning at least this long: a miner told to sleep can report "sleeping" while its
+# boards still ramp down, and a slow poll cycle can read the PDU before the command and the miner after it
 
 
 class Verdict(StrEnum):
@@ -33,6 +36,7 @@ class _EntryState:
     verdict: Verdict = Verdict.UNVERIFIED
     saw_active_while_mining: bool = False
     contradictions: int = 0
+    contradicted_since: float | None = None  # time.monotonic() of the first of the current contradictions
     reason: str | None = None
 
 
@@ -41,6 +45,7 @@ class OutletMap:
     """miner device id -> OutletRef, plus the running verdict on each entry."""
 
     entries: dict[str, v1.OutletRef] = field(default_factory=dict)
+    contradiction_span_s: float = CONTRADICTION_SPAN_S
     _state: dict[str, _EntryState] = field(default_factory=dict)
 
     def add(self, miner_id: str, ref: v1.OutletRef) -> None:
@@ -65,22 +70,25 @@ class OutletMap:
     def verdict(self, miner_id: str) -> Verdict:
         return self._state.get(miner_id, _EntryState()).verdict
 
-    def observe(self, miner: v1.MinerSample, outlet: v1.OutletSample | None) -> Verdict:
-        """Update the verdict on `miner`'s entry from one cycle's readings of the miner and its outlet."""
+    def observe(self, miner: v1.MinerSample, outlet: v1.OutletSample | None, now: float | None = None) -> Verdict:
+        """Update the verdict on `miner`'s entry from one cycle's readings of the miner and its outlet (`now`:
+        time.monotonic(), given by tests)."""
         ref = self.entries.get(miner.device_id)
         if ref is None or outlet is None:
             return Verdict.UNVERIFIED
         st = self._state.setdefault(miner.device_id, _EntryState())
         contradiction, confirmation = _judge(miner, outlet, st)
         if confirmation:
-            st.contradictions = 0
+            st.contradictions, st.contradicted_since = 0, None
             self._set(miner, ref, st, Verdict.CONFIRMED, confirmation)
         elif contradiction:
+            now = time.monotonic() if now is None else now
             st.contradictions += 1
-            if st.contradictions >= CONFIRMATIONS:
+            st.contradicted_since = now if st.contradicted_since is None else st.contradicted_since
+            if st.contradictions >= CONFIRMATIONS and now - st.contradicted_since >= self.contradiction_span_s:
                 self._set(miner, ref, st, Verdict.MISMATCH, contradiction)
         else:
-            st.contradictions = 0
+            st.contradictions, st.contradicted_since = 0, None
         return st.verdict
 
     def _set(self, miner: v1.MinerSample, ref: v1.OutletRef, st: _EntryState, verdict: Verdict, why: str) -> None:
@@ -93,12 +101,12 @@ class OutletMap:
             log.info("outlet map: %s confirmed for miner %s (%s): %s", where, miner.device_id, miner.ip, why)
         st.verdict, st.reason = verdict, why
 
-    def merge(self, miner: v1.MinerSample, outlet: v1.OutletSample | None) -> v1.MinerSample:
+    def merge(self, miner: v1.MinerSample, outlet: v1.OutletSample | None, now: float | None = None) -> v1.MinerSample:
         """Judge the entry, then use the outlet's measured power as the miner's unless the entry is contradicted."""
         if miner.device_id not in self.entries:
             return miner
         miner.outlet = self.entries[miner.device_id]
-        verdict = self.observe(miner, outlet)
+        verdict = self.observe(miner, outlet, now)
         if verdict == Verdict.MISMATCH:
             miner.errors.append(f"outlet map mismatch: {self._state[miner.device_id].reason}")
             return miner

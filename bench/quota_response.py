@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +313,7 @@ def _site_rounds(svc: Services, settings: Any, site: str, control: int, miners: 
           f"(agent poll interval {poll_s:g} s)")
     with TestClient(create_app(settings, svc)) as client:
         full_w = _sim_power(control)
+        full = {m["ip"]: m["power_w"] for m in (_sim_state(control) or {"miners": []})["miners"]}
         configure_site(client, site, full_w * 1.2 / 1e3)
         start_quota(svc)
         time.sleep(max(3 * poll_s, 5))
@@ -331,6 +332,32 @@ def _site_rounds(svc: Services, settings: Any, site: str, control: int, miners: 
               f"{under:.1f} s after the push and held (baseline: poll {poll_s:g} s + actuation "
               f"{max(physics.values()):g} s = {baseline:g} s)")
         print("  simulator power after the push (s: kW): " + ", ".join(trace))
+        pushed = clock.now() - timedelta(seconds=time.monotonic() - t0)
+        loop = [f"{(p.ts - pushed).total_seconds():.0f}: {p.power_w / 1e3:.0f}/{p.target_w / 1e3:.0f} {p.action} "
+                f"x{p.correction:.3f}" for p in svc.quota.loop._sites[site].points if p.ts >= pushed]
+        print("  the loop after the push (s: measured/target kW, action, correction): " + ", ".join(loop[:25]))
+        _model_error(svc, site, control, full)
+
+
+def _model_error(svc: Services, site: str, control: int, full: dict[str, float]) -> None:
+    """Per firmware and setpoint mode: what the last dispatch expected against what the simulator draws."""
+    assert svc.quota is not None
+    sent = svc.quota.loop._sites[site].sent
+    ip_of = {d.device_id: d.sample.ip for d in svc.live.device_list() if d.kind == "miner"}
+    state = _sim_state(control) or {"miners": []}
+    by_ip = {m["ip"]: m for m in state["miners"]}
+    groups: dict[tuple[str, str], list[float]] = {}
+    for device, (mode, watts) in sent.items():
+        m = by_ip.get(ip_of.get(device, ""))
+        if m is None:
+            continue
+        expected = {"run": full.get(m["ip"], 0.0), "sleep": 25.0, "outlet_off": 0.0}.get(mode, watts or 0.0)
+        g = groups.setdefault((m["firmware"], mode), [0, 0.0, 0.0])
+        g[0] += 1
+        g[1] += expected
+        g[2] += m["power_w"]
+    print("  dispatch vs plant (firmware/mode: machines, expected kW -> simulator kW): " + "; ".join(
+        f"{fw}/{mode}: {int(n)}, {e / 1e3:.1f} -> {a / 1e3:.1f}" for (fw, mode), (n, e, a) in sorted(groups.items())))
 
 
 def _held_under(control: int, cap_w: float, t0: float, hold_s: float, within_s: float,

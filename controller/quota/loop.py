@@ -135,7 +135,16 @@ class SiteView:
     tenant_w: dict[str, float] = field(default_factory=dict)
     gateway_of: dict[str, str] = field(default_factory=dict)
     oldest_reading: float = math.inf  # wall-clock poll time of the oldest metered reading
+    held_w: float = 0.0  # what machines the loop cannot steer this run draw or will draw (see _held_w)
+    held_unmetered_w: float = 0.0  # the part of it no reading in this run measures
+    held: int = 0
     fleet: FleetArrays = field(default_factory=lambda: FleetArrays.from_machines([]))
+
+    def hold(self, watts: float, metered: bool) -> None:
+        self.held_w += watts
+        self.held += 1
+        if not metered:
+            self.held_unmetered_w += watts
 
 
 @dataclass
@@ -309,10 +318,11 @@ class QuotaLoop:
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
         # power once every metered machine has reported since the change.
-        steer_w = measured.watts if settled else rt.planned_w * rt.loop_state.correction
+        # what nobody measures of the machines the loop cannot steer is counted at what they are expected to draw
+        steer_w = measured.watts + view.held_unmetered_w if settled else rt.planned_w * rt.loop_state.correction
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, settled)
         fleet = view.fleet
-        plan = allocate(fleet, decision.budget_w, self._policy(state))
+        plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
         wires, unchanged = self._note_changes(rt, fleet.ids, wires, now_s)
         wires, cut = self._stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
@@ -320,10 +330,10 @@ class QuotaLoop:
         changed = int(len(wires) - unchanged.sum()) + cut
         batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
-        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w
+        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
         if changed:
             rt.inflight = list(result.commands.values())
-        target_w = plan.total_power_w * decision.state.correction
+        target_w = rt.planned_w * decision.state.correction
         elapsed_ms = (time.perf_counter() - started) * 1000
         point = LoopPoint(now, measured.watts, lim, target_w, decision.action.value, decision.reason,
                           round(decision.state.correction, 4), len(fleet), rt.hour_used_kwh, view.tenant_w,
@@ -424,6 +434,7 @@ class QuotaLoop:
                     missing += 1
             if known.spec is None:
                 self._unknown(site, d, known.sample)
+                view.hold(_held_w(known, None, watts.get(device), None, now_s), watts.get(device) is not None)
                 continue
             if known.has_outlet:
                 outlet = _outlet(known.sample, pdus)
@@ -432,8 +443,10 @@ class QuotaLoop:
             else:
                 doing = (Now.SLEEPING if known.sleeping else Now.RUNNING) if available else None
                 switchable = False
-            if doing is None:
-                continue  # unreachable with its outlet on (or unknown): nothing we send would arrive
+            if doing is None:  # unreachable with its outlet on (or unknown): nothing we send would arrive
+                held = _held_w(known, rt.sent.get(device), watts.get(device), rt.sent_at.get(device), now_s)
+                view.hold(held, watts.get(device) is not None)
+                continue
             rule = rules.get(device) if rules else None
             if known.reboots:
                 rt.reboots.add(device)
@@ -679,6 +692,26 @@ def _outlet(s: v1.MinerSample, pdus: dict[str, v1.PduSample]) -> v1.OutletSample
     pdu = pdus.get(s.outlet.pdu)
     found = None if pdu is None else next((o for o in pdu.outlets if o.index == s.outlet.outlet), None)
     return found or v1.OutletSample(index=s.outlet.outlet)
+
+
+COMMITTED_S = 600.0  # a machine told to change within this long is assumed to come back at that setpoint
+
+
+def _held_w(known: _Seen, sent: dispatch.Wire | None, measured: float | None, sent_at: float | None,
+            now_s: float) -> float:
+    """The power to reserve for a machine the loop cannot steer now (unreachable with its outlet on, or a model
+    not in the catalogue): what its outlet measures, and at least what its last setpoint will draw when that was
+    sent recently (a Whatsminer rebooting to apply a new limit reads ~120 W while it boots, then draws its limit).
+    Left out of the plan, its draw was handed to other machines, which were woken and slept again when it came
+    back."""
+    watts = measured if measured is not None else (known.power_w or 0.0)
+    spec = known.spec
+    if sent is None or spec is None or sent_at is None or now_s - sent_at > COMMITTED_S:
+        return max(0.0, watts)
+    mode, target = sent
+    by_mode = {dispatch.RUN: spec.max_power_w, dispatch.SLEEP: spec.sleep_w, dispatch.OFF: 0.0}
+    expected = by_mode.get(mode, target or 0.0)
+    return max(0.0, watts, expected)
 
 
 def _doing(s: v1.MinerSample, outlet: v1.OutletSample | None, available: bool) -> Now | None:

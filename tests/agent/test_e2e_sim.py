@@ -352,6 +352,7 @@ async def test_crossed_outlet_cables_are_found_when_a_miner_sleeps(sim: Sim, bro
     ctl = Controller(broker.port, "e2e", "gw1")
     try:
         async with running_agent(cfg) as agent:
+            agent.fleet.outlets.contradiction_span_s = 3.0  # not the production 30 s: the sim sleeps in about 1 s
             await _live(ctl, lambda batch: all(m.available for m in batch.miners), "all up")
             ctl.send(v1.Command(id="x-1", kind=v1.CommandKind.SLEEP, device_id=a_id))
             assert (await ctl.ack_for("x-1", timeout_s=30)).status == v1.AckStatus.APPLIED

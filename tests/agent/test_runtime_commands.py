@@ -178,6 +178,37 @@ async def test_a_batch_applies_the_biggest_cuts_first_and_wake_ups_last(tmp_path
     assert shared == ["sleep", "power_target 2000.0", "power_target 2900.0", "wake"]
 
 
+async def test_a_renewal_arriving_mid_batch_neither_repeats_nor_reverts_an_action(tmp_path: Path) -> None:
+    """The controller renews every loop run, faster than a big batch is applied. The same setpoint still queued or
+    running is not applied a second time; a newer, different one replaces an older one that has not started."""
+    import asyncio
+
+    rig = await make_rig(tmp_path, n=2)
+    rig.processor = CommandProcessor("g", rig.processor.fleet, rig.processor.actuator, rig.buffer, rig.failsafe,
+                                     concurrency=1)
+    m1, m2 = rig.site.miners[A], rig.site.miners[B]
+    gate = asyncio.Event()
+    slow_sleep = m1.sleep
+
+    async def sleep_when_let() -> None:
+        await gate.wait()
+        await slow_sleep()
+
+    m1.sleep = sleep_when_let  # type: ignore[method-assign]
+    first = asyncio.ensure_future(rig.send("setpoints", "b1", lease_s=60, setpoints=[
+        {"device_id": "m1", "mode": "sleep"}, {"device_id": "m2", "mode": "sleep"}]))
+    await asyncio.sleep(0.05)  # b1 holds the only slot on m1; its m2 item waits
+    second = asyncio.ensure_future(rig.send("setpoints", "b2", lease_s=60, setpoints=[
+        {"device_id": "m1", "mode": "sleep"}, {"device_id": "m2", "mode": "power_target", "power_w": 2000}]))
+    await asyncio.sleep(0.05)
+    gate.set()
+    ack1, ack2 = await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert m1.calls == ["sleep"]  # once, though two batches asked for it
+    assert m2.calls == ["power_target 2000.0"]  # the older sleep never ran: it was superseded before its turn
+    assert ack1.status == ack2.status == v1.AckStatus.APPLIED
+    assert "superseded" in (ack1.items[1].reason or "") and ack2.items[1].reason is None
+
+
 async def test_renewals_extend_the_lease_without_touching_devices_again(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path)
     sps = [{"device_id": "m1", "mode": "power_target", "power_w": 2200}, {"device_id": "m2", "mode": "sleep"}]

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import config_from_dict
 from agent.coordinator import Coordinator, Cycle, Fleet
-from agent.outlet_map import OutletMap, Verdict
+from agent.outlet_map import CONTRADICTION_SPAN_S, OutletMap, Verdict
 from kuat.wire import v1
 from tests.agent.runtime_fakes import FakeSite, fake_site
 
@@ -208,10 +208,12 @@ def test_outlet_entry_confirmed_when_power_drops_as_its_miner_sleeps(caplog: pyt
 def test_outlet_entry_contradicted_by_full_power_while_its_miner_sleeps(caplog: pytest.LogCaptureFixture) -> None:
     omap = OutletMap()
     omap.add("m1", v1.OutletRef(pdu="p", outlet=1))
-    omap.observe(_miner(v1.MinerState.SLEEPING, 0), _outlet(3050))
+    omap.observe(_miner(v1.MinerState.SLEEPING, 0), _outlet(3050), now=100.0)
     assert omap.verdict("m1") == Verdict.UNVERIFIED  # one cycle could be a ramp
+    omap.observe(_miner(v1.MinerState.SLEEPING, 0), _outlet(1600), now=110.0)
+    assert omap.verdict("m1") == Verdict.UNVERIFIED  # still ramping down 10 s later: not yet a contradiction
     with caplog.at_level(logging.ERROR, logger="agent.outlet_map"):
-        merged = omap.merge(_miner(v1.MinerState.SLEEPING, 0), _outlet(3050))
+        merged = omap.merge(_miner(v1.MinerState.SLEEPING, 0), _outlet(3050), now=100.0 + CONTRADICTION_SPAN_S)
     assert omap.verdict("m1") == Verdict.MISMATCH
     assert merged.power_source == v1.PowerSource.REPORTED  # the PDU figure is not trusted for this miner
     assert "still draws 3050 W while the miner sleeps" in merged.errors[0]
@@ -223,8 +225,8 @@ def test_outlet_entry_contradicted_by_full_power_while_its_miner_sleeps(caplog: 
 def test_outlet_off_but_miner_hashing_is_a_mismatch_and_off_with_miner_gone_confirms() -> None:
     omap = OutletMap()
     omap.add("m1", v1.OutletRef(pdu="p", outlet=1))
-    for _ in range(2):
-        omap.observe(_miner(v1.MinerState.MINING, 100), _outlet(0, v1.OutletState.OFF))
+    for at in (0.0, CONTRADICTION_SPAN_S):
+        omap.observe(_miner(v1.MinerState.MINING, 100), _outlet(0, v1.OutletState.OFF), now=at)
     assert omap.verdict("m1") == Verdict.MISMATCH
     gone = v1.MinerSample(device_id="m1", ip="127.0.0.1", available=False, state=v1.MinerState.OFFLINE)
     assert omap.observe(gone, _outlet(0, v1.OutletState.OFF)) == Verdict.CONFIRMED
@@ -236,6 +238,7 @@ async def test_swapped_cables_are_detected_end_to_end() -> None:
     pdu = site.pdus["127.77.0.200"]
     pdu.outlets = {1: site.miners["127.77.0.2"], 2: site.miners["127.77.0.1"]}
     coord = _coordinator(site, devices)
+    coord.fleet.outlets.contradiction_span_s = 0.0  # the span is checked above; here: the cycles end to end
     await coord.poll_once()
     site.miners["127.77.0.1"].sleeping = True
     await coord.poll_once()

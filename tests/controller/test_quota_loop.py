@@ -158,3 +158,50 @@ def test_loop_rules_on_the_wire_and_the_ledger(loop_site: tuple[Services, str, A
     assert latest is not None and np.isclose(history[-1]["target_w"], latest.target_w, atol=0.1)
     # the plant did not follow: the band loop keeps cutting the budget, never raising it above the cap
     assert all(p["target_w"] <= 12_000 for p in history[-3:])
+
+
+def test_a_machine_that_stops_answering_keeps_its_share_of_the_budget(loop_site: tuple[Services, str, Agent]) -> None:
+    """A Whatsminer reboots to apply a new limit and answers nothing for a while; a miner hangs with its outlet
+    on. The loop cannot steer it, but it still draws (or will draw) power: its last setpoint stays reserved, and
+    the others are not woken into its share (they were, and slept again when it came back)."""
+    svc, site, agent = loop_site
+    quota = svc.quota
+    assert quota is not None and quota.loop is not None
+    devices = [f"d{i}" for i in range(10)]
+    owners = dict.fromkeys(devices, "host")
+    feed(svc, site, 1, dict.fromkeys(devices, 3000.0), owners)
+    quota.set_site_limits(site, connection_kw=100, actor="test")
+    quota.push_schedule(site, local_day_and_hour(clock.now())[0], [100.0] * 24, "test")
+    cap_w = 15_000.0
+    quota.push_emergency(site, cap_pct=None, cap_mw=cap_w / 1e6, start=None, end=None, minutes=None,
+                         reference="T-2", actor="test")  # fmt: skip
+    n = len(agent.received)
+    quota.loop.run_once(site)
+    first = setpoints_of(agent, n)
+    full_w = MODELS["S19j Pro"].max_power_w
+
+    def planned_w(sp: v1.Setpoint) -> float:
+        return 0.0 if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF) else sp.power_w or full_w
+
+    gone = max((d for d, sp in first.items()), key=lambda d: planned_w(first[d]))
+    reserved = planned_w(first[gone])
+    assert reserved > 0
+    # the plant follows the setpoints, except `gone`, which stops answering
+    miners = []
+    for i, dev in enumerate(devices):
+        sp, w = first[dev], planned_w(first[dev])
+        miners.append(v1.MinerSample(
+            device_id=dev, ip=f"127.0.0.{i + 1}", available=dev != gone,
+            state=v1.MinerState.OFFLINE if dev == gone else
+            (v1.MinerState.MINING if w > 0 else v1.MinerState.SLEEPING),
+            model="S19j Pro", firmware="LuxOS", serial=f"SN-{dev}", power_w=None if dev == gone else max(w, 25.0),
+            power_limit_w=sp.power_w, power_source=v1.PowerSource.REPORTED,
+            capabilities=v1.Capabilities(sleep=True, power_target=True)))
+    svc.telemetry.ingest(v1.TelemetryBatch(site=site, gateway="gw1", seq=2, ts=clock.now(), miners=miners))
+    n = len(agent.received)
+    point = quota.loop.run_once(site)
+    second = setpoints_of(agent, n)
+    assert gone not in second  # nothing sent to it would arrive
+    others_w = sum(planned_w(sp) for sp in second.values())
+    assert others_w + reserved <= cap_w
+    assert point is not None and point.target_w <= cap_w
