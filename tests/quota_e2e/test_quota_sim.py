@@ -11,135 +11,33 @@ meters; the loop stopped -> the agent's lease runs out and it fails safe by itse
 from __future__ import annotations
 
 import asyncio
-import bisect
-import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from agent.config import config_from_dict
-from controller.app import create_app
-from controller.quota.wiring import start_quota
-from controller.runtime import Services, build_services
-from controller.scheduler import make_scheduler
-from demo.seed import TENANT_BIN, seed_registry
+from controller.runtime import Services
+from demo.seed import TENANT_BIN
 from kuat import clock
 from kuat.wire import v1
 from quota.timebase import local_day_and_hour
-from sim.agent_config import agent_config_dict
-from tests.agent.mqtt_support import running_agent
-from tests.agent.test_e2e_sim import PORT_OFFSET, Sim
-from tests.controller.conftest import make_settings
+from tests.agent.test_e2e_sim import Sim
 from tests.controller.wire import Publisher
+from tests.quota_e2e.support import GRID, OPERATOR, QUOTA, call, held_under, quota_site, sim_power, until
 from tests.support.servers import Mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-OPERATOR = "op-" + "q" * 30
-GRID = "grid-" + "g" * 30
-KEYS = [{"name": "ops", "role": "operator", "key": OPERATOR}, {"name": "kegoc", "role": "grid", "key": GRID}]
 TENANT_PCT = 15.0
-QUOTA = {"interval_s": 1.0, "lease_s": 4.0, "lag_s": 2.0, "settle_s": 2.0, "straggler_settle_s": 15.0,
-         "min_on_s": 2.0, "min_off_s": 2.0, "ledger_period_s": 5, "compliance_refresh_s": 1.0}
-
-
-async def until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> float:
-    """Wait (bounded) for `check`; returns the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < within_s:
-        if check():
-            return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within_s} s waiting for {what}")
-
-
-async def held_under(sim: Sim, cap_w: float, what: str, hold_s: float = 2.0, within_s: float = 30.0) -> float:
-    """Seconds until the simulator's own power went under `cap_w` and then stayed there for `hold_s` (a dip while
-    Whatsminers reboot to apply their new limit does not count)."""
-    started = time.monotonic()
-    under_since: float | None = None
-    while time.monotonic() - started < within_s:
-        now = time.monotonic()
-        if sim_power(sim) <= cap_w:
-            under_since = now if under_since is None else under_since
-            if now - under_since >= hold_s:
-                return under_since - started
-        else:
-            under_since = None
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within_s} s waiting for {what}: {sim_power(sim):.0f} W, cap {cap_w:.0f}")
-
-
-class Meter:
-    """The simulator's own energy meter (Site.energy_wh), read every 0.1 s on the wall clock."""
-
-    def __init__(self, sim: Sim) -> None:
-        self.site = sim.server.site
-        self.times: list[float] = []
-        self.wh: list[float] = []
-
-    async def run(self) -> None:
-        while True:
-            self.site.tick()
-            self.times.append(time.time())
-            self.wh.append(self.site.energy_wh())
-            await asyncio.sleep(0.1)
-
-    def at(self, t: float) -> float:
-        i = bisect.bisect_left(self.times, t)
-        assert 0 < i < len(self.times), "the meter did not run across that time"
-        t0, t1 = self.times[i - 1], self.times[i]
-        return self.wh[i - 1] + (self.wh[i] - self.wh[i - 1]) * (t - t0) / (t1 - t0)
 
 
 @pytest.fixture
 async def site_under_quota(sim: Sim, broker: Mosquitto, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    site = f"q{random.randint(10000, 99999)}"
-    settings = make_settings(tmp_path, sites=[site], broker={"port": broker.port, "client_id": f"ctl-{site}"},
-                             api_keys=KEYS, quota=QUOTA, sightings_flush_s=0.5)  # fmt: skip
-    svc = build_services(settings)
-    assert svc.ingest is not None and svc.quota is not None and svc.registry is not None
-    miners = sim.server.site.miners
-    dark = next(m for m in miners if m.d.firmware == "bmminer" and m.d.owner != "tenant-ii")
-    registered = sim.site_file.model_copy(update={"miners": [m for m in sim.site_file.miners if m.mac != dark.d.mac]})
-    seed_registry(svc.registry, registered, leave_unregistered=0, capacity_mw=1.0)
-    svc.owners.refresh()
-    svc.ingest.start()
-    assert svc.ingest.wait_connected(10)
-    start_quota(svc)
-    assert svc.grid_signal is not None and svc.grid_signal.wait_connected(10)
-    scheduler = make_scheduler(svc)
-    scheduler.start()
-    data = agent_config_dict(sim.site_file, None, broker_port=broker.port, buffer_path=tmp_path / "buf.sqlite",
-                             port_offset=PORT_OFFSET, interval_s=0.5)  # fmt: skip
-    data.update(site=site, gateway="gw1", failsafe={"grace_s": 0.5, "retry_s": 1.0})
-    data["poll"]["device_timeout_s"] = 5.0
-    meter = Meter(sim)
-    metering = asyncio.create_task(meter.run())
-    try:
-        with TestClient(create_app(settings, svc)) as client:
-            async with running_agent(config_from_dict(data)):
-                yield {"site": site, "svc": svc, "client": client, "sim": sim, "dark": dark, "meter": meter,
-                       "broker": broker}  # fmt: skip
-    finally:
-        metering.cancel()
-        scheduler.shutdown(wait=False)
-        svc.close()
-
-
-def sim_power(sim: Sim, pred: Callable[[Any], bool] = lambda m: True) -> float:
-    return sum(m.phys.power_w() for m in sim.server.site.miners if pred(m))
-
-
-def call(client: TestClient, method: str, path: str, key: str, body: Any = None) -> Any:
-    r = client.request(method, f"/api/v1/quota/{path}", json=body, headers={"X-API-Key": key})
-    assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
-    return r.json() if r.content else None
+    async with quota_site(sim, broker, tmp_path, QUOTA) as site:
+        yield site
 
 
 async def test_each_input_takes_effect_on_the_simulated_site(site_under_quota: dict[str, Any]) -> None:
