@@ -347,6 +347,7 @@ def _model_error(svc: Services, site: str, control: int, full: dict[str, float])
     state = _sim_state(control) or {"miners": []}
     by_ip = {m["ip"]: m for m in state["miners"]}
     groups: dict[tuple[str, str], list[float]] = {}
+    phases: dict[tuple[str, str], dict[str, int]] = {}
     for device, (mode, watts) in sent.items():
         m = by_ip.get(ip_of.get(device, ""))
         if m is None:
@@ -356,8 +357,11 @@ def _model_error(svc: Services, site: str, control: int, full: dict[str, float])
         g[0] += 1
         g[1] += expected
         g[2] += m["power_w"]
+        count = phases.setdefault((m["firmware"], mode), {})
+        count[m["phase"]] = count.get(m["phase"], 0) + 1
     print("  dispatch vs plant (firmware/mode: machines, expected kW -> simulator kW): " + "; ".join(
-        f"{fw}/{mode}: {int(n)}, {e / 1e3:.1f} -> {a / 1e3:.1f}" for (fw, mode), (n, e, a) in sorted(groups.items())))
+        f"{fw}/{mode}: {int(n)}, {e / 1e3:.1f} -> {a / 1e3:.1f} {phases[(fw, mode)]}"
+        for (fw, mode), (n, e, a) in sorted(groups.items())))
 
 
 def _held_under(control: int, cap_w: float, t0: float, hold_s: float, within_s: float,
@@ -391,8 +395,11 @@ def main() -> None:
     s.add_argument("--poll-s", type=float, default=2.0)
     s.add_argument("--actuation-s", type=float, default=2.0, help="simulated boot/wake/ramp seconds")
     s.add_argument("--log-dir", type=Path, help="keep the simulator's and agents' logs here (default: discarded)")
+    s.add_argument("--verbose", action="store_true", help="log the quota loop's dispatches (INFO)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "verbose", False):
+        logging.getLogger("controller.quota").setLevel(logging.INFO)
     if args.what == "site":
         bench_site(args.site, args.poll_s, args.actuation_s, args.log_dir)
     else:

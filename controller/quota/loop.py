@@ -342,7 +342,8 @@ class QuotaLoop:
         self.runs += 1
         self._tell_observers(site, point)
         if changed:
-            self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms)
+            self._log_dispatch(site, point, decision.budget_w, plan, changed, result, elapsed_ms, view.held_w,
+                               view.held)  # fmt: skip
         if plan.over_budget_w > 0:
             log.warning("quota %s: floors exceed the budget by %.0f W; %s", site, plan.over_budget_w,
                         "; ".join(plan.notes))
@@ -665,11 +666,11 @@ class QuotaLoop:
         ledger_store.write_excursions(self.service.write_engine, site, found)
 
     def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
-                      result: dispatch.DispatchResult, elapsed_ms: float) -> None:
+                      result: dispatch.DispatchResult, elapsed_ms: float, held_w: float, held: int) -> None:
         running = int(sum(1 for m in plan.mode if int(m) in (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET)))
-        log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW, %d gateways (%.0f ms)",
-                 site, point.reason, changed, point.machines, running, plan.total_power_w / 1e3,
-                 len(result.commands), elapsed_ms)  # fmt: skip
+        log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW (+%.1f kW held for %d "
+                 "machines it cannot steer now), %d gateways (%.0f ms)", site, point.reason, changed, point.machines,
+                 running, plan.total_power_w / 1e3, held_w / 1e3, held, len(result.commands), elapsed_ms)
         try:
             with Session(self.service.write_engine) as s:
                 s.add(QuotaDispatch(site=site, ts=point.ts, action=point.action, reason=point.reason,
@@ -700,18 +701,19 @@ COMMITTED_S = 600.0  # a machine told to change within this long is assumed to c
 def _held_w(known: _Seen, sent: dispatch.Wire | None, measured: float | None, sent_at: float | None,
             now_s: float) -> float:
     """The power to reserve for a machine the loop cannot steer now (unreachable with its outlet on, or a model
-    not in the catalogue): what its outlet measures, and at least what its last setpoint will draw when that was
-    sent recently (a Whatsminer rebooting to apply a new limit reads ~120 W while it boots, then draws its limit).
-    Left out of the plan, its draw was handed to other machines, which were woken and slept again when it came
-    back."""
-    watts = measured if measured is not None else (known.power_w or 0.0)
+    not in the catalogue). Left out of the plan, its draw was handed to other machines, which were woken and slept
+    again when it came back.
+
+    Told something recently, it is reserved at what that setpoint draws: a Whatsminer rebooting to apply a new
+    limit reads full power (the last reading before it went down), then ~120 W while it boots, then its limit;
+    reserving what it read would swing the others with it. Otherwise: what its outlet measures, or what it last
+    reported. Whatever it really draws meanwhile is in the measured site power the band loop steers by."""
     spec = known.spec
-    if sent is None or spec is None or sent_at is None or now_s - sent_at > COMMITTED_S:
-        return max(0.0, watts)
-    mode, target = sent
-    by_mode = {dispatch.RUN: spec.max_power_w, dispatch.SLEEP: spec.sleep_w, dispatch.OFF: 0.0}
-    expected = by_mode.get(mode, target or 0.0)
-    return max(0.0, watts, expected)
+    if sent is not None and spec is not None and sent_at is not None and now_s - sent_at <= COMMITTED_S:
+        mode, target = sent
+        by_mode = {dispatch.RUN: spec.max_power_w, dispatch.SLEEP: spec.sleep_w, dispatch.OFF: 0.0}
+        return max(0.0, by_mode.get(mode, target or 0.0))
+    return max(0.0, measured if measured is not None else (known.power_w or 0.0))
 
 
 def _doing(s: v1.MinerSample, outlet: v1.OutletSample | None, available: bool) -> Now | None:

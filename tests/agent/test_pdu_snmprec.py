@@ -164,3 +164,40 @@ async def test_apc_ap7900_spdu_tree(snmpsim: SnmpSim) -> None:
     assert [o.name for o in s.outlets] == [f"Outlet {n}" for n in range(1, 9)]  # .4.4.2.1.4.N (hex strings)
     assert all(o.state == v1.OutletState.ON for o in s.outlets)  # sPDUOutletCtl .4.4.2.1.3.N|2|1 = outletOn
     assert s.power_w is None and s.errors == ["the PDU reports no power reading"]
+
+
+async def test_a_second_read_walks_only_power_and_states_and_keeps_the_rest(snmpsim: SnmpSim) -> None:
+    """SNMP decoding is most of a gateway's CPU: between full walks (every SLOW_EVERY_S) only the power and state
+    rows the last walk found are read, by GET; names, currents and energy counters come from the last walk."""
+    from agent.drivers.pdu import SnmpPdu
+
+    pdu = await open_pdu("127.0.0.1", port=snmpsim.port, community="raritan-pdu", family="raritan_px2", timeout=3.0)
+    assert isinstance(pdu, SnmpPdu)
+    walked: list[list[str]] = []
+    real_walk = pdu.session.walk
+
+    async def counting_walk(columns: list[str]) -> dict[str, dict[tuple[int, ...], object]]:
+        walked.append(list(columns))
+        return await real_walk(columns)  # type: ignore[return-value]
+
+    pdu.session.walk = counting_walk  # type: ignore[method-assign]
+    got: list[list[str]] = []
+    real_get = pdu.session.get
+
+    async def counting_get(oids: list[str]) -> dict[str, object]:
+        got.append(list(oids))
+        return await real_get(oids)
+
+    pdu.session.get = counting_get  # type: ignore[method-assign,assignment]
+    first = await pdu.read()
+    full = walked[-1]
+    second = await pdu.read()
+    assert walked[-1] == full  # no second walk: the fast columns' known rows were read by GET
+    fast = {column for column in full if any(oid.startswith(column + ".") for oid in got[-1])}
+    assert all(any(oid.startswith(column + ".") for column in fast) for oid in got[-1])
+    assert fast < set(full) and len(fast) <= len(full) // 2
+    assert second == first  # a recording does not change: the cached columns fill the sample exactly as before
+    assert next(o for o in second.outlets if o.index == 3).name == "OUTLET3"
+    pdu._slow_at -= 3600  # type: ignore[attr-defined]  # the slow columns are due again
+    await pdu.read()
+    assert walked[-1] == full
