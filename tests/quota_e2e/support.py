@@ -68,14 +68,21 @@ class Meter:
         self.times: list[float] = []
         self.wh: list[float] = []
 
+    def read(self) -> None:
+        self.site.tick()
+        self.times.append(time.time())
+        self.wh.append(self.site.energy_wh())
+
     async def run(self) -> None:
         while True:
-            self.site.tick()
-            self.times.append(time.time())
-            self.wh.append(self.site.energy_wh())
+            self.read()
             await asyncio.sleep(0.1)
 
     def at(self, t: float) -> float:
+        """The meter at wall time `t` (interpolated). A `t` just past the last reading (the event loop was held by
+        a blocking call) gets a fresh reading first."""
+        if self.times and self.times[-1] <= t < time.time():
+            self.read()
         i = bisect.bisect_left(self.times, t)
         assert 0 < i < len(self.times), "the meter did not run across that time"
         t0, t1 = self.times[i - 1], self.times[i]
