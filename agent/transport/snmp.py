@@ -119,6 +119,9 @@ def to_python(value: Any) -> int | str | Oid | None:
         return str(value)
 
 
+BIND_CACHE = 4096
+
+
 class SnmpSession:
     """One PDU agent: `get`, `walk` (several table columns at once), `set_int` (verified by reading back)."""
 
@@ -143,6 +146,18 @@ class SnmpSession:
         self.retries = retries
         self.max_repetitions = max_repetitions
         self._target: UdpTransportTarget | None = None
+        self._binds: dict[str, ObjectType] = {}
+
+    def _bind(self, oid: str) -> ObjectType:
+        """A request varbind for `oid`, kept once pysnmp has resolved it: pysnmp resolves every request varbind
+        against its MIB tree (with lookupMib=False too), which cost more CPU than the rest of a poll; a resolved
+        ObjectType is returned as is. Bounded: a session asks for a fixed set of OIDs."""
+        bind = self._binds.get(oid)
+        if bind is None:
+            if len(self._binds) >= BIND_CACHE:
+                self._binds.clear()
+            bind = self._binds[oid] = ObjectType(ObjectIdentity(oid))
+        return bind
 
     def _auth(self, write: bool = False) -> CommunityData | UsmUserData:
         if self.v3 is not None:
@@ -177,7 +192,7 @@ class SnmpSession:
         """Scalar GET of several OIDs in one request; missing ones map to None."""
         if not oids:
             return {}
-        binds = [ObjectType(ObjectIdentity(o)) for o in oids]
+        binds = [self._bind(o) for o in oids]
         indication, status, index, result = await get_cmd(
             self.engine, self._auth(), await self._transport(), self._context(), *binds, lookupMib=False
         )
@@ -193,7 +208,7 @@ class SnmpSession:
         for _ in range(10_000):  # bounded: a table of 10,000 x max_repetitions rows is no PDU
             if not active:
                 break
-            binds = [ObjectType(ObjectIdentity(oid_text(cursors[c]))) for c in active]
+            binds = [self._bind(oid_text(cursors[c])) for c in active]
             indication, status, index, flat = await bulk_cmd(
                 self.engine,
                 self._auth(),

@@ -28,7 +28,6 @@ import yaml
 import agent.drivers  # noqa: F401  (before agent.transport: the two import each other)
 from agent.config import AgentConfig, config_from_dict
 from agent.outlet_map import Verdict
-from agent.transport import snmp as snmp_transport
 from kuat.wire import v1
 from sim.agent_config import agent_config_dict
 from sim.runtime import SimMiner
@@ -60,9 +59,7 @@ class Sim:
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     """small.toml (20 miners, 3 PDUs of 3 families) on random loopback blocks, quick boot/wake physics."""
-    # The SNMP transport keeps one pysnmp engine per process, bound to the event loop that first used it; each
-    # pytest-asyncio test has its own loop, so start each test with a fresh engine (a daemon has one loop).
-    snmp_transport._ENGINE = None
+    # (the SNMP transport keeps one pysnmp engine per event loop: each pytest-asyncio test gets its own)
     last: OSError | None = None
     for _ in range(8):
         net = random.randint(20, 240)
