@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from controller.settings import QuotaSettings
 from kuat.catalog import power_at_ratio
 from quota.allocate import Allocation, Mode, Policy, allocate
-from quota.control import Bands, LoopState, band_step, dispatch_limit
+from quota.control import Bands, LoopState, PowerReading, band_step, dispatch_limit, site_power
 from quota.fleet import FleetArrays, Machine, Now
 from quota.ledger import Allotment, CapWindow, Excursion, PowerSample, energy_excursions, excursions, ledger_rows
 from quota.limits import (
@@ -267,7 +268,10 @@ def run_day(site_path: Path, day: date, hours: int = 24, step_s: float = 5.0, co
         if t >= next_control or forced:
             used = (site.energy_wh() - hour_e0) / 1000.0
             measured = site.power_w()
-            lim = dispatch_limit(state, t, used, measured, lag_s=lag_s, uncertainty=0.01)
+            # the controller's margin: its floor, or the measurement's uncertainty (every miner on a metered outlet)
+            metered = site_power([PowerReading(m.serial, m.phys.power_w(), "pdu") for m in plant.miners])
+            margin = max(metered.uncertainty, QuotaSettings().energy_margin)
+            lim = dispatch_limit(state, t, used, measured, lag_s=lag_s, uncertainty=margin)
             settled = plant.settled() and (t - last_dispatch).total_seconds() >= lag_s
             decision = band_step(bands, loop, lim.limit_w, measured, planned_w, settled)
             loop = decision.state

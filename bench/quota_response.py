@@ -256,7 +256,7 @@ def bench_site(site_path: Path, poll_s: float, boot_s: float, log_dir: Path | No
 
     net = random.randint(20, 200)
     site_file = load_site(site_path, miner_net=f"127.{net}", pdu_net=f"127.{net + 1}")
-    physics = {"boot": boot_s, "wake": boot_s, "ramp": boot_s}
+    physics = {"boot": boot_s, "wake": boot_s, "ramp": boot_s, "sleep": boot_s}
     offset = random.randint(20000, 40000)
     with tempfile.TemporaryDirectory() as tmp_name, Mosquitto() as broker:
         tmp = Path(tmp_name)
@@ -266,7 +266,8 @@ def bench_site(site_path: Path, poll_s: float, boot_s: float, log_dir: Path | No
         children = [Child("sim", kuat_argv("sim", "run", "--site", str(site_path), "--port-offset", str(offset),
                                            "--control-port", str(control), "--miner-net", f"127.{net}",
                                            "--pdu-net", f"127.{net + 1}", "--boot-s", str(boot_s),
-                                           "--wake-s", str(boot_s), "--ramp-s", str(boot_s)), logs).start()]
+                                           "--wake-s", str(boot_s), "--ramp-s", str(boot_s), "--sleep-s",
+                                           str(boot_s)), logs).start()]
         try:
             wait(lambda: _sim_state(control) is not None, "simulator", 120, 0.5)
             settings = settings_for(tmp, broker.port, interval_s=poll_s, lease_s=max(60.0, 10 * poll_s),

@@ -89,6 +89,10 @@ class QuotaSettings(_Section):
     min_off_s: float = Field(300.0, ge=0)
     max_wakes: int | None = Field(None, ge=1)  # staggered restore: machines woken per dispatch
     max_wake_w: float | None = Field(None, gt=0)
+    # energy held back from each hour's purchase: at least this share, more when the measurement is less certain
+    # (quota.control.site_power). Raise it where the commercial meter reads above Kuat's measured sum (site
+    # losses, loads Kuat does not meter); docs/quota.md "Energy margin".
+    energy_margin: float = Field(0.0025, ge=0, le=0.2)
     history_hours: float = Field(6.0, gt=0)  # loop points kept in memory
     ledger_period_s: int = Field(60, ge=1, le=3600)  # ledger rows (60: per minute); must divide an hour
     compliance_refresh_s: float = Field(30.0, gt=0)  # real seconds between reads of the registry's violations

@@ -33,8 +33,14 @@ from quota.limits import (
 )
 from quota.timebase import local_day_and_hour, require_aware
 
-# relative uncertainty of one machine's power by where the figure came from (PDU meters are class 1)
+# Relative uncertainty of one machine's power by where the figure came from: the maximum error of one reading
+# (PDU outlet meters are class 1), and the part of it common to every reading of that source (a shared calibration
+# bias of the meters; a firmware's or the catalogue's systematic error for a model). The common part adds up
+# linearly; the rest is independent from reading to reading and adds in quadrature (GUM), at a coverage factor of
+# 2 on a rectangular distribution (max error / sqrt(3) as its standard deviation).
 UNCERTAINTY = {"pdu": 0.01, "reported": 0.03, "estimated": 0.10}
+SYSTEMATIC = {"pdu": 0.002, "reported": 0.03, "estimated": 0.10}
+COVERAGE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,29 +48,38 @@ class PowerReading:
     device_id: str
     power_w: float | None
     source: str  # "pdu", "reported", "estimated" or "none" (kuat.wire.v1.PowerSource values)
+    power_sq: float | None = None  # for a reading that sums several machines: the sum of their squared watts
 
 
 @dataclass(frozen=True, slots=True)
 class SitePower:
     watts: float
-    uncertainty: float  # relative (0.01 = +-1 %): worst case, errors of one kind assumed correlated
+    uncertainty: float  # relative (0.01 = +-1 %): systematic parts linearly, independent parts in quadrature
     estimated_share: float  # share of the watts nobody measured
     missing: int  # machines with no figure at all
 
 
 def site_power(readings: Sequence[PowerReading]) -> SitePower:
     """Total site power and how far it can be trusted."""
-    total = err = estimated = 0.0
+    total = estimated = 0.0
+    by_source: dict[str, list[float]] = {}  # source -> [watts, sum of squared watts]
     missing = 0
     for r in readings:
         if r.power_w is None or r.source not in UNCERTAINTY or not math.isfinite(r.power_w):
             missing += 1
             continue
+        acc = by_source.setdefault(r.source, [0.0, 0.0])
+        acc[0] += r.power_w
+        acc[1] += r.power_sq if r.power_sq is not None else r.power_w * r.power_w
         total += r.power_w
-        err += r.power_w * UNCERTAINTY[r.source]
         if r.source == "estimated":
             estimated += r.power_w
-    return SitePower(total, err / total if total else 0.0, estimated / total if total else 0.0, missing)
+    err = 0.0
+    for source, (watts, squares) in by_source.items():
+        independent = math.sqrt(max(UNCERTAINTY[source] ** 2 - SYSTEMATIC[source] ** 2, 0.0) / 3.0)
+        spread = SYSTEMATIC[source] * watts + COVERAGE * independent * math.sqrt(squares)
+        err += min(spread, UNCERTAINTY[source] * watts)  # never worse than every reading off by its maximum
+    return SitePower(total, min(err / total, 1.0) if total else 0.0, estimated / total if total else 0.0, missing)
 
 
 # ---------------------------------------------------------------- the hour's energy budget
@@ -150,7 +165,10 @@ class Action(StrEnum):
 class Bands:
     cap_threshold: float = 0.995  # measured above limit x this: cut now
     cap_target: float = 0.99  # the budget aims at limit x this
+    step_target: float = 0.98  # a cut aims at limit x this: its first landing is under the cap despite the model's
+    # error on the machines it just moved (presets, per-unit spread); settled, the loop climbs back to cap_target
     uncap_threshold: float = 0.975  # measured below limit x this: raise the budget back to the target
+    climb: float = 0.5  # settled inside the bands and under the target: close this share of the gap per cycle
     gain: float = 0.3  # how fast the correction factor follows measured / planned (0..1)
     correction_min: float = 0.7
     correction_max: float = 1.4
@@ -158,6 +176,10 @@ class Bands:
     def check(self) -> None:
         if not 0 < self.uncap_threshold < self.cap_target < self.cap_threshold <= 1.0:
             raise ValueError("bands must satisfy 0 < uncap_threshold < cap_target < cap_threshold <= 1")
+        if not 0 < self.step_target <= self.cap_target:
+            raise ValueError("step_target must be in (0, cap_target]")
+        if not 0 <= self.climb <= 1:
+            raise ValueError("climb must be in [0, 1]")
         if not 0 < self.gain <= 1:
             raise ValueError("gain must be in (0, 1]")
 
@@ -190,12 +212,18 @@ def band_step(
     if state.budget_w is None:
         action, budget, why = Action.INIT, target, "first cycle"
     elif measured_w > limit_w * bands.cap_threshold:
-        # over the cap threshold: cut at once, scaled by the overshoot seen (do not wait for the model to learn)
-        budget = min(target, state.budget_w * (limit_w * bands.cap_target) / max(measured_w, 1e-9))
+        # over the cap threshold: cut at once, scaled by the overshoot seen (do not wait for the model to learn),
+        # aiming a little deeper than the target so the landing is under the cap
+        step = limit_w * bands.step_target
+        budget = min(step / correction, state.budget_w * step / max(measured_w, 1e-9))
         action, why = Action.CAP, f"measured {measured_w / 1e3:.1f} kW above {bands.cap_threshold:.1%} of the limit"
     elif measured_w < limit_w * bands.uncap_threshold:
         action, budget = Action.UNCAP, target
         why = f"measured {measured_w / 1e3:.1f} kW below {bands.uncap_threshold:.1%} of the limit"
+    elif settled and state.budget_w < target and measured_w < limit_w * bands.cap_target:
+        # settled under the target after a cut's deeper step: climb back (the correction is learnt by now)
+        action, budget = Action.HOLD, state.budget_w + bands.climb * (target - state.budget_w)
+        why = "inside the bands, climbing back to the target"
     else:
         action, budget = Action.HOLD, min(state.budget_w, target)
         why = "inside the bands"

@@ -48,6 +48,7 @@ def cli() -> None:
 @click.option("--boot-s", type=click.FloatRange(min=0), help="Seconds a miner takes to boot [physics default 40].")
 @click.option("--wake-s", type=click.FloatRange(min=0), help="Seconds to wake from sleep [default 30].")
 @click.option("--ramp-s", type=click.FloatRange(min=0), help="Seconds to ramp to full hash rate [default 20].")
+@click.option("--sleep-s", type=click.FloatRange(min=0), help="Seconds to fall asleep (power ramps down) [default 3].")
 @click.option("--slow-s", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Reply delay of a miner with the 'slow' fault.")
 @click.option("--control-port", type=click.IntRange(0, 65535), default=DEFAULT_CONTROL_PORT, show_default=True,
@@ -56,8 +57,8 @@ def cli() -> None:
 @click.option("--pdu-net", callback=lambda _c, _p, v: _net(v), help="Move the PDUs to 127.N.x.y.")
 @click.option("--no-pdus", is_flag=True, help="Serve miners only.")
 def run(site_file: str, port_offset: int, speed: float | None, boot_s: float | None, wake_s: float | None,
-        ramp_s: float | None, slow_s: float, control_port: int, miner_net: str | None, pdu_net: str | None,
-        no_pdus: bool) -> None:
+        ramp_s: float | None, sleep_s: float | None, slow_s: float, control_port: int, miner_net: str | None,
+        pdu_net: str | None, no_pdus: bool) -> None:
     """Serve every miner and PDU of SITE on loopback until Ctrl-C or SIGTERM.
 
     \b
@@ -78,7 +79,7 @@ def run(site_file: str, port_offset: int, speed: float | None, boot_s: float | N
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"{site_file}: {exc}") from exc
     config = SimConfig(port_offset=port_offset, speed=speed, boot_s=boot_s, wake_s=wake_s, ramp_s=ramp_s,
-                       slow_s=slow_s, control_port=control_port, serve_pdus=not no_pdus)
+                       sleep_s=sleep_s, slow_s=slow_s, control_port=control_port, serve_pdus=not no_pdus)
     server = SimServer(site, config)
     try:
         asyncio.run(_serve(server))

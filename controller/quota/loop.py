@@ -313,7 +313,7 @@ class QuotaLoop:
         measured = site_power(view.readings)
         self._account(site, state, rt, now, measured.watts, view.tenant_w)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
-                             max(measured.uncertainty, 0.01))  # fmt: skip
+                             max(measured.uncertainty, self.settings.energy_margin))  # fmt: skip
         settled = self._settled(rt, view.oldest_reading, now_s)
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
@@ -410,7 +410,8 @@ class QuotaLoop:
         tenants = state.site.tenant_shares
         last_ts, last_ts_s = None, math.inf
         watts, tenant_w, gateway_of = view.watts, view.tenant_w, view.gateway_of
-        by_source: dict[str, float] = {}  # site_power is linear per source: one reading per source is the same sum
+        by_source: dict[str, float] = {}  # site_power needs per source only the sum and the sum of squares
+        squares: dict[str, float] = {}
         missing = 0
         for d in miners:
             s = d.sample
@@ -430,6 +431,7 @@ class QuotaLoop:
                     view.oldest_reading = min(view.oldest_reading, last_ts_s)
                 if power_w is not None and known.source in UNCERTAINTY:
                     by_source[known.source] = by_source.get(known.source, 0.0) + power_w
+                    squares[known.source] = squares.get(known.source, 0.0) + power_w * power_w
                     tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + power_w
                 else:
                     missing += 1
@@ -462,7 +464,7 @@ class QuotaLoop:
             since.append(now_s - prev[1])
             current.append(known.current_w)
             compliant.append(device not in dark)
-        view.readings = [PowerReading(f"all-{src}", w, src) for src, w in by_source.items()]
+        view.readings = [PowerReading(f"all-{src}", w, src, squares[src]) for src, w in by_source.items()]
         view.readings += [PowerReading("missing", None, "none")] * missing
         view.fleet = self._fleet(rt, statics, doing_now, since, current, compliant)
         return view
