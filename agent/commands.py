@@ -322,12 +322,14 @@ class CommandProcessor:
         if dev is None:
             return _rejected(sp.device_id, "unknown device on this gateway")
         previous = self._applied.get(dev.device_id)
-        if previous is not None and previous.setpoint == sp and not _drifted(sp, dev, previous.at):
+        wanted = sp.model_copy(update={"reapply": False}) if sp.reapply else sp
+        if previous is not None and previous.setpoint == wanted and not sp.reapply \
+                and not _drifted(sp, dev, previous.at):
             return v1.ItemAck(device_id=sp.device_id, status=v1.AckStatus.APPLIED, reason="unchanged")
         item = await self._apply_setpoint(sp, dev)
         item.device_id = sp.device_id
         if item.status == v1.AckStatus.APPLIED:
-            self._applied[dev.device_id] = _Applied(sp, time.monotonic())
+            self._applied[dev.device_id] = _Applied(wanted, time.monotonic())
         else:
             self._applied.pop(dev.device_id, None)
         return item

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,11 +60,12 @@ def wire_setpoints(plan: Allocation, fleet: FleetArrays) -> list[Wire]:
     return out
 
 
-def _item(quoted_id: str, wire: Wire) -> str:
+def _item(quoted_id: str, wire: Wire, reapply: bool = False) -> str:
     mode, watts = wire
+    extra = ',"reapply":true' if reapply else ""
     if watts is None:
-        return f'{{"device_id":{quoted_id},"mode":"{mode}"}}'
-    return f'{{"device_id":{quoted_id},"mode":"{mode}","power_w":{watts!r}}}'
+        return f'{{"device_id":{quoted_id},"mode":"{mode}"{extra}}}'
+    return f'{{"device_id":{quoted_id},"mode":"{mode}","power_w":{watts!r}{extra}}}'
 
 
 class Batcher:
@@ -73,7 +74,9 @@ class Batcher:
     def __init__(self) -> None:
         self._quoted: dict[str, str] = {}
 
-    def batches(self, ids: Sequence[str], wires: Sequence[Wire], gateway_of: Mapping[str, str]) -> dict[str, bytes]:
+    def batches(self, ids: Sequence[str], wires: Sequence[Wire], gateway_of: Mapping[str, str],
+                reapply: Set[str] = frozenset()) -> dict[str, bytes]:
+        """`reapply`: devices the agent must apply again even if it believes it did (they did not follow)."""
         parts: dict[str, list[str]] = defaultdict(list)
         quoted = self._quoted
         for device, wire in zip(ids, wires, strict=True):
@@ -83,7 +86,7 @@ class Batcher:
             q = quoted.get(device)
             if q is None:
                 q = quoted[device] = json.dumps(device)
-            parts[gw].append(_item(q, wire))
+            parts[gw].append(_item(q, wire, device in reapply))
         return {gw: ("[" + ",".join(items) + "]").encode() for gw, items in parts.items()}
 
 

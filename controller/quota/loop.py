@@ -325,10 +325,10 @@ class QuotaLoop:
         plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
         wires, unchanged = self._note_changes(rt, fleet.ids, wires, now_s)
-        wires, cut = self._stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
-                                      decision.state.correction)  # fmt: skip
+        wires, cut, resend = self._stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
+                                              decision.state.correction)  # fmt: skip
         changed = int(len(wires) - unchanged.sum()) + cut
-        batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of)
+        batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
         if changed:
@@ -523,10 +523,10 @@ class QuotaLoop:
 
     def _stragglers(self, site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation,
                     wires: list[dispatch.Wire], unchanged: BOOL, measured: dict[str, float | None], now_s: float,
-                    correction: float) -> tuple[list[dispatch.Wire], int]:
+                    correction: float) -> tuple[list[dispatch.Wire], int, set[str]]:
         """Machines still drawing clearly more than an unchanged sleep or power-target setpoint are re-sent (the
-        agent re-applies what drifted), then cut at their outlet (quota.control.stragglers decides). Returns the
-        setpoints to send and how many were newly cut."""
+        agent applies it again: `reapply`), then cut at their outlet (quota.control.stragglers decides). Returns
+        the setpoints to send, how many were newly cut, and the machines whose setpoint is re-sent."""
         modes = plan.mode
         candidates = (modes == Mode.SLEEP) | (modes == Mode.POWER_TARGET)
         if rt.escalated:  # planned to run again: the outlet comes back on with it
@@ -546,16 +546,19 @@ class QuotaLoop:
                            rt.attempts, settle_s=self.settings.straggler_settle_s,
                            tolerance=STRAGGLER_TOLERANCE)  # fmt: skip
         rt.attempts = check.attempts
+        resend = set()
         for r in check.redispatch:
             if r.mode == Mode.OUTLET_OFF:
                 rt.escalated.add(r.device_id)
+            else:
+                resend.add(r.device_id)
         if check.redispatch:
             first = "; ".join(f"{r.device_id} {r.reason}" for r in check.redispatch[:3])
             log.warning("quota %s: %d machines do not follow their setpoint (re-sent; cut at the outlet after %d "
                         "tries): %s%s", site, len(check.redispatch), 3, first,
                         " ..." if len(check.redispatch) > 3 else "")  # fmt: skip
         if not rt.escalated:
-            return wires, 0
+            return wires, 0, resend
         cut = 0
         off: dispatch.Wire = (dispatch.OFF, None)
         out = []
@@ -566,7 +569,7 @@ class QuotaLoop:
                     cut += 1
                 w = off
             out.append(w)
-        return out, cut
+        return out, cut, resend
 
     @staticmethod
     def _note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire],

@@ -213,6 +213,8 @@ class Setpoint(_Msg):
     device_id: str
     mode: SetpointMode
     power_w: float | None = None
+    # apply even if the agent believes it already did: the controller measured that the machine did not follow
+    reapply: bool = False
 
     @model_validator(mode="after")
     def _power_needed(self) -> Setpoint:

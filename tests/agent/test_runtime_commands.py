@@ -222,6 +222,12 @@ async def test_renewals_extend_the_lease_without_touching_devices_again(tmp_path
     sps[0]["power_w"] = 2600  # a changed setpoint is applied
     await rig.send("setpoints", "b3", lease_s=30, setpoints=sps)
     assert rig.site.miners[A].calls[-1] == "power_target 2600.0"
+    # the controller measured that m2 did not go to sleep: `reapply` makes the agent do it again, once
+    calls = len(rig.site.miners[B].calls)
+    ack = await rig.send("setpoints", "b4", lease_s=30, setpoints=[sps[0], {**sps[1], "reapply": True}])
+    assert rig.site.miners[B].calls[calls:] == ["sleep"] and ack.items[1].reason is None
+    ack = await rig.send("setpoints", "b5", lease_s=30, setpoints=sps)
+    assert rig.site.miners[B].calls[calls:] == ["sleep"] and ack.items[1].reason == "unchanged"
 
 
 async def test_run_wakes_a_sleeping_miner_and_restores_full_power(tmp_path: Path) -> None:
