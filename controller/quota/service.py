@@ -414,7 +414,7 @@ class QuotaService:
             s.add(row)
             s.add(_entry(site, "tenant", "accepted", tenant, detail, actor, source))
             self._invalidate()
-        self._kick(site)
+        self._kick(site, limits_only=False)
         return row
 
     def delete_tenant(self, site: str, tenant: str, actor: str, source: str = "api") -> None:
@@ -426,7 +426,7 @@ class QuotaService:
             s.delete(row)
             s.add(_entry(site, "tenant", "deleted", tenant, {}, actor, source))  # fmt: skip
             self._invalidate()
-        self._kick(site)
+        self._kick(site, limits_only=False)
 
     def set_machine_rule(self, site: str, device_id: str, *, protected: bool, priority: int, actor: str,
                          source: str = "api") -> QuotaMachineRule:
@@ -605,9 +605,11 @@ class QuotaService:
 
     # ------------------------------------------------------------ loop
 
-    def _kick(self, site: str) -> None:
+    def _kick(self, site: str, limits_only: bool = True) -> None:
+        """Run the site's loop now. `limits_only=False` when what changed also changes how the fleet is seen
+        (tenant shares): the run then does not use a view prepared before the change."""
         if self.loop is not None:
-            self.loop.kick(site)
+            self.loop.kick(site, limits_only)
 
 
 def _unconfigured_status(site: str) -> dict[str, Any]:

@@ -205,3 +205,36 @@ def test_a_machine_that_stops_answering_keeps_its_share_of_the_budget(loop_site:
     others_w = sum(planned_w(sp) for sp in second.values())
     assert others_w + reserved <= cap_w
     assert point is not None and point.target_w <= cap_w
+
+
+def test_a_run_for_a_new_limit_may_use_the_view_prepared_between_runs(loop_site: tuple[Services, str, Agent]) -> None:
+    """On large sites the pass over the live state is half a run; between runs the loop prepares it, and a run
+    kicked by an order (only the limit changed) uses it when fresh. A change of tenant shares asks for a fresh
+    pass; a periodic run always makes one."""
+    svc, site, agent = loop_site
+    quota = svc.quota
+    assert quota is not None and quota.loop is not None
+    loop = quota.loop
+    devices = [f"d{i}" for i in range(10)]
+    feed(svc, site, 1, dict.fromkeys(devices, 3000.0), dict.fromkeys(devices, "host"))
+    quota.set_site_limits(site, connection_kw=100, actor="test")
+    quota.push_schedule(site, local_day_and_hour(clock.now())[0], [100.0] * 24, "test")
+    loop.run_once(site)
+    rt = loop.runtime(site)
+    rt.look_s = 1.0  # as if this site took a second to look at
+    loop._wake.clear()  # (no loop thread here: the kicks above are still pending, and would stop the warm-up)
+    loop._warm_all()
+    assert rt.prepared is not None
+    prepared_view = rt.prepared[1]
+    quota.push_emergency(site, cap_pct=None, cap_mw=0.012, start=None, end=None, minutes=None, reference="T-3",
+                         actor="test")  # fmt: skip
+    assert site in loop._kicked and site not in loop._fresh_look  # an order changes only the limit
+    n = len(agent.received)
+    point = loop.run_once(site, prepared_ok=True)
+    assert point is not None and point.limit.binding.reference == "T-3"
+    assert rt.prepared is None and point.power_w == pytest.approx(30_000.0)  # the prepared view's measurement
+    sps = setpoints_of(agent, n)
+    assert sum(sp.power_w or 3068.0 for sp in sps.values() if sp.mode != v1.SetpointMode.SLEEP) <= 12_000
+    assert prepared_view.fleet is not None
+    quota.set_tenant(site, "BIN-T", 10.0, "test")
+    assert site in loop._fresh_look  # tenant shares change how the fleet is seen
