@@ -98,7 +98,10 @@ ADDITIVE = (
 
 
 def create_tables(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """The controller's tables at the newest migration (controller.db; `metadata` is what they must match)."""
+    from controller.db import init_controller_db
+
+    init_controller_db(engine)
 
 
 def minute_start(epoch_s: float) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from controller import history
+from controller.db import init_controller_db
 from controller.history import RollupBook, RollupWriter
 from controller.influx import InfluxWriter
 from controller.ingest import Ingest
@@ -70,7 +70,7 @@ class Services:
 
 
 def make_database(url: str) -> Engine:
-    """The registry's engine (SQLite WAL / PostgreSQL), its migrations, and the controller's history tables."""
+    """The registry's engine (SQLite WAL / PostgreSQL), its migrations, and the controller's (controller.db)."""
     from registry.db import init_db, make_engine
 
     parsed = make_url(url)
@@ -78,7 +78,7 @@ def make_database(url: str) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
     init_db(engine)
-    history.create_tables(engine)
+    init_controller_db(engine)
     return engine
 
 

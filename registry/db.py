@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -78,3 +78,21 @@ def init_db(engine: Engine) -> None:
 def session_factory(engine: Engine) -> SessionFactory:
     """Sessions that keep loaded objects usable after commit (the service returns them to the API)."""
     return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+def registry_table_names() -> frozenset[str]:
+    """Tables the registry's migrations own. SQLModel.metadata is process-wide and also holds the controller's quota
+    tables once anything imported them; the controller's tables have their own migrations (controller/migrations)."""
+    import registry.models as models
+
+    return frozenset(obj.__table__.name for obj in vars(models).values()
+                     if isinstance(getattr(obj, "__table__", None), Table))
+
+
+def include_registry_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic `include_object`: the registry's tables and what hangs on them, never the controller's."""
+    owned = registry_table_names()
+    if type_ == "table":
+        return name in owned
+    table = getattr(obj, "table", None)
+    return table is None or table.name in owned

@@ -3,15 +3,15 @@
 Inputs carry who pushed them (`actor`: the API key's role:name, or "mqtt:<topic>"), how (`source`: api / csv /
 mqtt / config) and when (`received_at`, the shared kuat clock). Every accepted or refused push also leaves one
 append-only `quota_input_log` row with the pushed document, so what the grid operator sent can be shown later even
-when it was refused. The tables live beside the controller's history tables and are created the same way
-(`create_tables`, idempotent); they are not in the registry's Alembic tree (the controller's tables never were).
+when it was refused. The tables live beside the controller's history tables and are migrated with them
+(controller/migrations, run by `controller.db.init_controller_db`), not by the registry's Alembic tree.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Engine, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -202,7 +202,3 @@ TABLES = [t.__table__ for t in (  # type: ignore[union-attr]
     QuotaSiteLimits, QuotaGridContract, QuotaTenantContract, QuotaMachineRule, QuotaSchedule, EmergencyOrder,
     QuotaGridMessage, QuotaInputLog, QuotaLedgerMinute, QuotaExcursion, QuotaDispatch,
 )]
-
-
-def create_tables(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine, tables=TABLES)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from controller.db import init_controller_db
 from controller.quota import ledger as ledger_view
 from controller.quota.models import (
     EmergencyOrder,
@@ -31,7 +32,6 @@ from controller.quota.models import (
     QuotaSchedule,
     QuotaSiteLimits,
     QuotaTenantContract,
-    create_tables,
     utc,
 )
 from controller.settings import QuotaSettings
@@ -114,7 +114,7 @@ class QuotaService:
         self.engine = engine
         self.write_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self.settings = settings
-        create_tables(engine)
+        init_controller_db(engine)  # a no-op when the controller's runtime migrated the database already
         self._lock = threading.RLock()
         self._states: dict[str, QuotaState] = {}
         self._grid: dict[str, GridReading] = {}

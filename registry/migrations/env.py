@@ -9,6 +9,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import registry.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from registry.db import include_registry_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -16,7 +17,7 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_offline() -> None:
     context.configure(url=os.environ["KUAT_REGISTRY_DATABASE_URL"], target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+                      literal_binds=True, render_as_batch=True, include_object=include_registry_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -34,7 +35,9 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Any) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    # include_object: the controller's tables may share the database (and SQLModel.metadata): never touch them
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_object=include_registry_object)
     with context.begin_transaction():
         context.run_migrations()
 

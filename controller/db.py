@@ -1,0 +1,121 @@
+"""The controller's schema (history rollups and the quota side's tables) under Alembic.
+
+`init_controller_db(engine)` brings those tables to the newest revision in `controller/migrations`. The controller
+keeps its own version table (`alembic_version_controller`), so its revisions and the registry's (`alembic_version`)
+live side by side in one database, and each Alembic environment only ever sees its own tables.
+
+Databases made before the migrations existed (tables created by `create_all`, no version table) are adopted:
+stamped at the initial revision, whose schema is exactly what `create_all` made, then upgraded. A controller that ran
+without the quota side has only the history tables: the missing ones are created by the initial revision, which in
+that case skips the tables already present.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
+
+from controller import history
+from controller.quota import models as quota_models
+from registry.db import SQLITE_BEGIN
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+VERSION_TABLE = "alembic_version_controller"
+INITIAL_REVISION = "0001"
+ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
+PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
+
+CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)
+CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
+
+_init_lock = threading.Lock()  # the quota service and the history writer may both initialise in one process
+
+
+def controller_metadata() -> MetaData:
+    """One MetaData holding copies of exactly the controller's tables (history's own MetaData and the quota tables
+    from SQLModel's process-wide one, which also holds the registry's): what the migrations must produce."""
+    combined = MetaData()
+    for table in CONTROLLER_TABLES:
+        table.to_metadata(combined)
+    return combined
+
+
+def include_controller_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic `include_object`: the controller's tables and what hangs on them, never the registry's."""
+    if type_ == "table":
+        return name in CONTROLLER_TABLE_NAMES
+    table = getattr(obj, "table", None)
+    return table is None or table.name in CONTROLLER_TABLE_NAMES
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(HERE / "alembic.ini"))
+    cfg.set_main_option("script_location", str(HERE / "migrations"))
+    return cfg
+
+
+def init_controller_db(engine: Engine) -> None:
+    """Bring the controller's tables to the newest revision: a no-op when they are there already.
+
+    Safe to call concurrently: one thread of this process at a time, and across processes the whole check-and-
+    migrate runs in one transaction under a lock (a transaction-scoped advisory lock on PostgreSQL, BEGIN IMMEDIATE
+    on SQLite engines from `registry.db.make_engine`), so a second caller finds the first one's work done.
+    """
+    cfg = alembic_config()
+    with _init_lock, engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+        cfg.attributes["connection"] = connection
+        _adopt_tables_made_by_create_all(cfg, connection)
+        command.upgrade(cfg, "head")
+    log.info("controller schema at head on %s", engine.url.render_as_string(hide_password=True))
+
+
+def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> None:
+    """Tables present but no version table: the database predates the migrations. Stamp it at the initial
+    revision (all tables there) or let that revision create just the missing ones (some there)."""
+    existing = set(inspect(connection).get_table_names())
+    if VERSION_TABLE in existing:
+        return
+    present = sorted(CONTROLLER_TABLE_NAMES & existing)
+    if not present:
+        return
+    missing = sorted(CONTROLLER_TABLE_NAMES - existing)
+    if not missing:
+        log.warning("controller tables made by create_all before migrations (%s): stamping them at revision %s",
+                    ", ".join(present), INITIAL_REVISION)
+        command.stamp(cfg, INITIAL_REVISION)
+        return
+    log.warning("controller tables made by create_all before migrations (%s), others missing (%s): revision %s "
+                "creates the missing ones and keeps the others", ", ".join(present), ", ".join(missing),
+                INITIAL_REVISION)
+    cfg.attributes[ADOPT_EXISTING] = True
+    try:
+        command.upgrade(cfg, INITIAL_REVISION)
+    finally:
+        del cfg.attributes[ADOPT_EXISTING]
+
+
+def current_revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def schema_differences(connection: Connection) -> list[Any]:
+    """What Alembic's autogenerate sees between the database and the controller's models (empty: they match).
+    A non-empty answer means a model changed without a revision: write one (docs/controller.md)."""
+    context = MigrationContext.configure(connection, opts={
+        "include_object": include_controller_object, "version_table": VERSION_TABLE,
+        "compare_type": True, "compare_server_default": True,
+    })  # fmt: skip
+    return list(compare_metadata(context, controller_metadata()))
