@@ -76,26 +76,28 @@ def init_controller_db(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
         cfg.attributes["connection"] = connection
-        _adopt_tables_made_by_create_all(cfg, connection)
+        adopted = _adopt_tables_made_by_create_all(cfg, connection)
         command.upgrade(cfg, "head")
+        if adopted:
+            _warn_if_schema_differs(connection)
     log.info("controller schema at head on %s", engine.url.render_as_string(hide_password=True))
 
 
-def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> None:
+def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> bool:
     """Tables present but no version table: the database predates the migrations. Stamp it at the initial
-    revision (all tables there) or let that revision create just the missing ones (some there)."""
+    revision (all tables there) or let that revision create just the missing ones (some there). True if adopted."""
     existing = set(inspect(connection).get_table_names())
     if VERSION_TABLE in existing:
-        return
+        return False
     present = sorted(CONTROLLER_TABLE_NAMES & existing)
     if not present:
-        return
+        return False
     missing = sorted(CONTROLLER_TABLE_NAMES - existing)
     if not missing:
         log.warning("controller tables made by create_all before migrations (%s): stamping them at revision %s",
                     ", ".join(present), INITIAL_REVISION)
         command.stamp(cfg, INITIAL_REVISION)
-        return
+        return True
     log.warning("controller tables made by create_all before migrations (%s), others missing (%s): revision %s "
                 "creates the missing ones and keeps the others", ", ".join(present), ", ".join(missing),
                 INITIAL_REVISION)
@@ -104,6 +106,16 @@ def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> Non
         command.upgrade(cfg, INITIAL_REVISION)
     finally:
         del cfg.attributes[ADOPT_EXISTING]
+    return True
+
+
+def _warn_if_schema_differs(connection: Connection) -> None:
+    """An adopted database is trusted to hold what create_all made; say so loudly when it does not (tables made by
+    an older version of the code), since no revision will repair a difference it does not know about."""
+    found = schema_differences(connection)
+    if found:
+        log.warning("adopted controller tables differ from the models; fix them by hand or with a revision: %s",
+                    found)
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -136,9 +136,24 @@ def test_a_database_made_by_create_all_is_stamped_and_keeps_its_data(
     with caplog.at_level(logging.INFO, logger="controller.db"):
         init_controller_db(engine)  # the initial revision would fail on the existing tables: it must be stamped
     assert any("stamping them at revision 0001" in r.getMessage() for r in caplog.records), caplog.text
+    assert not any("differ from the models" in r.getMessage() for r in caplog.records), caplog.text
     assert revision(engine) == HEAD
     assert row_counts(engine) == (1, 1)
     assert differences(engine) == []
+
+
+def test_an_adopted_database_that_differs_from_the_models_is_reported(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stamping trusts the tables; when an older create_all made them differently, the log says what differs."""
+    create_the_old_way(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_energy_day_day"))
+    with caplog.at_level(logging.INFO, logger="controller.db"):
+        init_controller_db(engine)
+    warned = [r.getMessage() for r in caplog.records if "differ from the models" in r.getMessage()]
+    assert len(warned) == 1 and "ix_energy_day_day" in warned[0], caplog.text
+    assert revision(engine) == HEAD
 
 
 def test_history_only_database_gets_the_quota_tables_and_keeps_its_rows(
