@@ -85,22 +85,20 @@ def test_three_bands_learn_the_model_error_and_settle() -> None:
     assert set(actions[-10:]) == {Action.HOLD}  # settled, no oscillation
 
 
-def test_a_cut_lands_under_the_cap_despite_model_error_then_climbs_back_to_the_target() -> None:
+def test_a_cut_lands_under_the_cap_despite_model_error_and_stays_there() -> None:
     """The machines a cut moves land ~1.5 % above the model (presets, per-unit spread): a cut aimed at the target
-    (99 %) would land over the cap; aimed at 98 % it lands under it, and the settled loop climbs back."""
+    (99 %) would land over the cap; aimed at 98 % it lands under it, and the settled loop holds there."""
     bands = Bands()
     limit, error = 500_000.0, 1.015
     d = band_step(bands, LoopState(1.0, 1_000_000.0), limit, 1_000_000.0, 1_000_000.0, settled=False)
     assert d.action == Action.CAP
-    landed = error * d.budget_w
-    assert landed <= limit
-    state, trace = d.state, [landed]
+    state, trace = d.state, [error * d.budget_w]
     for _ in range(12):
         d = band_step(bands, state, limit, trace[-1], state.budget_w or 0.0, settled=True)
         state = d.state
         trace.append(error * d.budget_w)
     assert max(trace) <= limit * bands.cap_threshold  # never back over the cap
-    assert trace[-1] == pytest.approx(limit * bands.cap_target, rel=0.003)  # and back at the target
+    assert min(trace) >= limit * bands.uncap_threshold  # and not cut deeper than the bands
 
 
 def test_over_threshold_cuts_at_once_and_low_power_uncaps() -> None:
@@ -112,8 +110,8 @@ def test_over_threshold_cuts_at_once_and_low_power_uncaps() -> None:
     assert up.action == Action.UNCAP and up.budget_w == pytest.approx(990_000.0)
     hold = band_step(bands, LoopState(1.0, 985_000.0), 1_000_000.0, 985_000.0, 985_000.0, settled=False)
     assert hold.action == Action.HOLD and hold.budget_w == 985_000.0  # not settled: measurements are old
-    climb = band_step(bands, LoopState(1.0, 980_000.0), 1_000_000.0, 980_000.0, 980_000.0, settled=True)
-    assert climb.action == Action.HOLD and climb.budget_w == pytest.approx(985_000.0)  # half way to the target
+    steady = band_step(bands, LoopState(1.0, 980_000.0), 1_000_000.0, 980_000.0, 980_000.0, settled=True)
+    assert steady.action == Action.HOLD and steady.budget_w == 980_000.0  # inside the bands: no change, no churn
     with pytest.raises(ValueError):
         Bands(uncap_threshold=0.99, cap_target=0.98).check()
 
