@@ -28,8 +28,21 @@ def postgres() -> Iterator[PostgresCluster]:
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    """SQLite by default; test modules that must hold on PostgreSQL too override this with params."""
+    """SQLite by default; test modules that must hold on PostgreSQL too override this with
+    `@pytest.fixture(params=BOTH_DATABASES)` returning `sqlite_or_postgres(request, tmp_path)`."""
     return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+
+
+BOTH_DATABASES = ["sqlite", "postgres"]
+
+
+def sqlite_or_postgres(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL of a run parametrised over BOTH_DATABASES (PostgreSQL: a fresh database of the private
+    cluster)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
 
 
 @pytest.fixture

@@ -29,19 +29,16 @@ from controller.db import (
 from controller.quota.models import TABLES as QUOTA_TABLES
 from controller.quota.models import QuotaSiteLimits
 from registry.db import include_registry_object, init_db, make_engine, registry_table_names
-from tests.support.postgres import PostgresCluster
+from tests.controller.conftest import BOTH_DATABASES, sqlite_or_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = "0001"
 MINUTE = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BOTH_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.create_database()
+    return sqlite_or_postgres(request, tmp_path)
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from kuat.wire import v1
 from quota.allocate import Policy, allocate
 from quota.fleet import FleetArrays, Machine, Now
 from quota.timebase import local_day_and_hour
-from tests.controller.conftest import make_settings
+from tests.controller.conftest import BOTH_DATABASES, make_settings, sqlite_or_postgres
 from tests.controller.wire import Agent, random_site
-from tests.support.postgres import PostgresCluster
 from tests.support.servers import Mosquitto
 
 QUOTA = {"interval_s": 600.0, "lease_s": 30.0, "lag_s": 0.0, "settle_s": 0.0, "min_on_s": 0.0, "min_off_s": 0.0,
@@ -44,13 +43,10 @@ def test_json_setpoints_match_the_engines_mapping() -> None:
         assert [(sp.device_id, sp.mode.value, sp.power_w) for sp in parsed] == expected
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BOTH_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Time columns compared with aware datetimes, upserts of ledger rows: both databases."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.create_database()
+    return sqlite_or_postgres(request, tmp_path)
 
 
 @pytest.fixture

@@ -12,18 +12,14 @@ from controller import history
 from controller.runtime import Services, build_services
 from controller.settings import EnergySource
 from kuat.wire import v1
-from tests.controller.conftest import make_settings
+from tests.controller.conftest import BOTH_DATABASES, make_settings, sqlite_or_postgres
 from tests.controller.wire import T0, batch, every, miner, pdu
-from tests.support.postgres import PostgresCluster
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BOTH_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Rollup upserts and site recomputation are dialect-specific SQL: run them on both databases."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.create_database()
+    return sqlite_or_postgres(request, tmp_path)
 
 
 def feed(svc: Services, miners_power: dict[int, float], seconds: int, step: int = 10, seq0: int = 1) -> int:
