@@ -7,6 +7,8 @@ what every test runs against.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,26 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "memory":  # in-memory databases cannot do WAL
-        cursor.execute("PRAGMA journal_mode=WAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] not in ("memory", "wal"):  # in-memory cannot do WAL
+        _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any, within_s: float = 10.0) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: two processes opening a fresh database file at once (the controller and
+    `kuat registry serve`, two controllers) race for the change, and SQLite answers the loser "database is locked"
+    at once instead of waiting on the busy timeout."""
+    deadline, pause = time.monotonic() + within_s, 0.02
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 SQLITE_BEGIN = "kuat_sqlite_begin"  # execution option: "IMMEDIATE" for write transactions
