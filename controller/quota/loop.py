@@ -119,6 +119,14 @@ class _Seen:
     current_w: float
 
     @classmethod
+    def current(cls, seen: dict[str, _Seen], d: DeviceLive, floor: float | None) -> _Seen:
+        """The record of `d` in `seen`, derived again only when its sample or its learnt floor changed."""
+        known = seen.get(d.device_id)
+        if known is None or known.sample is not d.sample or known.floor != floor:
+            known = seen[d.device_id] = cls.of(d, floor)
+        return known
+
+    @classmethod
     def of(cls, d: DeviceLive, floor: float | None) -> _Seen:
         s = d.sample
         assert isinstance(s, v1.MinerSample)
@@ -303,10 +311,7 @@ class QuotaLoop:
         for k, d in enumerate(miners):
             if k % 2048 == 0 and (self._wake.is_set() or self._stop.is_set()):
                 return False
-            floor = floors.get(d.device_id) if floors else None
-            known = seen.get(d.device_id)
-            if known is None or known.sample is not d.sample or known.floor != floor:
-                seen[d.device_id] = _Seen.of(d, floor)
+            _Seen.current(seen, d, floors.get(d.device_id) if floors else None)
         return True
 
     def _configured_sites(self) -> list[str]:
@@ -490,12 +495,8 @@ class QuotaLoop:
         for k, d in enumerate(miners):
             if interruptible and k % 4096 == 0 and wake.is_set():
                 return None
-            s = d.sample
             device = d.device_id
-            floor = floors.get(device) if floors else None
-            known = seen.get(device)
-            if known is None or known.sample is not s or known.floor != floor:
-                known = seen[device] = _Seen.of(d, floor)
+            known = _Seen.current(seen, d, floors.get(device) if floors else None)
             # FleetService.available, inlined (100,000 calls a run): answering, fresh, its gateway online
             fresh = real_now - d.received <= stale_s
             available = known.answering and fresh and online.get(d.gateway, False)
