@@ -103,8 +103,10 @@ def by_key(rows: dict[Oid, Any], key_length: int) -> dict[Oid, Any]:
     return {index[-key_length:]: value for index, value in rows.items()}
 
 
-def build_outlets(table: FamilyTable, walked: dict[str, Rows]) -> list[v1.OutletSample]:
-    keys = outlet_keys(table, walked)
+def build_outlets(table: FamilyTable, walked: dict[str, Rows], keys: list[Oid] | None = None
+                  ) -> list[v1.OutletSample]:
+    """Outlet samples; `keys`: the outlets when known already (the last walk's), else found in `walked`."""
+    keys = outlet_keys(table, walked) if keys is None else keys
     numbers = outlet_numbers(keys)
     n = table.key_length
     figures = {
@@ -142,7 +144,6 @@ def _names(column: Column | None, walked: dict[str, Rows], key_length: int) -> d
 
 
 FAST_FIELDS = frozenset({"power_w", "state"})  # walked on every read: what the quota loop steers by
-GET_CHUNK = 40  # varbinds per GET: ~1.2 KB answers, under the 1,472-byte messages some PDUs cap replies at
 SLOW_EVERY_S = 60.0  # the rest (outlet names, currents, energy counters) is walked this often and kept between
 
 
@@ -163,9 +164,15 @@ def fast_columns(table: FamilyTable) -> list[str]:
 
 
 def build_pdu_sample(
-    ip: str, table: FamilyTable, walked: dict[str, Rows], identity: dict[str, str | None], device_id: str | None = None
+    ip: str,
+    table: FamilyTable,
+    walked: dict[str, Rows],
+    identity: dict[str, str | None],
+    device_id: str | None = None,
+    *,
+    keys: list[Oid] | None = None,
 ) -> v1.PduSample:
-    outlets = build_outlets(table, walked)
+    outlets = build_outlets(table, walked, keys)
     power = total_of(table.total.get("power_w"), walked)
     errors = []
     if power is None and outlets and any(o.power_w is not None for o in outlets):
@@ -203,6 +210,8 @@ class SnmpPdu(PduDriver):
         self._slow_rows: dict[str, Rows] = {}
         self._slow_at = -math.inf
         self._instances: list[tuple[str, Oid]] = []  # (fast column, row index) found by the last walk
+        self._fast_oids: list[str] = []  # their OIDs, as the GET asks for them
+        self._outlet_keys: list[Oid] = []  # the outlets the last walk found
 
     async def read(self) -> v1.PduSample:
         """Power and outlet states on every read; names, currents and energy counters every SLOW_EVERY_S (SNMP
@@ -215,26 +224,23 @@ class SnmpPdu(PduDriver):
             walked = await self.session.walk(self._fast + self._slow)
             self._slow_rows, self._slow_at = {c: walked[c] for c in self._slow}, now
             self._instances = [(c, index) for c in self._fast for index in walked[c]]
+            self._fast_oids = [f"{column}.{oid_text(index)}" for column, index in self._instances]
+            self._outlet_keys = outlet_keys(self.table, walked)
+            self._keys = {n: k for k, n in outlet_numbers(self._outlet_keys).items()}
         else:
             walked = {**self._slow_rows, **fast}
-        sample = build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id)
-        keys = outlet_keys(self.table, walked)
-        self._keys = {n: k for k, n in outlet_numbers(keys).items()}
-        return sample
+        return build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id, keys=self._outlet_keys)
 
     async def _get_fast(self) -> dict[str, Rows] | None:
         """The fast columns' rows as the last walk found them, by GET of exactly those instances (a GETBULK walk
         reads up to max-repetitions rows past each column's end). None when a row is gone: walk again."""
         rows: dict[str, Rows] = {c: {} for c in self._fast}
-        for start in range(0, len(self._instances), GET_CHUNK):
-            chunk = self._instances[start : start + GET_CHUNK]
-            oids = [f"{column}.{oid_text(index)}" for column, index in chunk]
-            got = await self.session.get(oids)
-            for (column, index), oid in zip(chunk, oids, strict=True):
-                value = got.get(oid)
-                if value is None:
-                    return None
-                rows[column][index] = value
+        got = await self.session.get(self._fast_oids)
+        for (column, index), oid in zip(self._instances, self._fast_oids, strict=True):
+            value = got.get(oid)
+            if value is None:
+                return None
+            rows[column][index] = value
         return rows
 
     async def _read_identity(self) -> dict[str, str | None]:
