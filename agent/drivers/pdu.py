@@ -1,8 +1,11 @@
 """PDUs over SNMP: one generic driver that reads a family table (agent/oids/*.toml) - no per-vendor code.
 
-Identification: sysObjectID selects candidate families (longest prefix first); the first whose `probe` column
-answers wins (APC rPDU and rPDU2 share sysObjectIDs). Reads: one multi-column GETBULK walk of the total and outlet
-columns (plus the Raritan decimal-digits tables), scaled to W / A / kWh. Switching: the vendor's control OID and
+Identification: sysObjectID selects candidate families (longest prefix first); the first whose `probe` columns
+answer wins (APC rPDU and rPDU2 share sysObjectIDs); when none does, every other family of the same vendor is
+probed before giving up (a newer model, another product line), and the error says what was tried. Reads: one
+multi-column GETBULK walk of the total, line and outlet columns (plus the Raritan decimal-digits tables), scaled to
+W / A / kWh; the PDU's power is its own total, else the sum of its phases (lines, infeeds, cords), else line current
+x voltage, else the sum of its outlets, and `power_source` says which. Switching: the vendor's control OID and
 value, then read back until the outlet state agrees (a SET can "succeed" without doing anything).
 """
 
@@ -14,7 +17,7 @@ import math
 import time
 from typing import Any
 
-from agent.oids import Column, FamilyTable, candidates, load_tables
+from agent.oids import Column, FamilyTable, candidates, load_tables, same_vendor
 from agent.transport.snmp import Oid, SnmpSession, oid_text
 from kuat.wire import v1
 
@@ -68,6 +71,50 @@ def total_of(column: Column | None, walked: dict[str, Rows]) -> float | None:
     rows = sensor_rows(walked.get(column.oid, {}), walked.get(column.digits or "", {}), column)
     numbers = [v for v in rows.values() if v is not None]
     return round(sum(numbers), 6) if numbers else None
+
+
+def apparent_power(table: FamilyTable, walked: dict[str, Rows]) -> float | None:
+    """Sum over lines of current x voltage (VA); one voltage row (a scalar) applies to every line."""
+    current_col, voltage_col = table.lines.get("current_a"), table.lines.get("voltage_v")
+    if current_col is None or voltage_col is None:
+        return None
+    currents = sensor_rows(walked.get(current_col.oid, {}), walked.get(current_col.digits or "", {}), current_col)
+    volts = sensor_rows(walked.get(voltage_col.oid, {}), walked.get(voltage_col.digits or "", {}), voltage_col)
+    single = next(iter(volts.values())) if len(volts) == 1 else None
+    products = [
+        amps * volt
+        for index, amps in currents.items()
+        if amps is not None and (volt := volts.get(index, single)) is not None
+    ]
+    return round(sum(products), 3) if products else None
+
+
+# the columns each power source reads: (section, field)
+SOURCE_COLUMNS: dict[v1.PduPowerSource, tuple[tuple[str, str], ...]] = {
+    v1.PduPowerSource.TOTAL: (("total", "power_w"),),
+    v1.PduPowerSource.PHASES: (("lines", "power_w"),),
+    v1.PduPowerSource.CURRENT_VOLTAGE: (("lines", "current_a"), ("lines", "voltage_v")),
+    v1.PduPowerSource.OUTLETS: (("outlets", "power_w"),),
+}
+
+
+def power_of(
+    table: FamilyTable, walked: dict[str, Rows], outlets: list[v1.OutletSample]
+) -> tuple[float | None, v1.PduPowerSource | None]:
+    """The PDU's power and where it comes from: its total, else its phases' power, else line current x voltage,
+    else its outlets' power."""
+    power = total_of(table.total.get("power_w"), walked)
+    if power is not None:
+        return power, v1.PduPowerSource.TOTAL
+    power = total_of(table.lines.get("power_w"), walked)
+    if power is not None:
+        return power, v1.PduPowerSource.PHASES
+    power = apparent_power(table, walked)
+    if power is not None:
+        return power, v1.PduPowerSource.CURRENT_VOLTAGE
+    if any(o.power_w is not None for o in outlets):
+        return round(sum(o.power_w or 0.0 for o in outlets), 3), v1.PduPowerSource.OUTLETS
+    return None, None
 
 
 def outlet_keys(table: FamilyTable, walked: dict[str, Rows]) -> list[Oid]:
@@ -143,24 +190,28 @@ def _names(column: Column | None, walked: dict[str, Rows], key_length: int) -> d
     return names
 
 
-FAST_FIELDS = frozenset({"power_w", "state"})  # walked on every read: what the quota loop steers by
+FAST_FIELDS = ("power_w", "state")  # walked on every read: what the quota loop steers by
 SLOW_EVERY_S = 60.0  # the rest (outlet names, currents, energy counters) is walked this often and kept between
 
 
 def walk_columns(table: FamilyTable) -> list[str]:
     """Every column a read walks (value, digits and fallback columns), once each."""
     columns: list[str] = []
-    for column in [*table.total.values(), *table.outlets.values()]:
+    for column in [*table.total.values(), *table.lines.values(), *table.outlets.values()]:
         for oid in (column.oid, column.digits, column.fallback):
             if oid and oid not in columns:
                 columns.append(oid)
     return columns
 
 
-def fast_columns(table: FamilyTable) -> list[str]:
-    """The value columns of FAST_FIELDS (their decimal-digits columns are static: walked with the slow ones)."""
-    fields = [*table.total.items(), *table.outlets.items()]
-    return list(dict.fromkeys(column.oid for name, column in fields if name in FAST_FIELDS))
+def fast_columns(table: FamilyTable, source: v1.PduPowerSource | None = None) -> list[str]:
+    """The value columns read on every poll: those of the power source in use (all that could be one before the
+    first walk), and the outlets' power and state (decimal-digits columns are static: walked with the slow ones)."""
+    sections = {"total": table.total, "lines": table.lines, "outlets": table.outlets}
+    sources = [source] if source is not None else list(SOURCE_COLUMNS)
+    wanted = [sections[section].get(name) for s in sources for section, name in SOURCE_COLUMNS[s]]
+    wanted += [table.outlets.get(name) for name in FAST_FIELDS]
+    return list(dict.fromkeys(column.oid for column in wanted if column is not None))
 
 
 def build_pdu_sample(
@@ -173,13 +224,15 @@ def build_pdu_sample(
     keys: list[Oid] | None = None,
 ) -> v1.PduSample:
     outlets = build_outlets(table, walked, keys)
-    power = total_of(table.total.get("power_w"), walked)
+    power, source = power_of(table, walked, outlets)
     errors = []
-    if power is None and outlets and any(o.power_w is not None for o in outlets):
-        power = round(sum(o.power_w or 0.0 for o in outlets), 3)
+    if source == v1.PduPowerSource.OUTLETS:
         errors.append("no total power reading: sum of outlet readings")
     elif power is None:
         errors.append("the PDU reports no power reading")
+    energy = total_of(table.total.get("energy_kwh"), walked)
+    if energy is None:
+        energy = total_of(table.lines.get("energy_kwh"), walked)
     return v1.PduSample(
         device_id=device_id or pdu_device_id(ip),
         ip=ip,
@@ -188,7 +241,8 @@ def build_pdu_sample(
         model=identity.get("model"),
         serial=identity.get("serial"),
         power_w=power,
-        energy_kwh=total_of(table.total.get("energy_kwh"), walked),
+        power_source=source,
+        energy_kwh=energy,
         outlets=outlets,
         errors=errors,
     )
@@ -205,8 +259,9 @@ class SnmpPdu(PduDriver):
         self.device_id = device_id
         self.identity: dict[str, str | None] | None = None
         self._keys: dict[int, Oid] = {}
+        self._columns = walk_columns(table)
         self._fast = fast_columns(table)
-        self._slow = [c for c in walk_columns(table) if c not in self._fast]
+        self._slow = [c for c in self._columns if c not in self._fast]
         self._slow_rows: dict[str, Rows] = {}
         self._slow_at = -math.inf
         self._instances: list[tuple[str, Oid]] = []  # (fast column, row index) found by the last walk
@@ -220,16 +275,20 @@ class SnmpPdu(PduDriver):
             self.identity = await self._read_identity()
         now = time.monotonic()
         fast = None if now - self._slow_at >= SLOW_EVERY_S else await self._get_fast()
-        if fast is None:
-            walked = await self.session.walk(self._fast + self._slow)
-            self._slow_rows, self._slow_at = {c: walked[c] for c in self._slow}, now
-            self._instances = [(c, index) for c in self._fast for index in walked[c]]
-            self._fast_oids = [f"{column}.{oid_text(index)}" for column, index in self._instances]
-            self._outlet_keys = outlet_keys(self.table, walked)
-            self._keys = {n: k for k, n in outlet_numbers(self._outlet_keys).items()}
-        else:
+        if fast is not None:
             walked = {**self._slow_rows, **fast}
-        return build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id, keys=self._outlet_keys)
+            return build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id, keys=self._outlet_keys)
+        walked = await self.session.walk(self._columns)
+        self._outlet_keys = outlet_keys(self.table, walked)
+        self._keys = {n: k for k, n in outlet_numbers(self._outlet_keys).items()}
+        sample = build_pdu_sample(self.ip, self.table, walked, self.identity, self.device_id, keys=self._outlet_keys)
+        # between walks, GET only the rows of the power source this walk used, and the outlets' power and state
+        self._fast = fast_columns(self.table, sample.power_source)
+        self._slow = [c for c in self._columns if c not in self._fast]
+        self._slow_rows, self._slow_at = {c: walked[c] for c in self._slow}, now
+        self._instances = [(c, index) for c in self._fast for index in walked[c]]
+        self._fast_oids = [f"{column}.{oid_text(index)}" for column, index in self._instances]
+        return sample
 
     async def _get_fast(self) -> dict[str, Rows] | None:
         """The fast columns' rows as the last walk found them, by GET of exactly those instances (a GETBULK walk
@@ -289,19 +348,27 @@ class SnmpPdu(PduDriver):
 
 
 async def identify_family(session: SnmpSession) -> FamilyTable:
-    """The family table of the PDU behind `session` (sysObjectID, then the family's probe column)."""
+    """The family table of the PDU behind `session`: the families whose sysObjectID prefix matches, then every
+    other family of the same vendor; the first whose probe columns answer."""
     sys_oid = (await session.get([SYS_OBJECT_ID])).get(SYS_OBJECT_ID)
     if not isinstance(sys_oid, tuple):
-        raise DeviceError(f"{session.host}: no sysObjectID")
+        raise DeviceError(f"{session.host}: no sysObjectID (not an SNMP agent Kuat can identify)")
     text = oid_text(sys_oid)
-    tables = candidates(text)
-    if not tables:
+    matched = candidates(text)
+    others = [t for t in same_vendor(text) if t not in matched]
+    if not matched and not others:
         raise DeviceError(f"{session.host}: sysObjectID {text} is no PDU family Kuat knows")
-    for table in tables:
-        probe = await session.walk([table.probe])
-        if probe.get(table.probe):
+    for table in [*matched, *others]:
+        if await session.first_rows(list(table.probe)):
+            if table in others:
+                log.info("%s: sysObjectID %s is not in the %s table, but its probe answered", session.host, text,
+                         table.family)
             return table
-    raise DeviceError(f"{session.host}: sysObjectID {text} matches {[t.family for t in tables]} but no probe answered")
+    tried = ", ".join(t.family for t in [*matched, *others])
+    raise DeviceError(
+        f"{session.host}: sysObjectID {text} matches {tried} but none of their probe columns answered: "
+        "not a PDU table Kuat can read (an environmental monitor, or a family Kuat does not know yet)"
+    )
 
 
 def _factory(family: str) -> Any:

@@ -255,6 +255,18 @@ class SnmpSession:
             out[name if name is not None else oid_text(ber.decode_oid(raw))] = ber.value_of(tag, value)
         return out
 
+    async def first_rows(self, columns: list[str]) -> bool:
+        """Whether any of `columns` has a row (one GETNEXT of them all): the cheap probe of a table."""
+        roots = [ber.oid_body(c) for c in columns]
+        answer = await self._request(ber.GETNEXT, 0, 0, b"".join(ber.varbind(r) for r in roots), "GETNEXT")
+        if answer.error_status:
+            return False  # v1-style noSuchName at the end of the MIB
+        return any(
+            tag not in (ber.END_OF_MIB_VIEW, ber.NO_SUCH_OBJECT, ber.NO_SUCH_INSTANCE)
+            and len(raw) > len(root) and raw.startswith(root)
+            for root, (raw, tag, _) in zip(roots, answer.varbinds, strict=False)
+        )
+
     async def walk(self, columns: list[str]) -> dict[str, dict[Oid, Value]]:
         """GETBULK-walk several table columns together; returns {column: {index suffix: value}}."""
         roots = {c: ber.oid_body(c) for c in columns}

@@ -139,6 +139,15 @@ class OutletSample(_Msg):
     switchable: bool = True
 
 
+class PduPowerSource(StrEnum):
+    """Where a PDU's `power_w` comes from, when the PDU gives no total of its own."""
+
+    TOTAL = "total"  # the PDU's own total (unit, device or inlet active power)
+    PHASES = "phases"  # the sum of its per-phase / per-line / per-infeed / per-cord active power
+    CURRENT_VOLTAGE = "current_voltage"  # the sum of line current x line voltage: apparent power, >= active power
+    OUTLETS = "outlets"  # the sum of its metered outlets (unmetered loads on it are missed)
+
+
 class PduSample(_Msg):
     device_id: str
     ip: str
@@ -147,6 +156,7 @@ class PduSample(_Msg):
     model: str | None = None
     serial: str | None = None
     power_w: float | None = None  # inlet / total active power
+    power_source: PduPowerSource | None = None  # where power_w comes from (None: no power reading)
     energy_kwh: float | None = None
     outlets: list[OutletSample] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

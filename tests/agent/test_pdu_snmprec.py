@@ -50,6 +50,7 @@ async def test_apc_cpdu_apdu10150(snmpsim: SnmpSim) -> None:
     assert s.family == "apc_cpdu"
     assert (s.model, s.serial) == ("APDU10150SM", "5A1234Y56789")  # .32.1.2.1.11.1 / .12.1
     assert s.power_w == 258.0  # .318.1.1.32.2.4.1.4.1|2|258 (W)
+    assert s.power_source == v1.PduPowerSource.TOTAL
     assert len(s.outlets) == 64
     o2 = s.outlets[1]
     # .32.5.4.1.3.1.2 "OUTLET 2"; current .32.5.9.1.5.1.2|2|28 -> 0.28 A; power .32.5.9.1.6.1.2|2|57 W
@@ -62,7 +63,8 @@ async def test_apc_cpdu_apdu10150(snmpsim: SnmpSim) -> None:
 async def test_apc_easy_pdu(snmpsim: SnmpSim) -> None:
     s = await read(snmpsim, "apc-epdu")
     assert s.family == "apc_epdu" and s.model == "EPDU1116S"  # sysDescr
-    assert s.power_w == 0.0  # phases .30.4.2.1.6.{1,2,3} = 0 W
+    assert s.power_w == 0.0  # phases .30.4.2.1.6.{1,2,3} = 0 W: no unit total, the sum of its phases
+    assert s.power_source == v1.PduPowerSource.PHASES
     assert s.energy_kwh == pytest.approx(332.241)  # .30.4.2.1.10.1|2|332241 Wh (+0 +0)
     assert s.outlets == []
 
@@ -71,6 +73,7 @@ async def test_raritan_px1_with_pdu2_subset(snmpsim: SnmpSim) -> None:
     s = await read(snmpsim, "raritan-pdu")
     assert s.family == "raritan_px1"  # sysObjectID .13742.4
     assert s.power_w == 580.0  # inletActivePower .13742.4.1.20.2.1.9.1|66|580 W
+    assert s.power_source == v1.PduPowerSource.TOTAL
     assert s.energy_kwh == 0.0  # inletActiveEnergy .20.2.1.12.1|66|0 Wh
     assert len(s.outlets) == 12
     # outletCurrent .13742.4.1.2.2.1.4.3|66|2192 mA -> 2.192 A; label .2.2.1.2.3 OUTLET3
@@ -101,12 +104,17 @@ async def test_raritan_px1_full_walk(snmpsim: SnmpSim) -> None:
     assert all(o.power_w == 0.0 and o.energy_kwh == 0.0 for o in s.outlets)
 
 
-async def test_sentry3_infeeds_without_power(snmpsim: SnmpSim) -> None:
+async def test_sentry3_power_from_infeed_current_and_voltage(snmpsim: SnmpSim) -> None:
+    """This CDU gives no towerActivePower (.3.2.1.1.11) and no infeedPower (.3.2.2.1.12): its power is the sum of
+    infeed current x voltage, said so by power_source (apparent power, an upper bound of the active power)."""
     s = await read(snmpsim, "sentry3")
     assert s.family == "sentry3"
     assert (s.model, s.serial) == ("CW-24V2C458C1", "ADLH0001862")  # .1718.3.2.1.1.7.1 / .6.1
-    assert s.power_w is None  # infeedPower (.3.2.2.1.12) is not in this walk: no made-up figure
-    assert s.errors == ["the PDU reports no power reading"]
+    # infeedLoadValue .3.2.2.1.7.1.1|2|362 (3.62 A) x infeedVoltage .3.2.2.1.11.1.1|2|2093 (209.3 V)
+    # + .7.2.1|2|502 (5.02 A) x .11.2.1|2|2059 (205.9 V) = 757.666 + 1033.618 VA
+    assert s.power_w == pytest.approx(1791.284)
+    assert s.power_source == v1.PduPowerSource.CURRENT_VOLTAGE
+    assert s.errors == []
     assert s.outlets == []
 
 
@@ -124,6 +132,25 @@ async def test_switch_on_read_only_recording_fails_loudly(snmpsim: SnmpSim) -> N
 async def test_wrong_community_is_unreachable(snmpsim: SnmpSim) -> None:
     with pytest.raises(DeviceUnreachable):
         await open_pdu("127.0.0.1", port=snmpsim.port, community="nobody", timeout=0.5, retries=0)
+
+
+EXPECTED = {  # recording -> (family, power_w, power_source), each read in auto mode (the lines are in the tests above)
+    "apc-ap7900": ("apc_rpdu", 0.0, v1.PduPowerSource.TOTAL),
+    "apc-cpdu": ("apc_cpdu", 258.0, v1.PduPowerSource.TOTAL),
+    "apc-epdu": ("apc_epdu", 0.0, v1.PduPowerSource.PHASES),
+    "raritan-pdu": ("raritan_px1", 580.0, v1.PduPowerSource.TOTAL),
+    "raritan-px1-fullwalk": ("raritan_px1", 0.0, v1.PduPowerSource.TOTAL),
+    "sentry3": ("sentry3", 1791.284, v1.PduPowerSource.CURRENT_VOLTAGE),
+}
+
+
+async def test_every_recording_is_identified_and_read(snmpsim: SnmpSim) -> None:
+    assert set(EXPECTED) == set(snmpsim.communities)  # a new recording needs its line here
+    for community, (family, power, source) in EXPECTED.items():
+        s = await read(snmpsim, community)
+        assert (s.family, s.power_source) == (family, source), community
+        assert s.power_w == pytest.approx(power), community
+        assert s.available and s.model, community
 
 
 def test_every_family_table_is_complete() -> None:
@@ -164,6 +191,7 @@ async def test_apc_ap7900_spdu_tree(snmpsim: SnmpSim) -> None:
     assert [o.name for o in s.outlets] == [f"Outlet {n}" for n in range(1, 9)]  # .4.4.2.1.4.N (hex strings)
     assert all(o.state == v1.OutletState.ON for o in s.outlets)  # sPDUOutletCtl .4.4.2.1.3.N|2|1 = outletOn
     assert s.power_w is None and s.errors == ["the PDU reports no power reading"]
+    assert s.power_source is None  # an sPDU meters nothing: no figure is made up
 
 
 async def test_a_second_read_walks_only_power_and_states_and_keeps_the_rest(snmpsim: SnmpSim) -> None:
