@@ -37,7 +37,8 @@ class MibTree:
     def __init__(self, *paths: Path) -> None:
         self.parent: dict[str, tuple[str, int]] = {}
         self.enums: dict[str, dict[str, int]] = {}
-        tcs: dict[str, dict[str, int]] = {}
+        self.tcs: dict[str, dict[str, int]] = {}
+        tcs = self.tcs
         syntax_of: dict[str, str] = {}
         for path in paths:
             text = _clean(path.read_text(errors="replace"))
@@ -70,6 +71,10 @@ class MibTree:
             parts.append(str(number))
             node = parent
         raise KeyError(f"{name}: no root within 64 levels")
+
+    def tc(self, name: str, label: str) -> int:
+        """The number of `label` in the TEXTUAL-CONVENTION `name` (e.g. tc('SensorTypeEnumeration', 'activePower'))."""
+        return self.tcs[name][label]
 
     def enum(self, name: str, label: str) -> int:
         """The number of the named value `label` of object `name` (e.g. enum('outletSwitchingState', 'on'))."""
