@@ -24,6 +24,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 
 from controller import history
+from controller.money import models as money_models
 from controller.quota import models as quota_models
 from registry.db import SQLITE_BEGIN
 
@@ -35,7 +36,7 @@ INITIAL_REVISION = "0001"
 ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
 PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
 
-CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)
+CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
 
 _init_lock = threading.Lock()  # the quota service and the history writer may both initialise in one process

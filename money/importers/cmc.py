@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from money.errors import ImportRefused
-from money.importers.common import JsonRecords
+from money.importers.common import JsonRecords, Records
 from money.market import Quote
 
 NUMBERS = ("open", "high", "low", "close", "volume", "market_cap")
@@ -53,9 +53,9 @@ def _instant(raw: Any, field: str, refuse: Any) -> datetime:
     return t.astimezone(UTC)
 
 
-def parse_cmc(name: str, data: bytes, known: set[str] | None = None) -> list[Quote]:
+def parse_cmc(name: str, data: bytes, known: set[str] | None = None) -> Records:
     records = JsonRecords(name, data)
-    out: list[Quote] = []
+    out: list[tuple[int, Quote]] = []
     seen: dict[tuple[str, Any], int] = {}
     for asset in _assets_of(name, records.value):
         symbol = str(asset.get("symbol", "")).upper()
@@ -98,6 +98,6 @@ def parse_cmc(name: str, data: bytes, known: set[str] | None = None) -> list[Quo
             if key in seen:
                 raise refuse(f"UTC day {start.date()} twice (first at line {seen[key]})")
             seen[key] = line
-            out.append(Quote(symbol, start.date(), start, close_t, values["open"], values["high"], values["low"],
-                             values["close"], values["volume"], values["market_cap"], supply))
-    return out
+            out.append((line, Quote(symbol, start.date(), start, close_t, values["open"], values["high"], values["low"],
+                             values["close"], values["volume"], values["market_cap"], supply)))
+    return Records(out)

@@ -172,6 +172,21 @@ def check_keys(row: Row, required: tuple[str, ...], optional: tuple[str, ...]) -
         raise row.refuse(f"unknown field(s) {', '.join(unknown)}")
 
 
+class Records(list[Any]):
+    """The records of a file, in file order, with the line each came from (`lines[i]` for `self[i]`)."""
+
+    def __init__(self, pairs: list[tuple[int, Any]]) -> None:
+        super().__init__(record for _, record in pairs)
+        self.lines = [line for line, _ in pairs]
+
+    def line_of(self, index: int) -> int:
+        return self.lines[index] if index < len(self.lines) else 0
+
+
+def records(rows: list[tuple[Row, Any]]) -> Records:
+    return Records([(row.line, record) for row, record in rows])
+
+
 def no_duplicates(rows: list[tuple[Row, Any]], key: Any, what: str) -> None:
     seen: dict[Any, int] = {}
     for row, record in rows:

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from money.errors import ImportRefused
 from money.expected import reward_per_ths_day
-from money.importers.common import csv_rows, no_duplicates
+from money.importers.common import csv_rows, no_duplicates, records
 from money.records import MeterFeed, MeterReading, PurchasePrice, RewardPoint
 from money.timebase import hour_starts, parse_month
 
@@ -52,7 +52,7 @@ def parse_meter(name: str, data: bytes) -> list[MeterReading]:
         reading = kwh if kwh is not None else Decimal(0)
         rows.append((row, MeterReading(row.text("meter"), hours[int(raw_hour) - 1], reading, status)))
     no_duplicates(rows, lambda r: (r.meter, r.hour), "meter and hour")
-    return [r for _, r in rows]
+    return records(rows)
 
 
 def parse_feeds(name: str, data: bytes) -> list[MeterFeed]:
@@ -76,7 +76,7 @@ def parse_feeds(name: str, data: bytes) -> list[MeterFeed]:
             if a.valid_to is None or a.valid_to >= b.valid_from:
                 line = next(r.line for r, f in rows if f is b)
                 raise ImportRefused(name, line, f"meter {meter}: overlaps its feed from {a.valid_from}")
-    return [f for _, f in rows]
+    return records(rows)
 
 
 def parse_prices(name: str, data: bytes) -> list[PurchasePrice]:
@@ -90,7 +90,7 @@ def parse_prices(name: str, data: bytes) -> list[PurchasePrice]:
         assert price is not None
         rows.append((row, PurchasePrice(row.bin("licensee_bin"), year, month, price)))
     no_duplicates(rows, lambda p: (p.licensee, p.year, p.month), "licensee and month")
-    return [p for _, p in rows]
+    return records(rows)
 
 
 def parse_rewards(name: str, data: bytes, known: set[str] | None = None) -> list[RewardPoint]:
@@ -111,5 +111,5 @@ def parse_rewards(name: str, data: bytes, known: set[str] | None = None) -> list
         units = direct if direct is not None else reward_per_ths_day(difficulty, reward)  # type: ignore[arg-type]
         rows.append((row, RewardPoint(asset, day, units, difficulty, reward)))
     no_duplicates(rows, lambda r: (r.asset, r.day), "asset and date")
-    return [r for _, r in rows]
+    return records(rows)
 

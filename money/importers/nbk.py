@@ -15,6 +15,7 @@ from datetime import date, datetime
 from xml.parsers import expat
 
 from money.errors import ImportRefused
+from money.importers.common import Records
 from money.market import FxRate
 from money.numbers import dec
 
@@ -98,7 +99,7 @@ def parse_nbk(name: str, data: bytes) -> list[FxRate]:
         raise ImportRefused(name, line, f"<date> {raw!r} is not DD.MM.YYYY") from None
     if not reader.items:
         raise ImportRefused(name, 0, "no <item> in <rates>")
-    return [_rate(name, day, item) for item in _unique(name, reader.items)]
+    return Records([(item.line, _rate(name, day, item)) for item in _unique(name, reader.items)])
 
 
 def _unique(name: str, items: list[_Item]) -> list[_Item]:

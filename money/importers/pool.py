@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from money.errors import ImportRefused
-from money.importers.common import JsonRecords, Row, check_keys, csv_rows, json_row, no_duplicates
+from money.importers.common import JsonRecords, Row, check_keys, csv_rows, json_row, no_duplicates, records
 from money.records import Distribution
 
 REQUIRED = ("licensee_bin", "licence_number", "licence_date", "wallet", "date", "asset", "quantity")
@@ -39,15 +39,15 @@ def key(d: Distribution) -> tuple[Any, ...]:
 def parse_distributions(name: str, data: bytes, known: set[str] | None = None) -> list[Distribution]:
     rows: list[tuple[Row, Distribution]] = []
     if name.lower().endswith(".json") or data.lstrip()[:1] in (b"[", b"{"):
-        records = JsonRecords(name, data)
-        items = records.value.get("distributions") if isinstance(records.value, dict) else records.value
+        doc = JsonRecords(name, data)
+        items = doc.value.get("distributions") if isinstance(doc.value, dict) else doc.value
         if not isinstance(items, list) or not items:
             raise ImportRefused(name, 1, "expected a list of distributions (or {\"distributions\": [...]})")
         for item in items:
-            row = json_row(name, records.locate(item, "licensee_bin") if isinstance(item, dict) else 0, item)
+            row = json_row(name, doc.locate(item, "licensee_bin") if isinstance(item, dict) else 0, item)
             check_keys(row, REQUIRED, OPTIONAL)
             rows.append((row, _record(row, known)))
     else:
         rows = [(row, _record(row, known)) for row in csv_rows(name, data, REQUIRED, OPTIONAL)]
     no_duplicates(rows, key, "distribution")
-    return [r for _, r in rows]
+    return records(rows)

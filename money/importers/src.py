@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from money.importers.common import csv_rows, no_duplicates
+from money.importers.common import csv_rows, no_duplicates, records
 
 
 @dataclass(frozen=True)
@@ -36,4 +36,4 @@ def parse_src(name: str, data: bytes, known: set[str] | None = None) -> list[Pub
         assert day is not None and value is not None
         rows.append((row, PublishedValue(asset, day, value, row.text("note", required=False))))
     no_duplicates(rows, lambda v: (v.asset, v.day), "asset and date")
-    return [r for _, r in rows]
+    return records(rows)

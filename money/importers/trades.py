@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from money.errors import ImportRefused
-from money.importers.common import JsonRecords, Row, check_keys, csv_rows, json_row, no_duplicates
+from money.importers.common import JsonRecords, Row, check_keys, csv_rows, json_row, no_duplicates, records
 from money.records import Disposal
 
 TRADE_REQUIRED = ("exchange", "aifc_licence", "licensee_bin", "account", "date", "asset", "quantity", "price",
@@ -71,22 +71,22 @@ def disposal_key(d: Disposal) -> tuple[Any, ...]:
 def parse_trades(name: str, data: bytes, known: set[str] | None = None) -> list[Disposal]:
     rows: list[tuple[Row, Disposal | None]] = []
     if name.lower().endswith(".json") or data.lstrip()[:1] in (b"[", b"{"):
-        records = JsonRecords(name, data)
-        items = records.value.get("trades") if isinstance(records.value, dict) else records.value
+        doc = JsonRecords(name, data)
+        items = doc.value.get("trades") if isinstance(doc.value, dict) else doc.value
         if not isinstance(items, list) or not items:
             raise ImportRefused(name, 1, "expected a list of trade confirmations (or {\"trades\": [...]})")
         for item in items:
-            row = json_row(name, records.locate(item, "reference") if isinstance(item, dict) else 0, item)
+            row = json_row(name, doc.locate(item, "reference") if isinstance(item, dict) else 0, item)
             check_keys(row, TRADE_REQUIRED, TRADE_OPTIONAL)
             rows.append((row, _trade(row, known)))
     else:
         rows = [(row, _trade(row, known)) for row in csv_rows(name, data, TRADE_REQUIRED, TRADE_OPTIONAL)]
     sells = [(row, d) for row, d in rows if d is not None]
     no_duplicates(sells, trade_key, "exchange and reference")
-    return [d for _, d in sells]
+    return records(sells)
 
 
 def parse_disposals(name: str, data: bytes, known: set[str] | None = None) -> list[Disposal]:
     rows = [(row, _disposal(row, known)) for row in csv_rows(name, data, DISPOSAL_REQUIRED, DISPOSAL_OPTIONAL)]
     no_duplicates(rows, disposal_key, "licensee and reference")
-    return [d for _, d in rows]
+    return records(rows)
