@@ -211,8 +211,11 @@ def imports(m: MoneyService = Depends(money), who: Principal = Depends(staff)) -
 
 
 @router.get("/status", response_model=StatusOut)
-def status(m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
-    return m.check_readiness()
+def status(month: str | None = Query(None, description="YYYY-MM; default: the previous month, checked and logged"),
+           m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
+    if month is None:
+        return m.check_readiness()
+    return m.readiness(*_month(month))
 
 
 def _values(m: MoneyService, month: str) -> dict[str, Any]:
