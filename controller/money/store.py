@@ -28,7 +28,7 @@ from controller.money.models import MoneyImport, MoneyInput, utc
 from kuat.canonical import canonical
 from money.errors import ImportRefused
 from money.importers import parse
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 KEY_CHUNK = 500
