@@ -24,8 +24,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 
 from controller import history
+from controller.money import models as money_models
 from controller.quota import models as quota_models
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ INITIAL_REVISION = "0001"
 ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
 PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
 
-CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)
+CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
+# what revision 0001 made (and create_all made before the migrations): the tables adoption looks for; later
+# revisions create their own tables unless a create_all of the current models made them already
+INITIAL_TABLE_NAMES = frozenset({"device_minute", "site_minute", "energy_day", *(t.name for t in quota_models.TABLES)})
 
 _init_lock = threading.Lock()  # the quota service and the history writer may both initialise in one process
 
@@ -89,10 +93,10 @@ def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> boo
     existing = set(inspect(connection).get_table_names())
     if VERSION_TABLE in existing:
         return False
-    present = sorted(CONTROLLER_TABLE_NAMES & existing)
+    present = sorted(INITIAL_TABLE_NAMES & existing)
     if not present:
         return False
-    missing = sorted(CONTROLLER_TABLE_NAMES - existing)
+    missing = sorted(INITIAL_TABLE_NAMES - existing)
     if not missing:
         log.warning("controller tables made by create_all before migrations (%s): stamping them at revision %s",
                     ", ".join(present), INITIAL_REVISION)

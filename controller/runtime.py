@@ -51,6 +51,7 @@ class Services:
     ingest: Ingest | None = None
     quota: Any | None = None  # controller.quota.service.QuotaService
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
+    money: Any | None = None  # controller.money.service.MoneyService
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -71,7 +72,8 @@ class Services:
 
 def make_database(url: str) -> Engine:
     """The registry's engine (SQLite WAL / PostgreSQL), its migrations, and the controller's (controller.db)."""
-    from registry.db import init_db, make_engine
+    from registry.db import init_db
+    from serverkit.db import make_engine
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -83,8 +85,8 @@ def make_database(url: str) -> Engine:
 
 
 def make_registry(engine: Engine) -> Any:
-    from registry.db import session_factory
     from registry.service import RegistryService
+    from serverkit.db import session_factory
 
     return RegistryService(session_factory(engine))
 
@@ -144,7 +146,21 @@ def build_services(
         from controller.quota.wiring import attach_quota
 
         attach_quota(services, with_grid_signal=with_ingest)
+    if settings.money.enabled:
+        from controller.money.service import MoneyService
+
+        services.money = MoneyService(settings, engine, clock.now, lambda: licensee_names(engine))
     return services
+
+
+def licensee_names(engine: Engine) -> dict[str, str]:
+    """BIN -> name of every licensee in the registry (the money reports' headings)."""
+    from sqlmodel import col, select
+
+    from registry.models import Licensee
+
+    with engine.connect() as conn:
+        return {b: n for b, n in conn.execute(select(col(Licensee.bin), col(Licensee.name)))}
 
 
 def _make_influx(settings: ControllerSettings, metrics: IngestMetrics) -> InfluxWriter | None:
@@ -190,6 +206,14 @@ def check_compliance(services: Services) -> Any:
     result = services.registry.check_compliance(dpc_power_w=measured)
     log.info("compliance check: %s (%.2f s)", result, time.perf_counter() - started)
     return result
+
+
+def money_checks(services: Services) -> None:
+    """The values table's readiness (warns in the log from the 8th) and the meter-derived energy margins."""
+    if services.money is None:
+        return
+    services.money.check_readiness()
+    services.money.update_meter_margins()
 
 
 def prune_history(services: Services) -> int:
