@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sqlite3
 import ssl
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import click
 
+from agent.cli_common import FieldError, check_host, miner_port_hint, print_json, snmp_port_hint
 from agent.config import ConfigError, MinerConfig, MinerCredentials, PduConfig, load_config
 from agent.drivers.base import CommandUnsupported, DeviceError, DeviceUnreachable, OutletAction
 from agent.service import Agent, RealDrivers
@@ -28,12 +27,12 @@ log = logging.getLogger("agent")
 @click.option("--check", is_flag=True, help="Validate the config, print a summary and exit.")
 def run(config_path: Path, check: bool) -> None:
     """Run the gateway agent: poll every device, publish telemetry over MQTT, carry out commands, fail safe when
-    the controller's lease expires. Stops cleanly on SIGTERM or Ctrl-C; logs go to stdout (the journal under
-    systemd)."""
+    the controller's lease expires. Stops cleanly on SIGTERM or Ctrl-C; logs go to stderr (the journal, or the
+    unit's log file, under systemd)."""
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise FieldError(str(exc)) from exc
     summary = (f"site {cfg.site}, gateway {cfg.gateway}: {len(cfg.devices.miners)} miners, {len(cfg.devices.pdus)} "
                f"PDUs; broker {cfg.broker.host}:{cfg.broker.port} (MQTT {cfg.broker.protocol}); buffer "
                f"{cfg.buffer.path}; failsafe {cfg.failsafe.mode}")
@@ -48,7 +47,7 @@ def run(config_path: Path, check: bool) -> None:
         try:
             agent = Agent(cfg)
         except (OSError, sqlite3.Error, ssl.SSLError) as exc:  # buffer path, TLS files
-            raise click.ClickException(f"cannot start the agent: {exc}") from exc
+            raise FieldError(f"cannot start the agent: {exc}") from exc
         await agent.run(stop)
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise in a journal
@@ -85,8 +84,9 @@ def command(host: str, action: str, watts: float | None, outlet: int | None, dri
             timeout: float) -> None:
     """Send one command to one device directly, without MQTT or a config file (bench work in the field).
 
-    Prints the outcome and the device's reading afterwards as JSON (`read` only reads). Exit status 1 with
-    "rejected: ..." when the firmware cannot do it, "failed: ..." when the device did not.
+    Prints the outcome and the device's reading afterwards as JSON on stdout (`read` only reads). One line on
+    stderr and exit status 2 on failure: "rejected: ..." when the firmware cannot do it, "failed: ..." when the
+    device did not, and for a bad address, a refused connection, a wrong community or no answer.
 
     \b
     Examples:
@@ -95,6 +95,7 @@ def command(host: str, action: str, watts: float | None, outlet: int | None, dri
       kuat agent command 10.1.9.1 outlet-cycle --outlet 7 --write-community private
     """
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    host = check_host(host, port_hint=snmp_port_hint if action.startswith("outlet-") else miner_port_hint)
     drivers = RealDrivers(port_offset, timeout)
     try:
         if action.startswith("outlet-"):
@@ -107,15 +108,16 @@ def command(host: str, action: str, watts: float | None, outlet: int | None, dri
             miner_cfg = MinerConfig(ip=host, driver=driver, credentials=creds)
             result = asyncio.run(_miner(drivers, miner_cfg, action, watts, timeout))
     except CommandUnsupported as exc:
-        raise click.ClickException(f"rejected: {exc}") from exc
+        raise FieldError(f"rejected: {exc}") from None
     except (DeviceUnreachable, TimeoutError) as exc:
-        raise click.ClickException(f"failed: {host} did not answer ({exc or 'timeout'})") from exc
+        raise FieldError(f"failed: {host} did not answer ({exc or f'no answer within {timeout:g} s'})") from None
     except DeviceError as exc:
-        raise click.ClickException(f"failed: {exc}") from exc
-    except ValueError as exc:  # a bad address in the config models
+        raise FieldError(f"failed: {exc}") from None
+    except OSError as exc:
+        raise FieldError(f"failed: {host}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a bad value in the config models
         raise click.UsageError(str(exc)) from exc
-    json.dump(result, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    print_json(result)
 
 
 async def _miner(

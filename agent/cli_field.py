@@ -1,23 +1,30 @@
-"""Field tools: `kuat agent probe` (one device's normalized JSON) and `kuat agent scan` (find devices on a range)."""
+"""Field tools: `kuat agent probe` (one device's normalized JSON) and `kuat agent scan` (find devices on a range).
+
+Data on stdout, logs and progress on stderr, one-line errors with exit status 2 (agent/cli_common.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
+from agent.cli_common import (
+    FieldError,
+    Progress,
+    check_host,
+    miner_port_hint,
+    print_json,
+    print_table,
+    run_device,
+    snmp_port_hint,
+)
 from agent.drivers import V3Auth, open_miner, open_pdu
-from agent.drivers.base import DeviceError
+from agent.errors import DeviceError
 from kuat.wire import v1
-
-
-def _print_json(sample: v1.MinerSample | v1.PduSample) -> None:
-    click.echo(json.dumps(sample.model_dump(mode="json", exclude_none=True), indent=2))
 
 
 @click.command()
@@ -67,23 +74,32 @@ def probe(
     password: str | None,
     timeout: float,
 ) -> None:
-    """Read one miner (or with --snmp one PDU) and print Kuat's normalized JSON for it.
+    """Read one miner (or with --snmp one PDU) and print Kuat's normalized JSON for it on stdout.
+
+    Logs go to stderr, so the output pipes into jq. A bad address, a refused connection, a wrong community or a
+    device that does not answer ends with one line on stderr and exit status 2.
 
     \b
     Examples:
-      kuat agent probe 10.0.3.17
+      kuat agent probe 10.0.3.17 | jq .power_w
       kuat agent probe --snmp 10.0.9.2 --community public
+      kuat agent probe --snmp 10.0.9.2 --snmp-port 1161
       kuat agent probe 127.42.1.1 --port-offset 30000
     """
+    host = check_host(host, port_hint=snmp_port_hint if snmp else miner_port_hint)
     if snmp:
-        v3 = V3Auth(v3_user, v3_auth_key, v3_priv_key, v3_auth_protocol, v3_priv_protocol) if v3_user else None
-        sample: v1.MinerSample | v1.PduSample = _run(
-            _probe_pdu(host, family=family, community=community, port=snmp_port, v3=v3, timeout=timeout)
-        )
+        try:
+            v3 = V3Auth(v3_user, v3_auth_key, v3_priv_key, v3_auth_protocol, v3_priv_protocol) if v3_user else None
+        except DeviceError as exc:
+            raise click.BadParameter(str(exc), param_hint="--v3-*") from None
+        pdu = _probe_pdu(host, family=family, community=community, port=snmp_port, v3=v3, timeout=timeout)
+        # identification and a full walk: several requests, each with its own timeout and retry
+        sample: v1.MinerSample | v1.PduSample = run_device(pdu, f"{host}:{snmp_port}", limit_s=timeout * 20)
     else:
         creds = {k: v for k, v in (("username", username), ("password", password)) if v is not None}
-        sample = _run(_probe_miner(host, driver=driver, port_offset=port_offset, timeout=timeout, **creds))
-    _print_json(sample)
+        miner = _probe_miner(host, driver=driver, port_offset=port_offset, timeout=timeout, **creds)
+        sample = run_device(miner, host, limit_s=timeout * 6)
+    print_json(sample.model_dump(mode="json", exclude_none=True))
 
 
 async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
@@ -94,15 +110,6 @@ async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
 async def _probe_pdu(host: str, **kwargs: Any) -> v1.PduSample:
     pdu = await open_pdu(host, **kwargs)
     return await pdu.read()
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except DeviceError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except ValueError as exc:
-        raise click.ClickException(f"bad value: {exc}") from exc
 
 
 @click.command()
@@ -131,6 +138,7 @@ def _run(coro: Any) -> Any:
 @click.option("--site", default="site", show_default=True, help="Site name for --write-config.")
 @click.option("--gateway", default="gw1", show_default=True, help="Gateway id for --write-config.")
 @click.option("--force", is_flag=True, help="Let --write-config replace an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON instead of a table.")
 def scan(
     cidr: str,
     port_offset: int,
@@ -143,14 +151,21 @@ def scan(
     site: str,
     gateway: str,
     force: bool,
+    as_json: bool,
 ) -> None:
-    """Find miners (cgminer RPC) and PDUs (SNMP sysObjectID) on CIDR; print a table, optionally write a config.
+    """Find miners (cgminer RPC) and PDUs (SNMP sysObjectID) on CIDR; print a table (or --json) on stdout,
+    optionally write an agent config.
+
+    A progress bar on stderr when it is a terminal, else one line with the count at the end.
 
     \b
     Examples:
       kuat agent scan 10.0.3.0/24
+      kuat agent scan 10.0.0.0/22 --json | jq '.[] | select(.kind == "pdu")'
       kuat agent scan 10.0.3.0/24 --community public --community monitor --write-config agent.yaml
     """
+    from dataclasses import asdict
+
     from agent import discovery
 
     try:
@@ -159,7 +174,7 @@ def scan(
         raise click.BadParameter(str(exc), param_hint="CIDR") from exc
     if write_config is not None and write_config.exists() and not force:
         raise click.BadParameter(f"{write_config} exists; add --force to replace it", param_hint="--write-config")
-    with click.progressbar(length=total, label=f"scanning {cidr}", file=sys.stderr) as bar:
+    with Progress(total, f"scanning {cidr}") as progress:
         found = asyncio.run(
             discovery.scan(
                 cidr,
@@ -170,25 +185,23 @@ def scan(
                 timeout_s=timeout,
                 miners=not no_miners,
                 pdus=not no_pdus,
-                progress=bar.update,
+                progress=progress.update,
             )
         )
-    _print_table(found)
+    miners = sum(1 for f in found if f.kind == "miner")
+    click.echo(f"scanned {total} addresses in {progress.elapsed():.1f} s: {miners} miner(s), "
+               f"{len(found) - miners} PDU(s)", err=True)
+    if as_json:
+        print_json([asdict(f) for f in found])
+    else:
+        rows = [("KIND", "IP", "DRIVER/FAMILY", "MODEL", "FIRMWARE", "COMMUNITY")]
+        rows += [(f.kind, f.ip, f.driver, f.model or "-", f.firmware or "-", f.community or "-") for f in found]
+        print_table(rows)
     if write_config is not None:
         doc = discovery.config_document(found, site=site, gateway=gateway, port_offset=port_offset)
         _check_config(doc)
         write_config.write_text(yaml.safe_dump(doc, sort_keys=False))
         click.echo(f"wrote {write_config} ({len(found)} devices)", err=True)
-
-
-def _print_table(found: list[Any]) -> None:
-    rows = [("KIND", "IP", "DRIVER/FAMILY", "MODEL", "FIRMWARE", "COMMUNITY")]
-    rows += [(f.kind, f.ip, f.driver, f.model or "-", f.firmware or "-", f.community or "-") for f in found]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    miners = sum(1 for f in found if f.kind == "miner")
-    click.echo(f"{miners} miner(s), {len(found) - miners} PDU(s)", err=True)
 
 
 def _check_config(doc: dict[str, Any]) -> None:
@@ -198,4 +211,4 @@ def _check_config(doc: dict[str, Any]) -> None:
     try:
         config_from_dict(doc, source="scan result")
     except ValueError as exc:
-        raise click.ClickException(f"the scan result does not make a valid agent config: {exc}") from exc
+        raise FieldError(f"the scan result does not make a valid agent config: {exc}") from exc

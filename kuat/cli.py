@@ -52,11 +52,12 @@ KUAT_LOGGERS = ("kuat", "agent", "controller", "registry", "quota", "sim", "demo
 
 
 def setup_logging(level: str) -> None:
-    """Plain lines to stdout (systemd's journal adds its own timestamps when it runs us)."""
+    """Plain lines to stderr, so stdout carries only a command's data (`kuat agent probe ... | jq`); systemd's
+    journal (or the unit's log file) takes both streams and adds its own timestamps when it runs us."""
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not os.environ.get("INVOCATION_ID"):  # not under systemd
         fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stdout, force=True)
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
     for name in KUAT_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
 

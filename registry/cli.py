@@ -5,6 +5,7 @@ The controller's CLI can mount these (``kuat controller registry ...``); `serve`
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -74,13 +75,19 @@ def revoke_key(database_url: str | None, name: str) -> None:
 @click.option("--database-url", default=None, help=DB_HELP)
 @click.option("--apply", "apply_", is_flag=True, help="apply the file (default: dry run, report only)")
 @click.option("--actor", default="operator:cli", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (rows, counts, applied)")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_file(database_url: str | None, apply_: bool, actor: str, csv_file: Path) -> None:
+def import_file(database_url: str | None, apply_: bool, actor: str, csv_file: Path, as_json: bool) -> None:
     """Register machines from a CSV file (columns: serial, owner_bin, dpc, registry_number, hall, rack, slot...)."""
     from registry.app import build_service
     from registry.importer import import_csv
 
     report = import_csv(build_service(_settings(database_url)), csv_file.read_text(), actor, dry_run=not apply_)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        if any(r.action == "error" for r in report.rows):
+            sys.exit(1)
+        return
     for row in report.rows:
         problems = "; ".join(f"{e['field']}: {e['reason']}" for e in row.errors)
         click.echo(f"line {row.line}: {row.serial or '-'} {row.action} {problems}".rstrip())
@@ -91,11 +98,19 @@ def import_file(database_url: str | None, apply_: bool, actor: str, csv_file: Pa
 
 @cli.command("verify")
 @click.option("--database-url", default=None, help=DB_HELP)
-def verify(database_url: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify(database_url: str | None, as_json: bool) -> None:
     """Verify the audit chain and the audited rows; exit 1 naming the first broken link."""
     from registry.app import build_service
 
     report = build_service(_settings(database_url)).verify_audit()
+    if as_json:
+        broken = report.first_broken.as_dict() if report.first_broken is not None else None
+        click.echo(json.dumps({"events": report.events, "rows_checked": report.rows_checked, "first_broken": broken,
+                               "intact": broken is None}, indent=2, default=str))
+        if broken is not None:
+            sys.exit(1)
+        return
     click.echo(f"events: {report.events}, rows checked: {report.rows_checked}")
     if report.first_broken is not None:
         click.echo(f"BROKEN: {report.first_broken.as_dict()}")

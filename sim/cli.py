@@ -135,18 +135,31 @@ def fault(target: str, fault: str, clear: bool, control_url: str) -> None:
 
 
 @cli.command()
-def sites() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (path, miners by firmware, PDUs).")
+def sites(as_json: bool) -> None:
     """List the bundled site files (pass one to `kuat sim run --site`)."""
     from sim.site import load_site
 
+    listed: list[dict[str, object]] = []
     for path in sorted(SITES_DIR.glob("*.toml")) + sorted(SITES_DIR.glob("*.y*ml")):
         try:
             site = load_site(path)
         except ValueError as exc:
-            click.echo(f"{path}  (invalid: {exc})")
+            listed.append({"path": str(path), "error": str(exc)})
             continue
         fws: dict[str, int] = {}
         for m in site.miners:
             fws[m.firmware] = fws.get(m.firmware, 0) + 1
-        mix = ", ".join(f"{n} {fw}" for fw, n in sorted(fws.items()))
-        click.echo(f"{path}  {len(site.miners)} miners ({mix}), {len(site.pdus)} PDUs")
+        listed.append({"path": str(path), "miners": len(site.miners), "firmware": dict(sorted(fws.items())),
+                       "pdus": len(site.pdus)})
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for entry in listed:
+        if "error" in entry:
+            click.echo(f"{entry['path']}  (invalid: {entry['error']})")
+            continue
+        firmware = entry["firmware"]
+        assert isinstance(firmware, dict)
+        mix = ", ".join(f"{n} {fw}" for fw, n in firmware.items())
+        click.echo(f"{entry['path']}  {entry['miners']} miners ({mix}), {entry['pdus']} PDUs")

@@ -327,13 +327,13 @@ async def test_command_cli_acts_on_one_simulated_device(sim: Sim) -> None:
     wm = sim.first("btminer")
     code, out = await _kuat("agent", "command", bm.d.ip or "", "power-target", "--watts", "2000", "--port-offset",
                             offset)
-    assert code == 1 and "failed:" in out  # its outlet is off now: it cannot answer
+    assert code == 2 and "failed:" in out  # its outlet is off now: it cannot answer
     code, out = await _kuat("agent", "command", sim.first("bmminer").d.ip or "", "read", "--port-offset", offset)
-    assert code == 1 and "did not answer" in out
+    assert code == 2 and "did not answer" in out
     other_bm = [m for m in sim.server.site.miners if m.d.firmware == "bmminer"][1]
     code, out = await _kuat("agent", "command", other_bm.d.ip or "", "power-target", "--watts", "2000",
                             "--port-offset", offset)
-    assert code == 1 and "rejected:" in out and "power target" in out
+    assert code == 2 and "rejected:" in out and "power target" in out
     code, out = await _kuat("agent", "command", wm.d.ip or "", "outlet-on", "--port-offset", offset)
     assert code == 2 and "needs --outlet" in out
 

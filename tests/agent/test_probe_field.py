@@ -107,7 +107,7 @@ def test_probe_simulated_pdu(sim_process: SimProcess) -> None:
 def test_probe_unreachable_says_so(sim_process: SimProcess) -> None:
     nobody = f"{sim_process.miner_net}.250.250"  # inside the loopback block, nothing listens there
     code, _, err = invoke("probe", nobody, "--port-offset", str(sim_process.offset), "--timeout", "1")
-    assert code == 1
+    assert code == 2
     assert nobody in err and ("refused" in err.lower() or "timed out" in err)
 
 

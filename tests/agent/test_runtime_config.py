@@ -113,5 +113,5 @@ def test_run_reports_an_unusable_buffer_path_clearly(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(yaml.safe_dump(_minimal(buffer={"path": str(blocker / "buffer.sqlite")})))
     result = CliRunner().invoke(agent_cli, ["run", "--config", str(cfg)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot start the agent" in result.output and "a-file" in result.output
