@@ -23,7 +23,7 @@ from agent.cli_common import (
     snmp_port_hint,
 )
 from agent.drivers import V3Auth, open_miner, open_pdu
-from agent.errors import DeviceError
+from agent.errors import DeviceError, DeviceUnreachable
 from kuat.wire import v1
 
 
@@ -103,8 +103,36 @@ def probe(
 
 
 async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
+    offset, limit = kwargs.get("port_offset", 0), kwargs.get("timeout", 5.0)
+    await _tcp_reachable(host, [4028 + offset, 80 + offset], limit)
     miner = await open_miner(host, **kwargs)
     return await miner.read()
+
+
+async def _tcp_reachable(host: str, ports: list[int], limit_s: float) -> None:
+    """Fail early and say why when no miner port takes a connection: refused (nothing listens) or no answer."""
+    async def attempt(port: int) -> str | None:
+        try:
+            async with asyncio.timeout(limit_s):
+                _, writer = await asyncio.open_connection(host, port)
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "timeout"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        writer.close()
+        return None
+
+    outcomes = await asyncio.gather(*(attempt(p) for p in ports))
+    if any(o is None for o in outcomes):
+        return
+    listed = " and ".join(f"tcp {p}" for p in ports)
+    if all(o == "refused" for o in outcomes):
+        raise DeviceUnreachable(f"{host}: connection refused on {listed} (no miner firmware listens there)")
+    if all(o == "timeout" for o in outcomes):
+        raise DeviceUnreachable(f"{host}: no answer on {listed} within {limit_s:g} s (down, or filtered)")
+    raise DeviceUnreachable(f"{host}: cannot connect on {listed} ({', '.join(sorted(set(map(str, outcomes))))})")
 
 
 async def _probe_pdu(host: str, **kwargs: Any) -> v1.PduSample:

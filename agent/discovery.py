@@ -56,16 +56,29 @@ async def _port_open(ip: str, port: int, timeout_s: float) -> bool:
 async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     if not await _port_open(ip, rpc_port, timeout_s):
         return None
+    client = RpcClient(ip, rpc_port, timeout_s * 3)
     try:
-        version = await RpcClient(ip, rpc_port, timeout_s * 3).command("version")
+        version = await client.command("version")
     except DeviceError as exc:
-        log.info("%s:%d is open but did not answer 'version': %s", ip, rpc_port, exc)
+        version = None
+        log.debug("%s:%d did not answer 'version' (%s): asking 'devdetails'", ip, rpc_port, exc)
+    family = parsers.firmware_family(version) if version is not None else None
+    if family is not None:
+        identity = parsers.parse_version(version)
+        return Found("miner", ip, family, identity.model, identity.firmware)
+    # Whatsminer firmware from 2023 on refuses `version` (Invalid command, code 14): `devdetails`, which every
+    # cgminer-family API answers, names the firmware (btminer) and the model
+    try:
+        details = await client.command("devdetails")
+    except DeviceError as exc:
+        log.info("%s:%d is open but answered neither 'version' nor 'devdetails': %s", ip, rpc_port, exc)
         return None
-    family = parsers.firmware_family(version)
+    family = parsers.firmware_family(details)
     if family is None:
         return None
-    identity = parsers.parse_version(version)
-    return Found("miner", ip, family, identity.model, identity.firmware)
+    rows = details.get("DEVDETAILS") if isinstance(details, dict) else None
+    model = rows[0].get("Model") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+    return Found("miner", ip, family, str(model) if model else None, None)
 
 
 async def probe_pdu(ip: str, snmp_port: int, communities: list[str], timeout_s: float) -> Found | None:
@@ -75,6 +88,8 @@ async def probe_pdu(ip: str, snmp_port: int, communities: list[str], timeout_s: 
             table = await identify_pdu_family(session)
         except DeviceError:
             continue
+        finally:
+            session.close()
         return Found("pdu", ip, table.family, None, None, community)
     return None
 
