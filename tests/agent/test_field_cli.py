@@ -277,3 +277,18 @@ def test_sim_sites_json() -> None:
     sites = {Path(s["path"]).name: s for s in json.loads(result.stdout)}
     assert sites["small.toml"]["miners"] == 20 and sites["small.toml"]["pdus"] == 3  # sim/sites/small.toml
     assert sites["container-1000.toml"]["miners"] == 1000
+
+
+def test_registry_import_and_verify_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reg.db'}"
+    csv_file = tmp_path / "machines.csv"
+    csv_file.write_text("serial,owner_bin,dpc\nA-1,180340021791,Nowhere\n")
+    runner = CliRunner()
+    dry = runner.invoke(kuat_cli, ["registry", "import", "--database-url", url, "--json", str(csv_file)])
+    assert dry.exit_code == 1  # a row in error, as without --json
+    report = json.loads(dry.stdout)
+    assert report["applied"] is False and report["rows"][0]["line"] == 2 and report["rows"][0]["action"] == "error"
+    assert any("unknown licensee BIN 180340021791" in e["reason"] for e in report["rows"][0]["errors"])
+    checked = runner.invoke(kuat_cli, ["registry", "verify", "--database-url", url, "--json"])
+    assert checked.exit_code == 0, checked.stderr
+    assert json.loads(checked.stdout)["intact"] is True
