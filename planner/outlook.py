@@ -29,12 +29,13 @@ from quota.fleet import FleetArrays, Machine
 
 HOURS = 24
 FACTOR_MIN, FACTOR_MAX = 0.5, 1.2  # outside this an observation is a bad reading, not a machine (quota.fleet too)
-MIN_OBSERVATIONS = 3  # minutes of one hour of the day needed before its factor is trusted
+MIN_OBSERVATIONS = 2  # observations of one hour of the day needed before its factor is trusted
 
 
 @dataclass(frozen=True, slots=True)
-class MinuteObservation:
-    """One stored minute of one machine (controller.history.device_minute), reduced to what derating needs."""
+class Observation:
+    """One machine over one stored stretch of an hour (a minute, or an hour of controller.history.device_minute
+    summed), reduced to what derating needs."""
 
     hour: int  # Astana schedule hour 1..24 of the minute
     power_w: float | None
@@ -63,7 +64,7 @@ class MachineOutlook:
         return base if self.hash_by_hour is None else base * self.hash_by_hour[hour - 1]
 
 
-def derating(spec: ModelSpec, minutes: Iterable[MinuteObservation], min_available: float = 0.5,
+def derating(spec: ModelSpec, minutes: Iterable[Observation], min_available: float = 0.5,
              ) -> tuple[tuple[float, ...], tuple[bool, ...]]:
     """Per hour 1..24: the median observed/model TH/s in minutes the machine hashed (1.0 where fewer than
     MIN_OBSERVATIONS), and whether it answered in at least `min_available` of that hour's minutes (True where the
