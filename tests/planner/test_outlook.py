@@ -20,7 +20,7 @@ def minutes(hour: int, n: int, power_w: float, ratio: float, share: float = 1.0)
 def test_derating_is_the_median_observed_over_model_per_hour() -> None:
     obs = minutes(14, 5, 3068, 0.9) + minutes(14, 2, 3068, 0.95) + minutes(3, 6, 2500, 1.0)
     obs += minutes(3, 1, 3068, 0.3)  # a bad reading (outside 0.5..1.2): ignored
-    obs += minutes(9, 2, 3068, 0.8)  # too few minutes to trust: 1.0
+    obs += minutes(9, 1, 3068, 0.8)  # too few observations to trust: 1.0
     obs += [Observation(5, 25.0, 0.0, 1.0)] * 10  # asleep: not hashing, says nothing about derating
     factors, available = derating(S19J, obs)
     assert factors[14 - 1] == pytest.approx(0.9)
