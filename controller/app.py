@@ -30,6 +30,10 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.quota.api import router as quota_router
 
         app.include_router(quota_router)
+    if services.planner is not None:
+        from controller.planner.api import router as planner_router
+
+        app.include_router(planner_router)
     dashboard.install(app)
     return app
 

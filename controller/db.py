@@ -24,6 +24,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 
 from controller import history
+from controller.planner import models as planner_models
 from controller.quota import models as quota_models
 from registry.db import SQLITE_BEGIN
 
@@ -35,8 +36,10 @@ INITIAL_REVISION = "0001"
 ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
 PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
 
-CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)
+INITIAL_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)  # revision 0001
+CONTROLLER_TABLES: tuple[Table, ...] = (*INITIAL_TABLES, *planner_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
+INITIAL_TABLE_NAMES = frozenset(t.name for t in INITIAL_TABLES)  # what create_all made before migrations
 
 _init_lock = threading.Lock()  # the quota service and the history writer may both initialise in one process
 
@@ -89,10 +92,10 @@ def _adopt_tables_made_by_create_all(cfg: Config, connection: Connection) -> boo
     existing = set(inspect(connection).get_table_names())
     if VERSION_TABLE in existing:
         return False
-    present = sorted(CONTROLLER_TABLE_NAMES & existing)
+    present = sorted(INITIAL_TABLE_NAMES & existing)
     if not present:
         return False
-    missing = sorted(CONTROLLER_TABLE_NAMES - existing)
+    missing = sorted(INITIAL_TABLE_NAMES - existing)
     if not missing:
         log.warning("controller tables made by create_all before migrations (%s): stamping them at revision %s",
                     ", ".join(present), INITIAL_REVISION)

@@ -51,6 +51,7 @@ class Services:
     ingest: Ingest | None = None
     quota: Any | None = None  # controller.quota.service.QuotaService
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
+    planner: Any | None = None  # controller.planner.service.PlannerService
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -144,6 +145,10 @@ def build_services(
         from controller.quota.wiring import attach_quota
 
         attach_quota(services, with_grid_signal=with_ingest)
+    if settings.quota.enabled and settings.planner.enabled:
+        from controller.planner.wiring import attach_planner
+
+        attach_planner(services)
     return services
 
 

@@ -32,7 +32,7 @@ from registry.db import include_registry_object, init_db, make_engine, registry_
 from tests.controller.conftest import BOTH_DATABASES, sqlite_or_postgres
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0001"
+HEAD = "0002_planner"
 MINUTE = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
