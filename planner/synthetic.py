@@ -15,12 +15,17 @@ The generator is seeded: the same seed gives the same month.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kuat.catalog import MODELS
-from planner.backtest import MarketDay
+from planner.backtest import BacktestConfig, BacktestSite, MarketDay, StrategyResult, run_backtest
+from planner.bids import BidRules
+from planner.curve import Curve, energy_curve
 from planner.market import HOURS, ZoneHourResult
-from quota.fleet import Machine
+from quota.fleet import FleetArrays, Machine
 
 LABEL = "SYNTHETIC market (planner.synthetic): volumes, clearing prices, hashprice and USD rate are generated"
 
@@ -111,3 +116,45 @@ def without_share(machines: list[Machine], share: float) -> list[Machine]:
     for m in machines:
         by_model.setdefault(m.spec.key, []).append(m)
     return [m for ms in by_model.values() for m in ms[round(len(ms) * share):]]
+
+
+@dataclass
+class SyntheticRun:
+    results: list[StrategyResult]
+    header: str  # what was run, on what (starts with LABEL)
+    footer: str  # the outages and the time taken
+
+
+def synthetic_backtest(days: int = 30, warmup: int = 30, seed: int = 1, connection_mw: float = 4.0,
+                       budget_mkzt: float | None = 2.5, volume_scale_mwh: float = 40.0, mining_fee: float = 2.0,
+                       pool_fee: float = 0.02, floor: float = 18_000.0, zone: str = "north-south",
+                       progress: Callable[[int], None] | None = None) -> SyntheticRun:
+    """The backtest of `bench/plan_backtest.py` and `kuat plan backtest --synthetic`: the synthetic fleet with
+    synthetic outages, a warm-up month of history, then `days` settled days."""
+    t0 = time.perf_counter()
+    machines = synthetic_fleet()
+    market = market_days(date(2026, 10, 1), warmup + days, {zone: floor}, volume_scale_mwh, seed)
+    outages = fleet_outages(days, seed)
+    curves: dict[float, Curve] = {}
+    for share in sorted({0.0, *outages}):
+        curves[share] = energy_curve(FleetArrays.from_machines(without_share(machines, share)),
+                                     extra_powers=[connection_mw * 1e6])
+    t_curve = time.perf_counter() - t0
+    history = [r for d in market[:warmup] for r in d.results]
+    rules = BidRules(budget_kzt=None if budget_mkzt is None else budget_mkzt * 1e6, usable_share=0.9975)
+    cfg = BacktestConfig({zone: floor}, rules, pool_fee=pool_fee, mining_fee_kzt_per_kwh=mining_fee)
+    by_day = {d.day: curves[share] for d, share in zip(market[warmup:], outages, strict=True)}
+    site = BacktestSite("dpc-1", zone, curves[0.0], connection_mw, by_day)
+    t1 = time.perf_counter()
+    results = run_backtest(market[warmup:], history, [site], cfg, progress)
+    t_run = time.perf_counter() - t1
+    budget = "none" if budget_mkzt is None else f"{budget_mkzt:g} M KZT/day"
+    header = (f"{LABEL}\nbacktest {market[warmup].day} .. {market[-1].day} ({days} days after {warmup} of history, "
+              f"seed {seed}); fleet {len(machines)} machines, {site.curve.fleet_max_w / 1e6:.2f} MW at full; "
+              f"connection {connection_mw:g} MW; floor {floor:,.0f} KZT/MWh; prepayment {budget}; mining fee "
+              f"{mining_fee:g} KZT/kWh; pool fee {pool_fee:.0%}")
+    down = [f"{s:.0%}" for s in outages if s > 0]
+    footer = (f"fleet down (SYNTHETIC outages, known the day before): {len(down)} of {days} days "
+              f"({', '.join(down) or 'none'})\ncurves: {len(curves)} fleets x {len(site.curve.points) - 1} allocator "
+              f"runs in {t_curve:.2f} s; backtest {t_run:.2f} s")
+    return SyntheticRun(results, header, footer)
