@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from registry import auth, export
 from registry.app import create_app
 from registry.bin import check_digit
-from registry.db import init_db, make_engine, session_factory
+from registry.db import init_db
 from registry.models import Role
 from registry.service import HscFilter, RegistryService
 from registry.settings import RegistrySettings
+from serverkit.db import make_engine, session_factory
 
 MODELS = [("Antminer", "Antminer S19j Pro", 104.0, 3068.0), ("Antminer", "Antminer S21", 200.0, 3500.0),
           ("Whatsminer", "WhatsMiner M30S", 88.0, 3344.0), ("Whatsminer", "WhatsMiner M50", 118.0, 3422.0),

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 from controller import history
 from controller.planner import models as planner_models
 from controller.quota import models as quota_models
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,11 @@ advance (the demo, CI, a config-managed site) lists them in the settings; produc
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from controller.settings import ApiKey as ApiKeySetting
 from registry import auth
-from registry.models import ApiKey, Role
-from registry.timeutil import system_clock
+from registry.models import Role
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +30,7 @@ def ensure_api_keys(registry: Any, keys: list[ApiKeySetting]) -> int:
         with registry.transaction() as session:
             if auth.authenticate(session, key.key) is not None:
                 continue
-            salt = secrets.token_hex(16)
-            session.add(ApiKey(name=key.name, role=role.value, prefix=key.key[: auth.PREFIX_LEN], salt=salt,
-                               hash=auth._digest(salt, key.key), created_at=system_clock()))  # fmt: skip
+            auth.store_key(session, key.name, role, key.key)
             added += 1
             log.info("API key %s (%s) added from the settings", key.name, role.value)
     return added

@@ -72,7 +72,8 @@ class Services:
 
 def make_database(url: str) -> Engine:
     """The registry's engine (SQLite WAL / PostgreSQL), its migrations, and the controller's (controller.db)."""
-    from registry.db import init_db, make_engine
+    from registry.db import init_db
+    from serverkit.db import make_engine
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -84,8 +85,8 @@ def make_database(url: str) -> Engine:
 
 
 def make_registry(engine: Engine) -> Any:
-    from registry.db import session_factory
     from registry.service import RegistryService
+    from serverkit.db import session_factory
 
     return RegistryService(session_factory(engine))
 

@@ -13,13 +13,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from registry import export
-from registry.auth import READ, SUBMIT, WRITE, Principal, require_role
-from registry.errors import InvalidInput, NotFound
+from registry import auth, export
+from registry.auth import READ, SUBMIT, WRITE, require_role
 from registry.importer import import_csv
 from registry.models import HscStatus, ViolationKind, ViolationStatus, Zone
 from registry.schemas import (
@@ -47,6 +46,8 @@ from registry.schemas import (
     ViolationOut,
 )
 from registry.service import HscFilter, RegistryService
+from serverkit.auth import Principal
+from serverkit.errors import install_error_handlers
 
 router = APIRouter(prefix="/api/v1")
 Reader = Annotated[Principal, Depends(require_role(*READ))]
@@ -63,20 +64,12 @@ Service = Annotated[RegistryService, Depends(service_of)]
 
 
 def install(app: FastAPI, service: RegistryService) -> None:
-    """Mount the registry on `app` (the controller's app, or the standalone one)."""
+    """Mount the registry on `app` (the controller's app, or the standalone one): its routes, its key realm and the
+    error tree's mapping to HTTP (serverkit.errors)."""
     app.state.registry_service = service
     app.include_router(router)
-    app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
-    app.add_exception_handler(NotFound, _not_found)  # type: ignore[arg-type]
-
-
-async def _invalid_input(_request: Request, exc: InvalidInput) -> JSONResponse:
-    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason, "type": "value_error"}]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+    auth.install(app, service.reading)
+    install_error_handlers(app)
 
 
 # ---------------------------------------------------------------- licensees, DPCs, pools

@@ -11,9 +11,10 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from registry.api import install
-from registry.db import init_db, make_engine, session_factory
+from registry.db import init_db
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
+from serverkit.db import make_engine, session_factory
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from sqlalchemy import Float, select
 from sqlmodel import Session, SQLModel, col
 
 from registry.models import AUDIT_EXCLUDED, AccreditedPool, AuditEvent, AuditHead, Dpc, Hsc, Licensee
-from registry.timeutil import utc
+from serverkit.timeutil import utc
 
 GENESIS = "0" * 64
 AUDITED: dict[str, type[SQLModel]] = {"licensee": Licensee, "dpc": Dpc, "pool": AccreditedPool, "hsc": Hsc}

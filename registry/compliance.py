@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from registry.models import AccreditedPool, HscStatus, LicenceStatus, Licensee, ViolationKind
-from registry.timeutil import utc
+from serverkit.timeutil import utc
 
 HASHING_STATES = frozenset({"mining", "degraded"})
 HSC_SIGHTING_KINDS = (ViolationKind.UNREGISTERED, ViolationKind.UNACCREDITED_POOL, ViolationKind.LICENCE)

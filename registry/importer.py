@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from registry.errors import InvalidInput, NotFound
 from registry.models import Dpc, Hsc, HscStatus, Licensee
 from registry.schemas import ApproveIn, HscIn, HscPatch, ImportReport, ImportRow
 from registry.service import RegistryService
+from serverkit.errors import InvalidInput, NotFound
 
 KNOWN_COLUMNS = {"serial", "owner_bin", "dpc", "registry_number", "hall", "rack", "slot", "make", "model", "mac",
                  "firmware", "nominal_ths", "rated_w"}

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+from serverkit.keys import ApiKeyBase
+
 
 class Subtype(StrEnum):
     I = "I"  # owns or lawfully holds a DPC  # noqa: E741
@@ -196,19 +198,10 @@ class Violation(SQLModel, table=True):
     evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class ApiKey(SQLModel, table=True):
-    """An API key, hashed at rest: sha256(salt || token); `prefix` (first 8 chars of the token) finds the row."""
+class ApiKey(ApiKeyBase, table=True):
+    """The registry's API keys, hashed at rest (serverkit.keys): `prefix` finds the row, `scope` narrows the role."""
 
     __tablename__ = "api_key"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=100)
-    role: str = Field(max_length=20)
-    prefix: str = Field(max_length=16, index=True)
-    salt: str = Field(max_length=64)
-    hash: str = Field(max_length=64)
-    created_at: datetime
-    revoked_at: datetime | None = None
 
 
 class IdempotencyRecord(SQLModel, table=True):

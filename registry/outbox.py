@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from kuat.wire.v1 import MinerSample
-from registry.db import SessionFactory
 from registry.models import OutboxItem
-from registry.timeutil import Clock, system_clock, utc
+from serverkit.db import SessionFactory
+from serverkit.timeutil import Clock, system_clock, utc
 
 log = logging.getLogger(__name__)
 SIGHTINGS_PATH = "/api/v1/registry/sightings"

@@ -31,8 +31,6 @@ from registry.compliance import (
     dpc_over_capacity,
     hsc_violations,
 )
-from registry.db import SQLITE_BEGIN, SessionFactory
-from registry.errors import InvalidInput, NotFound
 from registry.models import (
     AccreditedPool,
     AuditEvent,
@@ -58,7 +56,9 @@ from registry.schemas import (
     PoolIn,
     SightingResult,
 )
-from registry.timeutil import Clock, system_clock, utc
+from serverkit.db import SQLITE_BEGIN, SessionFactory
+from serverkit.errors import InvalidInput, NotFound
+from serverkit.timeutil import Clock, system_clock, utc
 
 log = logging.getLogger(__name__)
 Row = TypeVar("Row", bound=SQLModel)

@@ -12,7 +12,7 @@ from controller.api.deps import operate, read_fleet, services
 from controller.runtime import Services
 from controller.services.commands import NotConnected, UnknownDevice
 from kuat.wire import v1
-from registry.auth import Principal
+from serverkit.auth import Principal
 
 router = APIRouter(prefix="/api/v1/commands", tags=["commands"])
 

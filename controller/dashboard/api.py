@@ -33,8 +33,9 @@ from controller.dashboard import views
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
-from registry.auth import Principal, authenticate, token_from
+from registry.auth import authenticate
 from registry.models import Role
+from serverkit.auth import Principal, token_from
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def key_in_query_or_header(*roles: Role) -> Callable[[Request], Principal]:
         if principal is None:
             raise HTTPException(401, "unknown or revoked API key")
         if principal.role not in roles:
-            raise HTTPException(403, f"role {principal.role.value} may not do this")
+            raise HTTPException(403, f"role {principal.role} may not do this")
         return principal
 
     return dependency

@@ -41,7 +41,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from registry.db import make_engine
+        from serverkit.db import make_engine
 
         engine = make_engine(database_url())
         with engine.begin() as conn:

@@ -22,8 +22,9 @@ from controller.quota.service import QuotaService, describe_order
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import Issue, QuotaInputError
-from registry.auth import Principal, require_role
+from registry.auth import require_role
 from registry.models import Role
+from serverkit.auth import Principal
 
 router = APIRouter(prefix="/api/v1/quota", tags=["quota"])
 

@@ -56,7 +56,7 @@ from quota.limits import (
     validate_site,
 )
 from quota.timebase import hour_window, hours_in_day, local_day_and_hour, require_aware
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 

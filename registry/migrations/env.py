@@ -25,7 +25,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from registry.db import make_engine
+        from serverkit.db import make_engine
 
         engine = make_engine(os.environ["KUAT_REGISTRY_DATABASE_URL"])
         with engine.begin() as conn:

@@ -28,7 +28,9 @@ from controller.db import (
 )
 from controller.quota.models import TABLES as QUOTA_TABLES
 from controller.quota.models import QuotaSiteLimits
-from registry.db import include_registry_object, init_db, make_engine, registry_table_names
+from registry.db import head_revision as registry_head_revision
+from registry.db import include_registry_object, init_db, registry_table_names
+from serverkit.db import make_engine
 from tests.controller.conftest import BOTH_DATABASES, sqlite_or_postgres
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,7 +181,7 @@ def test_init_twice_is_a_no_op(engine: Engine) -> None:
 
 def test_two_processes_initialising_one_database_at_once(database_url: str, engine: Engine) -> None:
     """Two controller processes starting together on a fresh database: both succeed, the schema is made once."""
-    script = "import sys; from registry.db import make_engine; from controller.db import init_controller_db; " \
+    script = "import sys; from serverkit.db import make_engine; from controller.db import init_controller_db; " \
              "init_controller_db(make_engine(sys.argv[1]))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", script, database_url], cwd=REPO, env=env,
@@ -198,7 +200,7 @@ def test_registry_and_controller_migrations_share_a_database(engine: Engine) -> 
     assert {"alembic_version", VERSION_TABLE} <= names
     assert registry_table_names() | CONTROLLER_TABLE_NAMES | {"alembic_version", VERSION_TABLE} == names
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == registry_head_revision()
         assert current_revision(conn) == HEAD
         assert schema_differences(conn) == []
         registry_diff = compare_metadata(

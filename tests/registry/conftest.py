@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 
 from registry import auth
 from registry.app import create_app
-from registry.db import init_db, make_engine, session_factory
+from registry.db import init_db
 from registry.models import Role
 from registry.schemas import DpcIn, LicenseeIn, PoolIn
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
+from serverkit.db import make_engine, session_factory
 from tests.support.postgres import PostgresCluster
 
 # Valid BINs (check digit computed by hand, see test_bin.py)

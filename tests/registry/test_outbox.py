@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 
 from registry import auth
 from registry.app import create_app
-from registry.db import init_db, make_engine, session_factory
+from registry.db import init_db
 from registry.models import AuditEvent, Hsc, OutboxItem, Role
 from registry.outbox import Outbox, OutboxSender
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
+from serverkit.db import make_engine, session_factory
 from tests.registry.conftest import StepClock
 from tests.registry.helpers import sample
 from tests.support.servers import free_port, wait_port

@@ -8,10 +8,10 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from registry.errors import InvalidInput, NotFound
 from registry.models import AuditEvent, Hsc, ViolationKind
 from registry.schemas import ApproveIn, BulkApproveItem, DpcIn, HscIn, LicenseeIn, LicenseePatch
 from registry.service import HscFilter, RegistryService
+from serverkit.errors import InvalidInput, NotFound
 from tests.registry.conftest import ACCREDITED, StepClock
 from tests.registry.helpers import sample
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from sim.miners import MinerServers, ServeOptions
 from sim.runtime import SimMiner, Site
 from sim.site import load_site
+from tests.support.servers import loopback_nets
 
 PROJECT = Path(__file__).resolve().parents[2]
 SMALL_SITE = PROJECT / "sim" / "sites" / "small.toml"
@@ -50,8 +50,8 @@ async def start_site(port_offset: int, slow_s: float = 5.0, attempts: int = 8) -
     """Serve small.toml on a random loopback block, trying another block if this one is taken."""
     last: OSError | None = None
     for _ in range(attempts):
-        net = f"127.{random.randint(20, 250)}"
-        site = Site(load_site(SMALL_SITE, miner_net=net, pdu_net=f"127.{random.randint(20, 250)}"), **QUICK_PHYSICS)
+        net, pdu_net = loopback_nets(2)
+        site = Site(load_site(SMALL_SITE, miner_net=net, pdu_net=pdu_net), **QUICK_PHYSICS)
         servers = MinerServers(site, ServeOptions(port_offset=port_offset, slow_s=slow_s))
         try:
             await servers.start()

@@ -22,14 +22,15 @@ from sim.cli import cli
 from sim.server import SimConfig, SimServer
 from sim.site import load_site
 from tests.sim.conftest import SMALL_SITE, rpc, rpc_raw
-from tests.support.servers import free_port, wait_port
+from tests.support.servers import free_port, loopback_nets, wait_port
 
 KUAT = [sys.executable, "-m", "kuat.cli"]
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[SimServer]:
-    site = load_site(SMALL_SITE, miner_net=f"127.{random.randint(20, 250)}", pdu_net=f"127.{random.randint(20, 250)}")
+    miner_net, pdu_net = loopback_nets(2)
+    site = load_site(SMALL_SITE, miner_net=miner_net, pdu_net=pdu_net)
     srv = SimServer(site, SimConfig(port_offset=32000, control_port=0, serve_pdus=False, boot_s=0.5, ramp_s=0.5))
     await srv.start()
     yield srv
@@ -111,7 +112,7 @@ def get_json(url: str) -> Any:
 
 def test_kuat_sim_run_serves_takes_faults_and_stops_on_sigterm() -> None:
     control = free_port()
-    net, pdu_net = f"127.{random.randint(20, 250)}", f"127.{random.randint(20, 250)}"
+    net, pdu_net = loopback_nets(2)
     proc = subprocess.Popen(
         [*KUAT, "sim", "run", "--site", str(SMALL_SITE), "--port-offset", "33000", "--control-port", str(control),
          "--miner-net", net, "--pdu-net", pdu_net, "--boot-s", "0.5", "--ramp-s", "0.5"],

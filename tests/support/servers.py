@@ -21,6 +21,14 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def loopback_nets(count: int = 2) -> list[str]:
+    """`count` distinct random 127.N networks for simulated miners and PDUs (two picked independently collided
+    about once in 230 runs: the PDUs then answered the miners' addresses)."""
+    import random
+
+    return [f"127.{n}" for n in random.sample(range(20, 251), count)]
+
+
 def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     """Wait (bounded) until a TCP port accepts connections."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,105 @@
+"""The one exception tree of Kuat's services, and its mapping to HTTP (done once, in `install_error_handlers`).
+
+Services raise these on purpose; routes never build HTTP errors for domain outcomes themselves. A built-in
+exception (KeyError, ValueError) is never a domain signal: code that finds "no such site" raises `NotFound`, so a
+real bug (a KeyError from a typo) stays a 500 with a traceback instead of passing for "not found".
+
+    KuatError                      (500: a domain error nobody mapped more precisely)
+    ├── InvalidInput(field, reason)   422  bad value of a named field; body like FastAPI's own validation errors
+    ├── NotFound(entity, key)         404
+    ├── Conflict(reason)              409  the request is valid but clashes with the current state
+    ├── Unauthenticated(reason)       401  no key, or a key nobody issued (WWW-Authenticate: Bearer)
+    ├── PermissionDenied(reason)      403  a valid key whose role or scope does not allow this
+    ├── RateLimited(retry_after_s)    429
+    └── Unavailable(what, reason)     503  a dependency (database, remote registry) is down; try again later
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+
+class KuatError(Exception):
+    """Base of every error a Kuat service raises on purpose."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": str(self)}
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class InvalidInput(KuatError):
+    """Bad input: names the field (dotted path) and the reason (bad BIN, unknown licensee, duplicate serial...)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+    def __init__(self, field: str, reason: str, location: str = "body") -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.location = location
+
+    def body(self) -> dict[str, Any]:
+        loc = [self.location, *self.field.split(".")]
+        return {"detail": [{"loc": loc, "msg": self.reason, "type": "value_error"}]}
+
+
+class NotFound(KuatError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, entity: str, key: object) -> None:
+        super().__init__(f"{entity} {key!r} not found")
+        self.entity = entity
+        self.key = key
+
+
+class Conflict(KuatError):
+    status_code = status.HTTP_409_CONFLICT
+
+
+class Unauthenticated(KuatError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class PermissionDenied(KuatError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class RateLimited(KuatError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, retry_after_s: float, reason: str = "too many failed attempts") -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class Unavailable(KuatError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what} unavailable: {reason}")
+        self.what = what
+        self.reason = reason
+
+
+async def _respond(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KuatError)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the whole tree to HTTP on `app` (idempotent: FastAPI keeps one handler per class)."""
+    app.add_exception_handler(KuatError, _respond)
