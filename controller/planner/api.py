@@ -48,10 +48,8 @@ def planner_of(svc: Services = Depends(services)) -> PlannerService:
 def _refusals() -> Iterator[None]:
     try:
         yield
-    except QuotaInputError as err:  # PlannerInputError too
+    except QuotaInputError as err:  # PlannerInputError too; serverkit's errors (NotFound) map themselves
         raise HTTPException(422, err.as_detail()) from None
-    except KeyError as err:
-        raise HTTPException(404, str(err.args[0]) if err.args else "not found") from None
 
 
 def _call(fn: Callable[[], T]) -> T:

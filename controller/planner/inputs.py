@@ -23,7 +23,7 @@ from controller.planner.settings import PlannerSettings
 from kuat import clock
 from planner.economics import Economics
 from planner.errors import PlannerProblems
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
 
 KINDS = ("hashprice", "usd_kzt")
 

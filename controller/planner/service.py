@@ -38,7 +38,8 @@ from planner.market import HOURS, ZoneHourResult, ZoneOutlook, zone_outlook
 from planner.outlook import hour_fleet, hour_key
 from quota.errors import QuotaInputError
 from quota.timebase import ASTANA, hour_window, local_day_and_hour
-from registry.db import SQLITE_BEGIN
+from serverkit.db import SQLITE_BEGIN
+from serverkit.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class PlannerService:
         with Session(self.engine) as s:
             row = s.get(PlannerBidSet, bid_set_id)
         if row is None:
-            raise KeyError(f"no bid set {bid_set_id}")
+            raise NotFound("bid set", bid_set_id)
         return row
 
     def latest_bid_set(self, day: date) -> PlannerBidSet | None:
