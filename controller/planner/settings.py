@@ -42,5 +42,6 @@ class PlannerSettings(_Section):
     derate_days: int = Field(3, ge=1, le=31)  # days of minute rollups read for thermal derating
     min_available: float = Field(0.5, ge=0, le=1)  # hours a machine answered less than this are left out
     curve_points: int = Field(48, ge=4, le=400)  # allocator runs per distinct hour fleet
+    curve_cache_s: float = Field(900.0, ge=0)  # real seconds a site's curves are reused (100k machines: minutes)
     session_close: time = time(10, 0)  # Astana time: the session ends, results follow
     zone_floors: list[ZoneFloor] = Field(default_factory=list)
