@@ -30,6 +30,10 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.quota.api import router as quota_router
 
         app.include_router(quota_router)
+    if services.money is not None:
+        from controller.money.api import install as install_money
+
+        install_money(app)
     if services.planner is not None:
         from controller.planner.api import router as planner_router
 

@@ -24,6 +24,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 
 from controller import history
+from controller.money import models as money_models
 from controller.planner import models as planner_models
 from controller.quota import models as quota_models
 from serverkit.db import SQLITE_BEGIN
@@ -36,10 +37,12 @@ INITIAL_REVISION = "0001"
 ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
 PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
 
-INITIAL_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES)  # revision 0001
-CONTROLLER_TABLES: tuple[Table, ...] = (*INITIAL_TABLES, *planner_models.TABLES)
+CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES,
+                                     *planner_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
-INITIAL_TABLE_NAMES = frozenset(t.name for t in INITIAL_TABLES)  # what create_all made before migrations
+# what revision 0001 made (and create_all made before the migrations): the tables adoption looks for; later
+# revisions create their own tables unless a create_all of the current models made them already
+INITIAL_TABLE_NAMES = frozenset({"device_minute", "site_minute", "energy_day", *(t.name for t in quota_models.TABLES)})
 
 _init_lock = threading.Lock()  # the quota service and the history writer may both initialise in one process
 

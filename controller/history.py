@@ -5,6 +5,12 @@ thread) and are written once a minute (closed minutes) or on shutdown (everythin
 late (historical) sample for a minute already written merges into the row by addition (upsert). Site totals are then
 recomputed from the device rows of the minutes touched, so they always agree with them.
 Raw samples never go to SQL: they go to InfluxDB when one is configured.
+
+Days are Astana calendar days (money.timebase: UTC+5, UTC+6 before March 2024): the energy day ledger and every
+query "by day" count from Astana midnight, as the mining fee and the monthly reports do. `owner_hour` keeps, per
+site, UTC hour, owner and energy source, the miners' energy and hash (TH/s x seconds) for as long as site totals:
+the money side's energy per licensee and source, its hash rate per owner, and its hourly comparison with the
+commercial meter all read it (an Astana day is 24 whole UTC hours).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kuat import clock
+from money.timebase import astana_date
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +90,25 @@ energy_day = Table(
     metadata,
     Column("site", String(64), primary_key=True),
     Column("device_id", String(128), primary_key=True),
-    Column("day", Date, primary_key=True, index=True),  # UTC day
+    Column("day", Date, primary_key=True, index=True),  # Astana calendar day (UTC days before revision 0002)
     Column("owner", String(128), primary_key=True),  # a device can change owner (or source) within a day
     Column("source", String(32), primary_key=True),
     Column("kind", String(8), nullable=False),
     Column("energy_kwh", Float, nullable=False),
     Column("gap_s", Float, nullable=False),
+)
+
+owner_hour = Table(
+    "owner_hour",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("hour", DateTime(timezone=True), primary_key=True, index=True),  # UTC start of the hour
+    Column("owner", String(128), primary_key=True),
+    Column("source", String(32), primary_key=True),
+    Column("energy_kwh", Float, nullable=False),
+    Column("gap_s", Float, nullable=False),
+    Column("hash_ths_s", Float, nullable=False),  # TH/s x seconds integrated, like energy (Bucket.hash_ths_s)
+    Column("device_minutes", Integer, nullable=False),
 )
 
 ADDITIVE = (
@@ -129,6 +149,7 @@ class Bucket:
     temp_c_max: float | None = None
     energy_kwh: float = 0.0
     gap_s: float = 0.0
+    hash_ths_s: float = 0.0  # TH/s x seconds integrated (the closing sample's hash rate over the interval)
 
     def add(
         self,
@@ -195,6 +216,7 @@ class RollupBook:
                     continue
                 for name in ADDITIVE:
                     setattr(new, name, getattr(new, name) + getattr(old, name))
+                new.hash_ths_s += old.hash_ths_s
                 new.power_w_max = _max(new.power_w_max, old.power_w_max)
                 new.temp_c_max = _max(new.temp_c_max, old.temp_c_max)
 
@@ -242,10 +264,11 @@ def _upsert_device_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
-    """The day ledger: per device, owner and source, kept as long as site totals (minute rows are not)."""
+    """The day ledger: per device, owner and source and Astana day, kept as long as site totals (minute rows are
+    not)."""
     days: dict[tuple[str, str, date, str, str], list[Any]] = {}
     for (site, device_id, minute), b in taken.items():
-        key = (site, device_id, as_datetime(minute).date(), b.owner, b.source)
+        key = (site, device_id, astana_date(as_datetime(minute)), b.owner, b.source)
         acc = days.setdefault(key, [b.kind, 0.0, 0.0])
         acc[1] += b.energy_kwh
         acc[2] += b.gap_s
@@ -256,6 +279,31 @@ def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
     stmt = stmt.on_conflict_do_update(
         index_elements=["site", "device_id", "day", "owner", "source"],
         set_={"energy_kwh": t.energy_kwh + ex.energy_kwh, "gap_s": t.gap_s + ex.gap_s},
+    )
+    for i in range(0, len(rows), CHUNK):
+        conn.execute(stmt, rows[i : i + CHUNK])
+
+
+def _upsert_owner_hours(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
+    """Miners' energy and hash per site, UTC hour, owner and source (additive, like the day ledger)."""
+    hours: dict[tuple[str, int, str, str], list[float]] = {}
+    for (site, _device, minute), b in taken.items():
+        if b.kind != "miner":
+            continue
+        acc = hours.setdefault((site, minute - minute % 3600, b.owner, b.source), [0.0, 0.0, 0.0, 0])
+        acc[0] += b.energy_kwh
+        acc[1] += b.gap_s
+        acc[2] += b.hash_ths_s
+        acc[3] += 1
+    if not hours:
+        return
+    rows = [{"site": k[0], "hour": as_datetime(k[1]), "owner": k[2], "source": k[3], "energy_kwh": v[0],
+             "gap_s": v[1], "hash_ths_s": v[2], "device_minutes": int(v[3])} for k, v in hours.items()]
+    stmt: Any = sqlite.insert(owner_hour) if conn.dialect.name == "sqlite" else postgresql.insert(owner_hour)
+    t, ex = owner_hour.c, stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site", "hour", "owner", "source"],
+        set_={name: t[name] + ex[name] for name in ("energy_kwh", "gap_s", "hash_ths_s", "device_minutes")},
     )
     for i in range(0, len(rows), CHUNK):
         conn.execute(stmt, rows[i : i + CHUNK])
@@ -301,6 +349,7 @@ def write_buckets(engine: Engine, taken: dict[BucketKey, Bucket]) -> int:
         for i in range(0, len(rows), CHUNK):
             _upsert_device_rows(conn, rows[i : i + CHUNK])
         _upsert_energy_days(conn, taken)
+        _upsert_owner_hours(conn, taken)
         touched_list = sorted(touched)
         for i in range(0, len(touched_list), 200):
             _recompute_site_minutes(conn, set(touched_list[i : i + 200]))
@@ -342,6 +391,7 @@ class RollupWriter:
         with self.engine.begin() as conn:
             n = conn.execute(delete(device_minute).where(device_minute.c.minute < device_cutoff)).rowcount
             conn.execute(delete(site_minute).where(site_minute.c.minute < older_than))
+            conn.execute(delete(owner_hour).where(owner_hour.c.hour < older_than))
             conn.execute(delete(energy_day).where(energy_day.c.day < older_than.date()))
         if n:
             log.info("retention: dropped %d device-minute rows before %s", n, device_cutoff.isoformat())
@@ -373,7 +423,7 @@ def energy_rows(
     miners_only: bool = True,
 ) -> Iterable[tuple[Any, ...]]:
     """(group values..., kWh, gap seconds) summed from the energy day ledger (PDUs would count the miners twice).
-    Whole UTC days: `since` counts from the start of its day, `until` up to the end of the day before it."""
+    Whole Astana days: `since` counts from the start of its Astana day, `until` up to the end of the day before."""
     d = energy_day.c
     cols = [d[g] for g in group]
     query = select(*cols, func.sum(d.energy_kwh), func.sum(d.gap_s)).group_by(*cols)
@@ -382,11 +432,28 @@ def energy_rows(
     if site is not None:
         query = query.where(d.site == site)
     if since is not None:
-        query = query.where(d.day >= since.date())
+        query = query.where(d.day >= astana_date(_aware(since)))
     if until is not None:
-        query = query.where(d.day < until.date())
+        query = query.where(d.day < astana_date(_aware(until)))
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(query)]
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def owner_hours(engine: Engine, site: str | None, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """`owner_hour` rows with start <= hour < end (UTC), hours as aware datetimes."""
+    o = owner_hour.c
+    query = select(owner_hour).where(o.hour >= start, o.hour < end).order_by(o.hour, o.owner, o.source)
+    if site is not None:
+        query = query.where(o.site == site)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for r in rows:
+        r["hour"] = _aware(r["hour"])
+    return rows
 
 
 def site_series(engine: Engine, site: str, since: datetime) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ class Services:
     ingest: Ingest | None = None
     quota: Any | None = None  # controller.quota.service.QuotaService
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
+    money: Any | None = None  # controller.money.service.MoneyService
     planner: Any | None = None  # controller.planner.service.PlannerService
 
     def close(self) -> None:
@@ -146,11 +147,25 @@ def build_services(
         from controller.quota.wiring import attach_quota
 
         attach_quota(services, with_grid_signal=with_ingest)
+    if settings.money.enabled:
+        from controller.money.service import MoneyService
+
+        services.money = MoneyService(settings, engine, clock.now, lambda: licensee_names(engine))
     if settings.quota.enabled and settings.planner.enabled:
         from controller.planner.wiring import attach_planner
 
         attach_planner(services)
     return services
+
+
+def licensee_names(engine: Engine) -> dict[str, str]:
+    """BIN -> name of every licensee in the registry (the money reports' headings)."""
+    from sqlmodel import col, select
+
+    from registry.models import Licensee
+
+    with engine.connect() as conn:
+        return {b: n for b, n in conn.execute(select(col(Licensee.bin), col(Licensee.name)))}
 
 
 def _make_influx(settings: ControllerSettings, metrics: IngestMetrics) -> InfluxWriter | None:
@@ -196,6 +211,14 @@ def check_compliance(services: Services) -> Any:
     result = services.registry.check_compliance(dpc_power_w=measured)
     log.info("compliance check: %s (%.2f s)", result, time.perf_counter() - started)
     return result
+
+
+def money_checks(services: Services) -> None:
+    """The values table's readiness (warns in the log from the 8th) and the meter-derived energy margins."""
+    if services.money is None:
+        return
+    services.money.check_readiness()
+    services.money.update_meter_margins()
 
 
 def prune_history(services: Services) -> int:

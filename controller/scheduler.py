@@ -36,6 +36,7 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
         ("owner_refresh", 60.0, services.owners.refresh),
         ("compliance_check", s.compliance_check_s, lambda: runtime.check_compliance(services)),
         ("retention", 24 * 3600.0, lambda: runtime.prune_history(services)),
+        ("money_checks", s.money.readiness_check_s, lambda: runtime.money_checks(services)),
     ]
 
 

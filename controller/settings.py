@@ -7,12 +7,13 @@ Sources, highest priority first: keyword arguments, environment (``KUAT_CONTROLL
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from controller.planner.settings import PlannerSettings
@@ -95,10 +96,25 @@ class QuotaSettings(_Section):
     # (quota.control.site_power). Raise it where the commercial meter reads above Kuat's measured sum (site
     # losses, loads Kuat does not meter); docs/quota.md "Energy margin".
     energy_margin: float = Field(0.0025, ge=0, le=0.2)
+    # take the commercial meter's measured excess over Kuat's sum (controller/money, docs/money.md) as a floor of
+    # the margin too, per site, when it is larger than energy_margin
+    energy_margin_from_meter: bool = False
     history_hours: float = Field(6.0, gt=0)  # loop points kept in memory
     ledger_period_s: int = Field(60, ge=1, le=3600)  # ledger rows (60: per minute); must divide an hour
     compliance_refresh_s: float = Field(30.0, gt=0)  # real seconds between reads of the registry's violations
     grid_signal: bool = True  # subscribe to kuat/v1/{site}/grid/signal
+
+    _meter_margins: dict[str, float] = PrivateAttr(default_factory=dict)
+
+    def margin_for(self, site: str) -> float:
+        """The loop's energy-margin floor for `site`: energy_margin, or the meter-derived one when larger."""
+        if not self.energy_margin_from_meter:
+            return self.energy_margin
+        return max(self.energy_margin, self._meter_margins.get(site, 0.0))
+
+    def set_meter_margin(self, site: str, share: float) -> None:
+        """Set by controller/money from the meter reconciliation (bounded by the field's own limit, 0.2)."""
+        self._meter_margins[site] = min(0.2, max(0.0, share))
 
     @field_validator("ledger_period_s")
     @classmethod
@@ -106,6 +122,39 @@ class QuotaSettings(_Section):
         if 3600 % v:
             raise ValueError("must divide 3600 (rows roll up into hours)")
         return v
+
+
+class RequestedAsset(_Section):
+    """An asset a pool asked the Committee to publish (seed para 8): valued for a year from the next day."""
+
+    symbol: str = Field(min_length=1, max_length=16)
+    name: str
+    requested_on: date
+    cmc_id: int | None = None
+    pegged_to: str | None = Field(None, min_length=3, max_length=3)
+
+
+class MoneySettings(_Section):
+    """The money side (controller/money, docs/money.md). The readings where the law is unclear are settings."""
+
+    enabled: bool = True
+    nbk_date: Literal["effective", "determined"] = "effective"  # what the National Bank feed's <date> means
+    cmc_day: Literal["same_date", "previous"] = "same_date"  # which CMC UTC day stands for an Astana date
+    price_field: Literal["close", "open", "high", "low"] = "close"  # 2024/2026: CMC's end-of-day value
+    reading_2023: Literal["price", "literal"] = "price"  # which reading of the missing 2023 formula is the value
+    sale_share_period: Literal["month", "quarter", "year"] = "month"
+    fee_rate_sets: list[str] = Field(default_factory=list)  # rate sets not adopted (proposals) to apply anyway
+    requested_assets: list[RequestedAsset] = Field(default_factory=list)
+    pool_fee: float = Field(0.02, ge=0, lt=1)  # expected distribution = hash x reward x (1 - pool fee)
+    deviation_tolerance: float = Field(0.10, gt=0, le=10)  # |distributed - expected| / expected beyond: flagged
+    # key name -> the BINs it may see (tenant keys until serverkit's Principal.scope lands; docs/money.md)
+    licensee_keys: dict[str, list[str]] = Field(default_factory=dict)
+    meter_margin_days: int = Field(7, ge=1, le=90)  # hours of the last N days set the suggested energy margin
+    meter_margin_percentile: float = Field(0.95, gt=0, le=1)
+    readiness_check_s: float = Field(3600.0, gt=0)
+    cmc_api_key: str | None = None  # optional fetchers (kuat money fetch); tests never use the network
+    cmc_base_url: str = "https://pro-api.coinmarketcap.com"
+    nbk_base_url: str = "https://nationalbank.kz/rss/get_rates.cfm"
 
 
 class ControllerSettings(BaseSettings):
@@ -130,6 +179,7 @@ class ControllerSettings(BaseSettings):
     compliance_check_s: float = Field(300.0, gt=0)
     ingest_queue_max: int = Field(1000, ge=10)  # messages (a 500-miner batch: ~0.4 MB); beyond, the broker keeps them
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    money: MoneySettings = Field(default_factory=MoneySettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
 
     @field_validator("sites")

@@ -12,29 +12,22 @@ its chain and is named, with the event it departs from.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, select
 from sqlmodel import Session, SQLModel, col
 
+from kuat.canonical import canonical
+from kuat.canonical import jsonable as _jsonable
 from registry.models import AUDIT_EXCLUDED, AccreditedPool, AuditEvent, AuditHead, Dpc, Hsc, Licensee
 from serverkit.timeutil import utc
 
 GENESIS = "0" * 64
 AUDITED: dict[str, type[SQLModel]] = {"licensee": Licensee, "dpc": Dpc, "pool": AccreditedPool, "hsc": Hsc}
 _TABLE_OF_ENTITY = {"licensee": "licensee", "dpc": "dpc", "pool": "accredited_pool", "hsc": "hsc"}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return utc(value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def _column_value(column: Any, value: Any) -> Any:
@@ -49,10 +42,6 @@ def snapshot(entity: str, row: SQLModel) -> dict[str, Any]:
     excluded = AUDIT_EXCLUDED.get(entity, frozenset())
     columns = type(row).__table__.columns  # type: ignore[attr-defined]
     return {c.name: _column_value(c, getattr(row, c.name)) for c in columns if c.name not in excluded}
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
 
 
 def event_hash(seq: int, prev_hash: str, actor: str, ts: datetime, entity: str, entity_id: str, action: str,

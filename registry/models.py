@@ -58,6 +58,7 @@ class Role(StrEnum):
     REGULATOR = "regulator"  # read-only registry and compliance
     GRID = "grid"  # quota side
     AGENT = "agent"  # gateways: MQTT credentials, sighting submissions
+    TENANT = "tenant"  # a licensee's own key: its own money reports only (controller/money/access.py)
 
 
 class Licensee(SQLModel, table=True):

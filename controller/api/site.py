@@ -22,8 +22,8 @@ def site_totals(site: str | None = None, svc: Services = Depends(services)) -> d
 def energy(
     group: Literal["device", "owner", "site", "source"] = "source",
     site: str | None = None,
-    since: datetime | None = Query(None, description="ISO 8601; counts from the start of its UTC day"),
-    until: datetime | None = Query(None, description="ISO 8601; counts up to the start of its UTC day"),
+    since: datetime | None = Query(None, description="ISO 8601; counts from the start of its Astana day"),
+    until: datetime | None = Query(None, description="ISO 8601; counts up to the start of its Astana day"),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     return {"group": group, "rows": svc.fleet.energy(group, site, since, until)}

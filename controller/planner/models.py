@@ -4,7 +4,7 @@ the bid sets exported for submission, and what each site was awarded.
 Every row carries its provenance like the quota side's inputs: `actor` (the API key's role:name), `source` (what the
 figure came from: a file name, "luxor-index", "nbk", "network: difficulty ..."), `received_at` (kuat.clock). A newer
 import of the same day (and zone) supersedes the older one (`replaced_by`), which is kept. Migrated with the
-controller's other tables (controller/migrations, revision 0002_planner).
+controller's other tables (controller/migrations, revision 0003_planner).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -65,7 +65,7 @@ class PlannerService:
 
     def __init__(self, engine: Engine, settings: PlannerSettings, quota: Any, live: LiveState,
                  available: Callable[[DeviceLive, float], bool], noncompliant: Callable[[], set[str]] | None = None,
-                 energy_margin: float = 0.0) -> None:  # fmt: skip
+                 energy_margin: float = 0.0, fee_rate_sets: Sequence[str] = ()) -> None:  # fmt: skip
         self.engine = engine
         self.write_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self.settings = settings
@@ -74,6 +74,7 @@ class PlannerService:
         self.available = available
         self.noncompliant = noncompliant
         self.energy_margin = energy_margin
+        self.fee_rate_sets = tuple(fee_rate_sets)
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, date], tuple[float, SitePlan]] = {}
 
@@ -148,7 +149,25 @@ class PlannerService:
                         s.prepayment_kzt if budget_kzt is None else budget_kzt, 1.0 - self.energy_margin)
 
     def economics(self, day: date) -> Economics:
-        return inputs.economics(self.engine, self.settings, day)
+        return inputs.economics(self.engine, self.settings, day, self.price_basis(day), self.fee_rate_sets)
+
+    def price_basis(self, day: date) -> inputs.PriceBasis:
+        """The average price the fee scale is read at: what the awards of `day`'s month so far cost, or, before the
+        first purchase of the month, the lowest floor in force (every accepted price is at least its zone's floor;
+        the lower the price, the higher the fee band)."""
+        first = day.replace(day=1)
+        with Session(self.engine) as s:
+            rows = s.exec(select(PlannerAward).where(col(PlannerAward.day) >= first,
+                                                     col(PlannerAward.day) < day)).all()  # fmt: skip
+        mwh = sum(r.mwh for r in rows)
+        if mwh > 0:
+            avg = sum(r.cost_kzt for r in rows) / mwh / 1000.0
+            return inputs.PriceBasis(avg, f"the average price paid since {first} ({avg:.2f} KZT/kWh, {mwh:.3f} MWh)")
+        floors = [f for f in (inputs.zone_floor(self.settings, z, day) for z in self.zones()) if f is not None]
+        if not floors:
+            return inputs.PriceBasis(0.0, "no price known (no purchase this month, no floor): the top rate")
+        low = min(f[0] for f in floors) / 1000.0
+        return inputs.PriceBasis(low, f"the zone floor ({low:.2f} KZT/kWh: no purchase yet this month)")
 
     # ------------------------------------------------------------ bids
 

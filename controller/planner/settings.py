@@ -1,7 +1,7 @@
 """The planner's settings (`planner:` in the controller's settings, `KUAT_CONTROLLER_PLANNER__...`).
 
-Figures that are law or market data (zone floors, the mining fee) are data with effective dates and a source; until
-the money side's rate table is on main the mining fee is a setting here, read in one place
+Figures that are law or market data (zone floors, the mining fee) are data with effective dates and a source. The
+mining fee comes from the money side's rate table unless `mining_fee_kzt_per_kwh` overrides it, read in one place
 (controller.planner.inputs.mining_fee_rate).
 """
 
@@ -29,8 +29,9 @@ class ZoneFloor(_Section):
 class PlannerSettings(_Section):
     enabled: bool = True
     pool_fee: float = Field(0.02, ge=0, lt=1)  # share of revenue the pool keeps (FPPS pools quote 1-3 %)
-    # until money/'s rate table is on main: a flat rate (2 KZT/kWh was reported as proposed in Dec 2023 [?])
-    mining_fee_kzt_per_kwh: float = Field(2.0, ge=0)
+    # None: the money side's rate table (money/data/fee_rates.toml) at the month's average price paid; a number
+    # overrides it (for example the flat 2 KZT/kWh reported as proposed in Dec 2023 [?])
+    mining_fee_kzt_per_kwh: float | None = Field(None, ge=0)
     mining_fee_source: str = "setting planner.mining_fee_kzt_per_kwh"
     prepayment_kzt: float | None = Field(None, ge=0)  # the day's prepayment; None: bids are not limited by it
     max_steps: int = Field(5, ge=1, le=50)  # steps per zone-hour bid

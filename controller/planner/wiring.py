@@ -19,6 +19,6 @@ def attach_planner(services: Services) -> PlannerService | None:
     planner = PlannerService(services.engine, settings.planner, services.quota, services.live,
                              services.fleet.available,
                              registry.noncompliant_device_ids if registry is not None else None,
-                             settings.quota.energy_margin)  # fmt: skip
+                             settings.quota.energy_margin, settings.money.fee_rate_sets)  # fmt: skip
     services.planner = planner
     return planner

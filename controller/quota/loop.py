@@ -383,7 +383,7 @@ class QuotaLoop:
         measured = site_power(view.readings)
         self._account(site, state, rt, now, measured.watts, view.tenant_w)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
-                             max(measured.uncertainty, self.settings.energy_margin))  # fmt: skip
+                             max(measured.uncertainty, self.settings.margin_for(site)))  # fmt: skip
         settled = self._settled(rt, view.oldest_reading, now_s)
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured

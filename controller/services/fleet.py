@@ -17,6 +17,7 @@ from controller.services.commands import CommandService
 from controller.settings import ControllerSettings, EnergySource
 from kuat import clock
 from kuat.wire import v1
+from money.timebase import astana_date
 
 EnergyGroup = Literal["device", "owner", "site", "source"]
 GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -146,7 +147,8 @@ class FleetService:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """kWh from the day ledger plus the minutes still in memory (whole UTC days); gap_s = time not integrated."""
+        """kWh from the day ledger plus the minutes still in memory (whole Astana days); gap_s = time not
+        integrated."""
         cols = GROUP_COLUMNS[group]
         totals: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
         for row in history.energy_rows(self.engine, cols, site, since, until, group != "device"):
@@ -212,9 +214,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _in_range(minute: int, since: datetime | None, until: datetime | None) -> bool:
-    """Whole UTC days, as the day ledger counts them."""
-    day = as_datetime(minute).date()
-    return (since is None or day >= since.date()) and (until is None or day < until.date())
+    """Whole Astana days, as the day ledger counts them."""
+    day = astana_date(as_datetime(minute))
+    return (since is None or day >= astana_date(_utc(since))) and (until is None or day < astana_date(_utc(until)))
 
 
 def _utc(t: datetime) -> datetime:

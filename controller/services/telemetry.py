@@ -89,15 +89,15 @@ class TelemetryService:
             if batch.lease is not None:
                 gw.lease = batch.lease
 
-    def _integrate(self, key: tuple[str, ...], t: float, power_w: float | None) -> tuple[float, float]:
-        """(kWh, gap seconds) for the interval this sample closes."""
+    def _integrate(self, key: tuple[str, ...], t: float, power_w: float | None) -> tuple[float, float, float]:
+        """(kWh, gap seconds, seconds integrated) for the interval this sample closes."""
         interval: Interval | None = self.energy.add(key, t, power_w)
         if interval is None:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         if interval.gap:
             self.metrics.energy_gaps += 1
-            return 0.0, interval.seconds
-        return interval.kwh, 0.0
+            return 0.0, interval.seconds, 0.0
+        return interval.kwh, 0.0, interval.seconds
 
     def _miners(self, batch: v1.TelemetryBatch, t: float, received: float) -> list[str]:
         site, gateway, historical = batch.site, batch.gateway, batch.historical
@@ -110,9 +110,11 @@ class TelemetryService:
             for m in batch.miners:
                 source = source_of(site, m.device_id, m.outlet.pdu if m.outlet else None).value
                 owner = owner_of(m.serial)
-                kwh, gap = self._integrate((chain, site, m.device_id), t, m.power_w)
+                kwh, gap, seconds = self._integrate((chain, site, m.device_id), t, m.power_w)
                 bucket = book.bucket(site, m.device_id, minute, "miner", gateway, owner, source)
                 bucket.add(m.available, m.power_w, m.hashrate_ths, m.temp_c, kwh, gap)
+                if seconds and m.hashrate_ths:
+                    bucket.hash_ths_s += m.hashrate_ths * seconds  # the money side's hash per owner
                 if not historical:
                     self._set_live(devices, site, gateway, m.device_id, "miner", m, batch, received, owner, source)
                 if want_lines:
@@ -128,7 +130,7 @@ class TelemetryService:
         with self.book.lock, self.live.lock:
             for p in batch.pdus:
                 source = self.settings.source_of(site, p.device_id).value
-                kwh, gap = self._integrate((chain, site, p.device_id), t, p.power_w)
+                kwh, gap, _ = self._integrate((chain, site, p.device_id), t, p.power_w)
                 bucket = self.book.bucket(site, p.device_id, minute, "pdu", gateway, "site", source)
                 bucket.add(p.available, p.power_w, None, None, kwh, gap)
                 if not historical:

@@ -29,17 +29,32 @@ class Controller:
         self.states: list[v1.GatewayState] = []
         self.acks: list[v1.Ack] = []
         self._lock = threading.Lock()
+        self._pending_subs: set[int] = set()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-ctl-{id(self)}",
                                   clean_session=not persistent)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
+        # Subscribed before the caller starts an agent: a replay published before the broker knew this subscriber
+        # would be acknowledged to the agent and reach nobody (seen under load: "gap in seq").
+        if not self.subscribed.wait(15):
+            raise TimeoutError(f"test controller not subscribed to {site}/{gateway} within 15 s")
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        for kind in ("telemetry", "state", "ack"):
-            client.subscribe(v1.topic(self.site, self.gateway, kind), qos=1)  # type: ignore[arg-type]
+        with self._lock:
+            for kind in ("telemetry", "state", "ack"):
+                _, mid = client.subscribe(v1.topic(self.site, self.gateway, kind), qos=1)  # type: ignore[arg-type]
+                self._pending_subs.add(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any) -> None:
+        with self._lock:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         kind = msg.topic.rsplit("/", 1)[1]

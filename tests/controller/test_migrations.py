@@ -34,7 +34,7 @@ from serverkit.db import make_engine
 from tests.controller.conftest import BOTH_DATABASES, sqlite_or_postgres
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0002_planner"
+HEAD = "0003_planner"
 MINUTE = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 

@@ -26,7 +26,8 @@ def as_(role: str) -> dict[str, str]:
 
 def planner_settings(tmp_path: Path, **planner: Any) -> ControllerSettings:
     cfg = {"zone_floors": [{"zone": ZONE, "valid_from": "2024-01-01", "kzt_per_mwh": FLOOR,
-                            "source": "test floor (not an official figure)"}], **planner}  # fmt: skip
+                            "source": "test floor (not an official figure)"}],
+           "mining_fee_kzt_per_kwh": 2.0, "mining_fee_source": "test: flat 2 KZT/kWh", **planner}  # fmt: skip
     return load_settings(None, database_url=f"sqlite:///{tmp_path / 'kuat.sqlite'}", sites=[SITE],
                          api_keys=[{"name": f"t-{r}", "role": r, "key": k} for r, k in KEYS.items()],
                          planner=cfg)  # fmt: skip

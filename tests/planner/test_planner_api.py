@@ -232,3 +232,40 @@ def test_machines_down_now_and_degraded_ones(services: Services, client: TestCli
     assert any("degraded" in n for n in curve["notes"])
     # 8 whole S21s and one at 2/3: the S21 block holds 8 x 3.5 kW + 3.5 kW at 2/3 the TH/s per W
     assert curve["hours"][0]["fleet_mwh"] < (9 * 3.5 + 10 * 3.068 + 5 * 1.323) / 1000 * 1.01
+
+
+def test_mining_fee_from_the_money_sides_rate_table_and_usd_from_its_nbk_feed(tmp_path: Path) -> None:
+    """With no override the fee is the money side's rate table (money/data/fee_rates.toml, set scale-2023) read at
+    the average price paid this month; before any purchase at the zone's floor: 18 KZT/kWh falls in the band up to
+    20 KZT/kWh, 15 KZT/kWh. With no planner USD series, the National Bank rate the money side imported is used."""
+    svc = build_services(planner_settings(tmp_path, mining_fee_kzt_per_kwh=None), with_ingest=False)
+    try:
+        seed(svc)
+        planner, money = svc.planner, svc.money
+        assert planner is not None and money is not None
+        hp, _usd = series_csv(clock.now().date())
+        planner.import_series("hashprice", hp, "operator:test")
+        day = local_day_and_hour(clock.now())[0] + timedelta(days=1)
+        feed_day = day - timedelta(days=1)
+        xml = (f'<?xml version="1.0" encoding="utf-8"?>\n<rates>\n <date>{feed_day:%d.%m.%Y}</date>\n <item>\n'
+               "  <fullname>ДОЛЛАР США</fullname>\n  <title>USD</title>\n  <description>512.34</description>\n"
+               "  <quant>1</quant>\n  <index></index>\n  <change>0.00</change>\n </item>\n</rates>\n").encode()
+        money.import_file("nbk", f"nbk-{feed_day}.xml", xml, "operator:test")
+        econ = planner.economics(day)
+        assert econ.mining_fee_kzt_per_kwh == 15.0
+        assert "scale-2023" in econ.fee_source and "zone floor" in econ.fee_source
+        assert econ.usd_kzt == pytest.approx(512.34) and "National Bank" in econ.usd_source
+        # once something was bought this month, its average price is the basis: 40 KZT/kWh is the top band, 1
+        from sqlmodel import Session
+
+        from controller.planner.models import PlannerAward
+
+        if day.day > 1:
+            with Session(svc.engine) as s:
+                s.add(PlannerAward(import_id=0, day=day.replace(day=1), site=SITE, zone=ZONE, hour=1, mwh=1.0,
+                                   cost_kzt=40_000.0))
+                s.commit()
+            econ = planner.economics(day)
+            assert econ.mining_fee_kzt_per_kwh == 1.0 and "average price paid" in econ.fee_source
+    finally:
+        svc.engine.dispose()
