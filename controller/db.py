@@ -137,3 +137,15 @@ def schema_differences(connection: Connection) -> list[Any]:
         "compare_type": True, "compare_server_default": True,
     })  # fmt: skip
     return list(compare_metadata(context, controller_metadata()))
+
+
+def head_revision() -> str:
+    """The newest revision of the controller's migrations (what `init_controller_db` brings a database to). Tests
+    compare with this rather than a literal, so each new revision does not edit them (and branches do not clash)."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"the controller's migrations have {len(heads)} heads ({', '.join(heads)}): "
+                           "merge them with `alembic merge` (docs/controller.md, Schema migrations)")
+    return heads[0]
