@@ -34,6 +34,10 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.money.api import install as install_money
 
         install_money(app)
+    if services.planner is not None:
+        from controller.planner.api import router as planner_router
+
+        app.include_router(planner_router)
     dashboard.install(app)
     return app
 

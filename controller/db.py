@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 
 from controller import history
 from controller.money import models as money_models
+from controller.planner import models as planner_models
 from controller.quota import models as quota_models
 from serverkit.db import SQLITE_BEGIN
 
@@ -36,7 +37,8 @@ INITIAL_REVISION = "0001"
 ADOPT_EXISTING = "adopt_existing_tables"  # Config.attributes key read by the initial revision
 PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the same for every controller process
 
-CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES)
+CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES,
+                                     *planner_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
 # what revision 0001 made (and create_all made before the migrations): the tables adoption looks for; later
 # revisions create their own tables unless a create_all of the current models made them already
@@ -135,3 +137,15 @@ def schema_differences(connection: Connection) -> list[Any]:
         "compare_type": True, "compare_server_default": True,
     })  # fmt: skip
     return list(compare_metadata(context, controller_metadata()))
+
+
+def head_revision() -> str:
+    """The newest revision of the controller's migrations (what `init_controller_db` brings a database to). Tests
+    compare with this rather than a literal, so each new revision does not edit them (and branches do not clash)."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"the controller's migrations have {len(heads)} heads ({', '.join(heads)}): "
+                           "merge them with `alembic merge` (docs/controller.md, Schema migrations)")
+    return heads[0]

@@ -52,6 +52,7 @@ class Services:
     quota: Any | None = None  # controller.quota.service.QuotaService
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
     money: Any | None = None  # controller.money.service.MoneyService
+    planner: Any | None = None  # controller.planner.service.PlannerService
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -150,6 +151,10 @@ def build_services(
         from controller.money.service import MoneyService
 
         services.money = MoneyService(settings, engine, clock.now, lambda: licensee_names(engine))
+    if settings.quota.enabled and settings.planner.enabled:
+        from controller.planner.wiring import attach_planner
+
+        attach_planner(services)
     return services
 
 

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from controller.planner.settings import PlannerSettings
+
 # secrets that ship in examples and docs; refused when production=true
 DEFAULT_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "admin", "kuat", "test"})
 MIN_PRODUCTION_SECRET_LEN = 16
@@ -178,6 +180,7 @@ class ControllerSettings(BaseSettings):
     ingest_queue_max: int = Field(1000, ge=10)  # messages (a 500-miner batch: ~0.4 MB); beyond, the broker keeps them
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     money: MoneySettings = Field(default_factory=MoneySettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
 
     @field_validator("sites")
     @classmethod

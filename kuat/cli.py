@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "controller": ("controller.cli:cli", "Controller: ingest, registry, quota engine, dashboard and API."),
     "demo": ("demo.cli:cli", "One-command demo: broker, controller, simulated site, agents, a grid day."),
     "registry": ("registry.cli:cli", "HSC registry: standalone service, API keys, CSV import, audit check."),
+    "plan": ("controller.planner.cli:cli", "Day-ahead bids for the miners' auction: curve, bids, results, backtest."),
 }
 
 

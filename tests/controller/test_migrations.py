@@ -23,6 +23,7 @@ from controller.db import (
     CONTROLLER_TABLE_NAMES,
     VERSION_TABLE,
     current_revision,
+    head_revision,
     init_controller_db,
     schema_differences,
 )
@@ -34,7 +35,7 @@ from serverkit.db import make_engine
 from tests.controller.conftest import BOTH_DATABASES, sqlite_or_postgres
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0002"
+HEAD = head_revision()
 MINUTE = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 

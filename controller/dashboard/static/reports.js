@@ -61,10 +61,12 @@
       (r.flags.length || r.fee.flags.length ? card("Flags", r.flags.concat(r.fee.flags).map(f => `<div>${esc(f)}</div>`).join("")) : "");
   }
 
+  let reportSeq = 0;  // answers can arrive out of order (a licensee or month changed while one was loading): latest wins
   async function loadReport() {
-    const bin = $("#rep-licensee").value, month = monthInput.value;
+    const bin = $("#rep-licensee").value, month = monthInput.value, mine = ++reportSeq;
     if (!bin || !month) { $("#rep-body").innerHTML = "<p class='muted'>no licensee visible to this key</p>"; return; }
-    try { render(await api(`${M}/reports/${month}/${bin}`)); } catch (e) { toast("report: " + e.message, true); }
+    try { const r = await api(`${M}/reports/${month}/${bin}`); if (mine === reportSeq) render(r); }
+    catch (e) { if (mine === reportSeq) toast("report: " + e.message, true); }
   }
 
   async function loadReports() {

@@ -1,0 +1,1 @@
+"""The day-ahead bid planner for the miners' KOREM auction: pure functions, no I/O (docs/planner.md)."""
