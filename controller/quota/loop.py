@@ -9,6 +9,8 @@ One run for a site:
 3. decide: the dispatch limit (energy pace of the hour, orders, grid signal, connection: quota.control.dispatch_limit),
    the three-band step with its correction factor, the allocation (quota.allocate) over the machines the live state
    knows, with registry violations at zero, operator rules (protected, priority), min on/off and staggered wakes;
+   a machine without the right to power (quota.rights, through `rights`) is at zero on EVERY run: slept or cut at
+   its outlet, whatever it is doing, also when the allocator cannot steer it (model unknown, not answering);
 4. act: every setpoint, one batch per gateway with a lease (controller.quota.dispatch); machines still drawing
    well above a sleep or power-target setpoint after `straggler_settle_s` are re-sent, then cut at their outlet.
 
@@ -151,6 +153,8 @@ class SiteView:
     held_unmetered_w: float = 0.0  # the part of it no reading in this run measures
     held: int = 0
     fleet: FleetArrays = field(default_factory=lambda: FleetArrays.from_machines([]))
+    dark_ids: list[str] = field(default_factory=list)  # no right to power and outside the allocator's fleet
+    dark_wires: list[dispatch.Wire] = field(default_factory=list)
 
     def hold(self, watts: float, metered: bool) -> None:
         self.held_w += watts
@@ -228,6 +232,8 @@ class QuotaLoop:
         self._dark_read = -math.inf
         self._unknown_models: set[str] = set()
         self.runs = 0
+        # fail-closed power (controller.registry_link.power.PowerGate); None: no registry link configured
+        self.rights: Callable[[], Callable[[str, v1.MinerSample], bool]] | None = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -398,7 +404,11 @@ class QuotaLoop:
         wires, cut, resend = self._stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
                                               decision.state.correction)  # fmt: skip
         changed = int(len(wires) - unchanged.sum()) + cut
-        batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
+        if view.dark_ids:  # no right to power and outside the allocator: slept or cut, every run
+            batches = rt.batcher.batches([*fleet.ids, *view.dark_ids], [*wires, *view.dark_wires], view.gateway_of,
+                                         resend)  # fmt: skip
+        else:
+            batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
         if changed:
@@ -476,6 +486,7 @@ class QuotaLoop:
         the host (subtype I): shares are the tenants'; the rest, unassigned machines included, is one pool."""
         miners, pdus = self._devices(site)
         dark = self._noncompliant()
+        powered = self.rights() if self.rights is not None else None
         rules = self.service.machine_rules(site)
         view = SiteView()
         statics: list[tuple[Any, ...]] = []
@@ -512,6 +523,13 @@ class QuotaLoop:
                     tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + power_w
                 else:
                     missing += 1
+            if powered is not None and not powered(device, known.sample):
+                if known.spec is None or not available:
+                    self._keep_dark(view, d, known, pdus, watts.get(device))
+                    continue
+                dark_now = True
+            else:
+                dark_now = device in dark
             if known.spec is None:
                 self._unknown(site, d, known.sample)
                 view.hold(_held_w(known, None, watts.get(device), None, now_s), watts.get(device) is not None)
@@ -540,11 +558,24 @@ class QuotaLoop:
             doing_now.append(doing)
             since.append(now_s - prev[1])
             current.append(known.current_w)
-            compliant.append(device not in dark)
+            compliant.append(not dark_now)
         view.readings = [PowerReading(f"all-{src}", w, src, squares[src]) for src, w in by_source.items()]
         view.readings += [PowerReading("missing", None, "none")] * missing
         view.fleet = self._fleet(rt, statics, doing_now, since, current, compliant)
         return view
+
+    @staticmethod
+    def _keep_dark(view: SiteView, d: DeviceLive, known: _Seen, pdus: dict[str, v1.PduSample],
+                   measured: float | None) -> None:
+        """A machine without the right to power that the allocator cannot steer (model unknown, not answering): cut
+        at its outlet where it can be switched (the PDU answers for it), else told to sleep (it applies it when it
+        answers again). What it draws meanwhile is held out of the budget."""
+        outlet = _outlet(known.sample, pdus) if known.has_outlet else None
+        off = outlet is not None and outlet.switchable
+        view.dark_ids.append(d.device_id)
+        view.dark_wires.append((dispatch.OFF, None) if off else (dispatch.SLEEP, None))
+        view.gateway_of[d.device_id] = d.gateway
+        view.hold(0.0 if measured is None else measured, measured is not None)
 
     def _unknown(self, site: str, d: DeviceLive, s: v1.MinerSample) -> None:
         if s.model not in self._unknown_models:
