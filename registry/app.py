@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from registry.api import install
 from registry.db import init_db
+from registry.national import api_dpc
+from registry.national.service import NationalRegistry
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from serverkit.db import make_engine, session_factory
@@ -38,9 +40,17 @@ async def _compliance_loop(service: RegistryService, settings: RegistrySettings)
             log.exception("compliance check failed")
 
 
-def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None) -> FastAPI:
+def national_for(service: RegistryService, settings: RegistrySettings) -> NationalRegistry:
+    """The national registry on the same database (and clock) as the reference service."""
+    return NationalRegistry(service._sessions, service._clock,
+                            fresh_for=timedelta(minutes=settings.fresh_minutes))
+
+
+def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None,
+               national: NationalRegistry | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
     svc = service or build_service(settings)
+    nat = national or national_for(svc, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +66,8 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     app = FastAPI(title="Kuat HSC registry", version="1", lifespan=lifespan,
                   description="State registry of hardware-software complexes (mining machines), compliance, audit.")
     install(app, svc)
+    app.state.national_registry = nat
+    app.include_router(api_dpc.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
