@@ -77,6 +77,8 @@ class ApiKey(_Section):
     name: str
     role: str  # operator / regulator / grid / agent
     key: str
+    # what the key reaches beyond its role (serverkit.auth.Scope): e.g. a grid key {"sites": [...], "zones": [...]}
+    scope: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class QuotaSettings(_Section):

@@ -33,7 +33,7 @@ from controller.dashboard import views
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
-from registry.auth import authenticate
+from registry.auth import authenticate, require_role
 from registry.models import Role
 from serverkit.auth import Principal, token_from
 
@@ -94,6 +94,7 @@ def key_in_query_or_header(*roles: Role) -> Callable[[Request], Principal]:
 
 
 read_by_link = key_in_query_or_header(Role.OPERATOR, Role.REGULATOR, Role.GRID)
+read_registry = require_role(Role.OPERATOR, Role.REGULATOR)
 
 
 # ------------------------------------------------------------------ read
@@ -157,7 +158,7 @@ def device(
         raise HTTPException(409, str(exc)) from None
 
 
-@router.get("/registry", dependencies=[Depends(read_fleet)])
+@router.get("/registry", dependencies=[Depends(read_registry)])  # registry data: never for grid keys
 def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
     return views.registry_page(svc)
 

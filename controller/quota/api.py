@@ -28,7 +28,7 @@ from serverkit.auth import Principal
 
 router = APIRouter(prefix="/api/v1/quota", tags=["quota"])
 
-push_inputs = require_role(Role.GRID, Role.OPERATOR)
+push_role = require_role(Role.GRID, Role.OPERATOR)
 operate = require_role(Role.OPERATOR)
 read_quota = require_role(Role.OPERATOR, Role.REGULATOR, Role.GRID)
 
@@ -41,6 +41,21 @@ def quota_of(svc: Services = Depends(services)) -> QuotaService:
         raise HTTPException(503, "the quota side is disabled in this controller's settings (quota.enabled)")
     q: QuotaService = svc.quota
     return q
+
+
+def require_site_scope(who: Principal, q: QuotaService, site: str) -> None:
+    """A key scoped to sites or zones (a grid operator's) reaches only those (403 otherwise)."""
+    try:
+        zone = q.state(site).site.zone
+    except KeyError:
+        zone = None
+    who.require_site(site, zone)
+
+
+def push_inputs(site: str, q: QuotaService = Depends(quota_of), who: Principal = Depends(push_role)) -> Principal:
+    """Grid or operator keys, and only for a site their scope reaches."""
+    require_site_scope(who, q, site)
+    return who
 
 
 def _unprocessable(err: QuotaInputError) -> HTTPException:
@@ -207,7 +222,10 @@ def list_emergencies(site: str, past_hours: float = Query(24.0, ge=0), q: QuotaS
 
 @router.post("/emergencies/{order_id}/lift")
 def lift_emergency(order_id: int, q: QuotaService = Depends(quota_of),
-                   who: Principal = Depends(push_inputs)) -> dict[str, Any]:
+                   who: Principal = Depends(push_role)) -> dict[str, Any]:
+    order = q.emergency_site(order_id)
+    if order is not None:
+        require_site_scope(who, q, order)
     try:
         row = q.lift_emergency(order_id, who.actor)
     except KeyError as exc:
