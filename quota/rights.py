@@ -9,8 +9,9 @@ closed: a machine gets power only when the registry mirror *shows* that
 - every pool endpoint it reports is served by an accredited pool valid today (a machine reporting no pools is dark:
   nothing shows it mines through an accredited pool),
 
-or when it holds a commissioning allowance valid now (burn-in before inclusion; the pools must still be accredited,
-and the owner's licence valid if the registry knows the owner). Everything else is dark, with a reason.
+or when it is applied for (pending at the registry) and holds a commissioning allowance valid now (burn-in before
+the decision; the pools must still be accredited and the owner's licence valid). Everything else is dark, with a
+reason.
 
 "Today" is the Astana calendar day (serverkit.timeutil): a licence valid to 31 December ends at 19:00 UTC.
 Decisions older than the trust window (the registry has not been heard from for that long) are not trusted at all:
@@ -162,16 +163,14 @@ class Rights:
         status = decision.status if decision is not None else None
         if status == "included" and decision is not None and decision.dpc != self.mirror.dpc:
             return Right(Reason.MOVED, f"included at DPC {decision.dpc}, not {self.mirror.dpc}")
-        if status != "included" and (allowance is None or status not in (None, "submitted")):
-            return self._not_included(serial, decision)  # an allowance stands in only for a missing decision
+        if status != "included" and (allowance is None or status != "submitted"):
+            return self._not_included(serial, decision)  # an allowance stands in only for a pending decision
         pool_problem = self._pool_problem(list(pools))
         if pool_problem is not None:
             return pool_problem
-        owner = decision.owner_bin if decision is not None else None
-        if status == "included" or owner is not None:
-            licence_problem = self._licence_problem(owner)
-            if licence_problem is not None:
-                return licence_problem
+        licence_problem = self._licence_problem(decision.owner_bin if decision is not None else None)
+        if licence_problem is not None:
+            return licence_problem
         if status == "included" and decision is not None:
             number = f" as {decision.registry_number}" if decision.registry_number else ""
             return Right(Reason.INCLUDED, f"included at {self.mirror.dpc}{number}")

@@ -84,6 +84,11 @@ class RegistryLink:
             raise InvalidInput("ends_at", "must be after starts_at")
         if ends_at - starts_at > timedelta(hours=self.settings.max_allowance_h):
             raise InvalidInput("ends_at", f"an allowance lasts at most {self.settings.max_allowance_h:g} h")
+        decision = self.mirror.load()[1].decisions.get(serial)
+        if decision is None or decision.status != c.RegistrationStatus.SUBMITTED.value:
+            status = decision.status if decision is not None else "not applied for"
+            raise InvalidInput("serial", f"{serial} is {status}: an allowance is burn-in for a machine whose "
+                                         "inclusion is applied for and not decided yet")
         payload = c.AllowanceIn(serial=serial, starts_at=starts_at, ends_at=ends_at, reason=reason,
                                 granted_by=granted_by)  # fmt: skip
         key = self.outbox.put("allowance", self.dpc, payload)
@@ -120,6 +125,8 @@ class RegistryLink:
                 break  # the registry is down: the rest waits its turn (order kept)
             except c.PortRefused as exc:
                 self.outbox.refused(item.id, exc.status, exc.detail)
+                if item.kind == "allowance":
+                    self.mirror.touch()  # a refused allowance is void
                 log.error("registry refused %s %s for good (%d): %s", item.kind, item.idempotency_key, exc.status,
                           exc.detail)
                 done += 1

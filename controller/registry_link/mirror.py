@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
-from controller.registry_link.models import CommissioningAllowance, RegistryCursor, RegistryMirror
+from controller.registry_link.models import CommissioningAllowance, RegistryCursor, RegistryMirror, RegistryOutbox
 from quota import rights as r
 from registry.contract import v1 as c
 from serverkit.db import SQLITE_BEGIN
@@ -153,9 +153,11 @@ class MirrorStore:
         """Local grants (in force at once, also while the registry is down), with the registry's revocation when
         the feed shows one; grants the feed knows and this database does not (an earlier database) too."""
         out: dict[str, list[r.Allowance]] = {}
+        refused = select(col(RegistryOutbox.idempotency_key)).where(col(RegistryOutbox.refused_status).is_not(None))
         with Session(self.engine) as s:
             local = list(s.execute(select(CommissioningAllowance).where(
-                col(CommissioningAllowance.dpc) == self.dpc)).scalars())
+                col(CommissioningAllowance.dpc) == self.dpc,
+                col(CommissioningAllowance.outbox_key).not_in(refused))).scalars())  # refused by the registry: void
         known = set()
         for a in local:
             remote = feed.get(a.registry_id) if a.registry_id is not None else None

@@ -4,7 +4,7 @@ the owner map, the quota loop's power gate, and the transport (embedded or remot
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -26,11 +26,9 @@ def make_port(settings: RegistryLinkSettings, engine: Engine) -> c.DpcPort:
         assert settings.url is not None and settings.key_file is not None  # the settings validator says so
         return HttpDpcPort(settings.url, read_key(settings.key_file), settings.timeout_s)
     from registry.dpc_port import InProcessDpcPort
-
     from serverkit.db import session_factory
 
-    port: Any = InProcessDpcPort(session_factory(engine), [settings.dpc])
-    return port
+    return InProcessDpcPort(session_factory(engine), [settings.dpc], clock=clock.now)
 
 
 def make_link(settings: RegistryLinkSettings, engine: Engine, port: c.DpcPort | None = None) -> RegistryLink:

@@ -149,6 +149,12 @@ def test_an_allowance_is_granted_by_an_operator_audited_and_submitted(down: tupl
     h = {"X-API-Key": OPERATOR}
     assert client.get("/api/v1/registry-link/power/m3", headers=h).json()["reason"] == Reason.UNKNOWN
     body = {"device_id": "m3", "hours": 12, "reason": "burn-in after repair"}
+    unknown = client.post("/api/v1/registry-link/allowances", json=body, headers=h)
+    assert unknown.status_code == 422 and "not applied for" in unknown.text  # the registry would refuse it too
+    pending = c.FeedItem(seq=8, at=clock.now(), data=c.HscDecision(serial="SN-new", status="submitted", dpc="DPC-A",
+                                                                   owner_bin=OWNER))
+    link.mirror.apply(page([pending]))
+    assert client.get("/api/v1/registry-link/power/m3", headers=h).json()["reason"] == Reason.PENDING
     assert client.post("/api/v1/registry-link/allowances", json=body,
                        headers={"X-API-Key": REGULATOR}).status_code == 403
     made = client.post("/api/v1/registry-link/allowances", json=body, headers=h)

@@ -103,22 +103,26 @@ def test_decisions_older_than_the_trust_window_darken_everything() -> None:
     assert right(mirror(synced_at=None)) == Reason.STALE
 
 
-def test_a_commissioning_allowance_powers_a_pending_or_unknown_machine_while_it_lasts() -> None:
+def test_a_commissioning_allowance_powers_a_pending_machine_while_it_lasts() -> None:
     allowance = Allowance("SN2", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
     pending = {"SN2": Decision("SN2", "submitted", "DPC-1", OWNER)}
-    assert right(mirror(allowances={"SN2": [allowance]}), serial="SN2") == Reason.ALLOWANCE
-    assert right(mirror(decisions=pending, allowances={"SN2": [allowance]}), serial="SN2") == Reason.ALLOWANCE
+    r = Rights(mirror(decisions=pending, allowances={"SN2": [allowance]}), NOW, TRUST).of("SN2", GOOD)
+    assert r.powered and r.reason == Reason.ALLOWANCE
     later = NOW + timedelta(hours=1)
-    assert right(mirror(allowances={"SN2": [allowance]}), serial="SN2", now=later) == Reason.UNKNOWN
+    assert right(mirror(decisions=pending, allowances={"SN2": [allowance]}), serial="SN2", now=later) == \
+        Reason.PENDING
     revoked = Allowance("SN2", allowance.starts_at, allowance.ends_at, revoked_at=NOW - timedelta(minutes=5))
-    assert right(mirror(allowances={"SN2": [revoked]}), serial="SN2") == Reason.UNKNOWN
+    assert right(mirror(decisions=pending, allowances={"SN2": [revoked]}), serial="SN2") == Reason.PENDING
+    # never applied for: the registry would refuse the allowance, and so does the rule
+    assert right(mirror(allowances={"SN2": [allowance]}), serial="SN2") == Reason.UNKNOWN
 
 
 def test_an_allowance_does_not_override_the_authority_or_the_pool_or_the_licence() -> None:
     allowance = {"SN2": [Allowance("SN2", NOW - timedelta(hours=1), NOW + timedelta(hours=1))]}
     rejected = {"SN2": Decision("SN2", "rejected", "DPC-1", OWNER)}
+    pending = {"SN2": Decision("SN2", "submitted", "DPC-1", OWNER)}
     assert right(mirror(decisions=rejected, allowances=allowance), serial="SN2") == Reason.REJECTED
-    assert right(mirror(allowances=allowance), serial="SN2", pools=["stratum+tcp://x.com:1"]) == \
+    assert right(mirror(decisions=pending, allowances=allowance), serial="SN2", pools=["stratum+tcp://x.com:1"]) == \
         Reason.POOL_UNACCREDITED
-    pending_expired = {"SN2": Decision("SN2", "submitted", "DPC-1", "999999999999")}
-    assert right(mirror(decisions=pending_expired, allowances=allowance), serial="SN2") == Reason.NO_LICENCE
+    unlicensed = {"SN2": Decision("SN2", "submitted", "DPC-1", "999999999999")}
+    assert right(mirror(decisions=unlicensed, allowances=allowance), serial="SN2") == Reason.NO_LICENCE
