@@ -7,13 +7,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from registry.api import install
 from registry.db import init_db
+from registry.national import api as national_api
 from registry.national import api_dpc
 from registry.national.service import NationalRegistry
+from registry.national.sightings import close_unseen
+from registry.national.signing import Signer
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from serverkit.db import make_engine, session_factory
@@ -28,10 +33,13 @@ def build_service(settings: RegistrySettings) -> RegistryService:
                            fresh_for=timedelta(minutes=settings.fresh_minutes))
 
 
-async def _compliance_loop(service: RegistryService, settings: RegistrySettings) -> None:
+async def _compliance_loop(service: RegistryService, nat: NationalRegistry, settings: RegistrySettings) -> None:
     while True:
         await asyncio.sleep(settings.compliance_interval_s)
         try:
+            closed = await asyncio.to_thread(close_unseen, nat, nat.now())
+            if closed:
+                log.info("closed %d violation episodes of machines no DPC reports any more", closed)
             result = await asyncio.to_thread(service.check_compliance)
             log.info("compliance check: %d machines, %d opened, %d resolved, open %s", result.hscs_checked,
                      result.opened, result.resolved, result.open_by_kind)
@@ -46,6 +54,13 @@ def national_for(service: RegistryService, settings: RegistrySettings) -> Nation
                             fresh_for=timedelta(minutes=settings.fresh_minutes))
 
 
+def _signer(settings: RegistrySettings) -> Signer:
+    if settings.signing_key_file:
+        return Signer.from_file(Path(settings.signing_key_file))
+    log.warning("no KUAT_REGISTRY_SIGNING_KEY_FILE: the audit head is signed with a key that dies with this process")
+    return Signer(Ed25519PrivateKey.generate())
+
+
 def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None,
                national: NationalRegistry | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
@@ -56,7 +71,7 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
         if settings.compliance_interval_s > 0:
-            task = asyncio.create_task(_compliance_loop(svc, settings))
+            task = asyncio.create_task(_compliance_loop(svc, nat, settings))
         yield
         if task is not None:
             task.cancel()
@@ -68,6 +83,7 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     install(app, svc)
     app.state.national_registry = nat
     app.include_router(api_dpc.router)
+    national_api.install(app, _signer(settings))
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
