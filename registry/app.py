@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from registry.api import install
 from registry.db import init_db
 from registry.national import api as national_api
-from registry.national import api_dpc
+from registry.national import api_dpc, web
 from registry.national.service import NationalRegistry
 from registry.national.sightings import close_unseen
 from registry.national.signing import Signer
@@ -84,6 +84,7 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     app.state.national_registry = nat
     app.include_router(api_dpc.router)
     national_api.install(app, _signer(settings))
+    web.install(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

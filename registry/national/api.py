@@ -36,6 +36,7 @@ from registry.national.schemas import (
     RegistrationPage,
     SignedHead,
     StatusIn,
+    WhoAmI,
 )
 from registry.national.signing import Signer
 from registry.schemas import DpcIn, DpcOut, DpcPatch, LicenseeIn, LicenseeOut, LicenseePatch, PoolIn, PoolOut, PoolPatch
@@ -143,6 +144,11 @@ def reg_filter(serial: str | None = None, mac: str | None = None,
 
 
 Filter = Annotated[queries.RegFilter, Depends(reg_filter)]
+
+
+@national.get("/whoami", response_model=WhoAmI)
+def whoami(who: Reader) -> WhoAmI:
+    return WhoAmI(name=who.name, role=who.role)
 
 
 @national.get("/hscs", response_model=RegistrationPage)

@@ -156,3 +156,8 @@ class NumberCheck(BaseModel):
     valid: bool = Field(description="issued, and the machine is included now")
     status: str | None = None
     dpc: str | None = None
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
