@@ -153,7 +153,10 @@ class Rights:
                                       if not p.withdrawn and p.valid_from <= self.today <= p.valid_to
                                       for e in p.endpoints}  # fmt: skip
 
-    def of(self, serial: str | None, pools: Iterable[str]) -> Right:
+    def of(self, serial: str | None, pools: Iterable[str], asleep: bool = False) -> Right:
+        """The right of one machine. `asleep`: it is not hashing now, so an empty `pools` means "not told" (stock
+        firmware asleep answers nothing) rather than "no pool": the pool check then waits for its first report,
+        a poll after it runs (and the controller remembers pools it reported before, see PowerGate)."""
         if self.stale is not None:
             return Right(Reason.STALE, self.stale)
         if not serial:
@@ -165,7 +168,8 @@ class Rights:
             return Right(Reason.MOVED, f"included at DPC {decision.dpc}, not {self.mirror.dpc}")
         if status != "included" and (allowance is None or status != "submitted"):
             return self._not_included(serial, decision)  # an allowance stands in only for a pending decision
-        pool_problem = self._pool_problem(list(pools))
+        reported = list(pools)
+        pool_problem = None if asleep and not reported else self._pool_problem(reported)
         if pool_problem is not None:
             return pool_problem
         licence_problem = self._licence_problem(decision.owner_bin if decision is not None else None)

@@ -2,8 +2,9 @@
 machine per run, and remembered per machine so the API and the dashboard can say why a machine has or has no power.
 
 The rule itself is pure (quota/rights.py). This module maps a gateway's `MinerSample` to what the rule needs
-(serial, pool URLs), rebuilds the rule when the mirror changes or once a minute (a licence ends at Astana midnight,
-an allowance at its hour: a minute late at most), and keeps the last answer per device.
+(serial, pool URLs; the pools a machine reported before, while it sleeps and tells none), rebuilds the rule when the
+mirror changes, when the Astana date changes (a licence ends at Astana midnight) and once a minute (an allowance
+ends at its hour: a minute late at most), and keeps the last answer per device.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kuat.wire import v1
-from quota.rights import Mirror, Reason, Right, Rights
+from quota.rights import POWERED, Mirror, Right, Rights
+from serverkit.timeutil import astana_date
 
 log = logging.getLogger(__name__)
 
+HASHING = frozenset({v1.MinerState.MINING, v1.MinerState.DEGRADED})
 REBUILD_EVERY_S = 60.0  # real seconds; the rule's day and allowances move with the clock
 
 
@@ -42,8 +45,9 @@ class PowerGate:
         self._version = -1
         self._built = -float("inf")
         self._rights: Rights | None = None
-        self._cache: dict[tuple[str | None, tuple[str, ...]], Right] = {}
+        self._cache: dict[tuple[str | None, tuple[str, ...], bool], Right] = {}
         self._last: dict[str, DeviceRight] = {}
+        self._pools: dict[str, tuple[str, ...]] = {}  # device -> the pools it last reported (asleep it tells none)
         self._failed_load = False
 
     def rights(self) -> Rights:
@@ -58,28 +62,36 @@ class PowerGate:
                     log.exception("power gate: the registry mirror cannot be read; keeping the last decisions")
                 self._failed_load = True
                 version, mirror = self._version, None
-            stale = time.monotonic() - self._built >= REBUILD_EVERY_S
+            now = self._now()
+            stale = time.monotonic() - self._built >= REBUILD_EVERY_S or \
+                (self._rights is not None and astana_date(now) != self._rights.today)  # Astana midnight: at once
             if self._rights is None or version != self._version or stale:
                 if mirror is None:
                     mirror = self._rights.mirror if self._rights is not None else Mirror(dpc="?")
-                self._rights = Rights(mirror, self._now(), self.trust)
+                self._rights = Rights(mirror, now, self.trust)
                 self._version, self._built = version, time.monotonic()
                 self._cache = {}
             return self._rights
 
     def gate(self) -> Callable[[str, v1.MinerSample], bool]:
         rights = self.rights()
-        cache, last, at = self._cache, self._last, rights.now
+        cache, last, at, remembered = self._cache, self._last, rights.now, self._pools
 
         def powered(device_id: str, sample: v1.MinerSample) -> bool:
-            key = (sample.serial, tuple([p.url for p in sample.pools]))
+            pools = tuple([p.url for p in sample.pools])
+            asleep = not (sample.available and sample.state in HASHING)
+            if pools:
+                remembered[device_id] = pools
+            elif asleep:
+                pools = remembered.get(device_id, ())
+            key = (sample.serial, pools, asleep)
             right = cache.get(key)
             if right is None:
-                right = cache[key] = rights.of(key[0], key[1])
+                right = cache[key] = rights.of(sample.serial, pools, asleep)
             known = last.get(device_id)
             if known is None or known.right is not right:
                 last[device_id] = DeviceRight(device_id, sample.serial, right, at)
-            return right.reason in (Reason.INCLUDED, Reason.ALLOWANCE)
+            return right.reason in POWERED
 
         return powered
 

@@ -126,3 +126,10 @@ def test_an_allowance_does_not_override_the_authority_or_the_pool_or_the_licence
         Reason.POOL_UNACCREDITED
     unlicensed = {"SN2": Decision("SN2", "submitted", "DPC-1", "999999999999")}
     assert right(mirror(decisions=unlicensed, allowances=allowance), serial="SN2") == Reason.NO_LICENCE
+
+
+def test_a_sleeping_machine_that_tells_no_pools_is_checked_when_it_runs() -> None:
+    rights = Rights(mirror(), NOW, TRUST)
+    assert rights.of("SN1", [], asleep=True).reason == Reason.INCLUDED  # stock firmware asleep answers nothing
+    assert rights.of("SN1", [], asleep=False).reason == Reason.NO_POOLS  # hashing and telling no pool: dark
+    assert rights.of("SN1", ["stratum+tcp://x.com:1"], asleep=True).reason == Reason.POOL_UNACCREDITED
