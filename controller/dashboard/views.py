@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from controller.quota.errors import NotUnderQuota
 from controller.runtime import Services
 from kuat import clock
 
@@ -36,7 +37,7 @@ def quota_for(services: Services, site: str | None) -> Any | None:
         return None
     try:
         quota.state(site)
-    except KeyError:
+    except NotUnderQuota:
         return None
     return quota
 

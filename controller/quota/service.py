@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from controller.db import init_controller_db
 from controller.quota import ledger as ledger_view
+from controller.quota.errors import NotUnderQuota
 from controller.quota.models import (
     EmergencyOrder,
     QuotaGridContract,
@@ -57,6 +58,7 @@ from quota.limits import (
 )
 from quota.timebase import hour_window, hours_in_day, local_day_and_hour, require_aware
 from serverkit.db import SQLITE_BEGIN
+from serverkit.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ class QuotaService:
             return sorted(s.exec(select(QuotaSiteLimits.site)).all())
 
     def state(self, site: str) -> QuotaState:
-        """Everything in force for `site` (KeyError: the site is not under quota control)."""
+        """Everything in force for `site` (NotUnderQuota: the site has no limits set)."""
         with self._lock:
             cached = self._states.get(site)
             if cached is None:
@@ -171,7 +173,7 @@ class QuotaService:
         with Session(self.engine) as s:
             cfg_row = s.get(QuotaSiteLimits, site)
             if cfg_row is None:
-                raise KeyError(f"site {site!r} is not under quota control (no site limits set)")
+                raise NotUnderQuota(site)
             cfg = self._site_config(s, cfg_row)
             today = local_day_and_hour(clock.now())[0]
             rows = s.exec(select(QuotaSchedule).where(col(QuotaSchedule.area).in_(cfg.areas()),
@@ -195,7 +197,7 @@ class QuotaService:
     def _configured(self, site: str, field: str = "site") -> QuotaState:
         try:
             return self.state(site)
-        except KeyError:
+        except NotUnderQuota:
             raise _issue(field, f"site {site!r} is not under quota control; set its limits first") from None
 
     def machine_rules(self, site: str) -> dict[str, QuotaMachineRule]:
@@ -279,12 +281,12 @@ class QuotaService:
         return row
 
     def lift_emergency(self, order_id: int, actor: str, source: str = "api") -> EmergencyOrder:
-        """Lift an order now (KeyError: no such order; QuotaInputError: already lifted or over)."""
+        """Lift an order now (NotFound: no such order; QuotaInputError: already lifted or over)."""
         now = clock.now()
         with Session(self.engine) as s:  # checked first: a refusal is logged in a transaction of its own
             found = s.get(EmergencyOrder, order_id)
         if found is None:
-            raise KeyError(f"no emergency order {order_id}")
+            raise NotFound("emergency order", order_id)
         stopped = [t for t in (utc(found.end), utc(found.lifted_at)) if t is not None]
         if stopped and min(stopped) <= now:
             err = _issue("order_id", f"order {order_id} ({found.reference}) is no longer in force "
@@ -360,7 +362,7 @@ class QuotaService:
         with self._lock, self._session() as s:
             row = s.get(QuotaSiteLimits, site)
             if row is None:
-                raise KeyError(f"site {site!r} is not under quota control")
+                raise NotUnderQuota(site)
             s.delete(row)
             s.add(_entry(site, "site_limits", "deleted", site, {}, actor, source))  # fmt: skip
             self._invalidate()
@@ -387,7 +389,7 @@ class QuotaService:
         with self._lock, self._session() as s:
             row = s.get(QuotaGridContract, site)
             if row is None:
-                raise KeyError(f"site {site!r} has no grid contract")
+                raise NotFound("grid contract of site", site)
             s.delete(row)
             s.add(_entry(site, "grid_contract", "deleted", site, {}, actor, source))  # fmt: skip
             self._grid.pop(site, None)
@@ -422,7 +424,7 @@ class QuotaService:
             row = s.exec(select(QuotaTenantContract).where(col(QuotaTenantContract.site) == site,
                                                            col(QuotaTenantContract.tenant) == tenant)).first()
             if row is None:
-                raise KeyError(f"no tenant contract for {tenant!r} on {site!r}")
+                raise NotFound("tenant contract", f"{tenant} on {site}")
             s.delete(row)
             s.add(_entry(site, "tenant", "deleted", tenant, {}, actor, source))  # fmt: skip
             self._invalidate()
@@ -443,7 +445,7 @@ class QuotaService:
         with self._session() as s:
             row = s.get(QuotaMachineRule, (site, device_id))
             if row is None:
-                raise KeyError(f"no rule for {device_id!r} on {site!r}")
+                raise NotFound("machine rule", f"{device_id} on {site}")
             s.delete(row)
             s.add(_entry(site, "rule", "deleted", device_id, {}, actor, source))  # fmt: skip
 
@@ -463,7 +465,7 @@ class QuotaService:
                 else:
                     reading = GridReading(now, signal.target_pct, signal.target_mw, signal.reference)
                     validate_grid_reading(reading)
-            except KeyError:
+            except NotUnderQuota:
                 error = "the site is not under quota control"
             except QuotaInputError as err:
                 error = str(err)
@@ -510,7 +512,7 @@ class QuotaService:
         """What applies now and why, what the loop asks for and what the site draws (the dashboard's panel)."""
         try:
             state = self.state(site)
-        except KeyError:
+        except NotUnderQuota:
             return _unconfigured_status(site)
         at = clock.now() if at is None else require_aware(at, "at")
         point = self.loop.latest(site) if self.loop is not None else None
