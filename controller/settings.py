@@ -103,6 +103,11 @@ class QuotaSettings(_Section):
     ledger_period_s: int = Field(60, ge=1, le=3600)  # ledger rows (60: per minute); must divide an hour
     compliance_refresh_s: float = Field(30.0, gt=0)  # real seconds between reads of the registry's violations
     grid_signal: bool = True  # subscribe to kuat/v1/{site}/grid/signal
+    # the grid signal's brokers in preference order (the contract's two; empty: the controller's own broker). The
+    # site follows the first whose last message is fresh (docs/quota.md "Grid signal")
+    grid_brokers: list[BrokerSettings] = Field(default_factory=list)
+    grid_future_skew_s: float = Field(30.0, ge=0)  # a message dated further ahead of our clock is refused
+    grid_past_skew_s: float = Field(600.0, gt=0)  # a message dated further back is refused
 
     _meter_margins: dict[str, float] = PrivateAttr(default_factory=dict)
 

@@ -24,10 +24,10 @@ from sqlmodel import Session, col, select
 from controller.db import init_controller_db
 from controller.quota import ledger as ledger_view
 from controller.quota.errors import NotUnderQuota
+from controller.quota.grid_intake import PRIMARY, GridIntake
 from controller.quota.models import (
     EmergencyOrder,
     QuotaGridContract,
-    QuotaGridMessage,
     QuotaInputLog,
     QuotaMachineRule,
     QuotaSchedule,
@@ -40,12 +40,12 @@ from kuat import clock
 from kuat.wire import v1
 from quota import limits
 from quota.errors import Issue, QuotaInputError
+from quota.grid import Skew
 from quota.limits import (
     DaySchedule,
     EffectiveLimit,
     EffectivePlan,
     GridContract,
-    GridReading,
     QuotaState,
     SiteConfig,
     accept_orders,
@@ -53,7 +53,6 @@ from quota.limits import (
     effective_limit,
     hour_bounds,
     purchased_kwh,
-    validate_grid_reading,
     validate_site,
 )
 from quota.timebase import hour_window, hours_in_day, local_day_and_hour, require_aware
@@ -112,14 +111,17 @@ class QuotaService:
         engine: Engine,
         settings: QuotaSettings,
         loop_factory: Callable[[QuotaService], Any] | None = None,
+        grid_brokers: list[str] | None = None,
     ) -> None:
+        """`grid_brokers`: the names of the grid signal's brokers, in preference order (default: one, primary)."""
         self.engine = engine
         self.write_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self.settings = settings
         init_controller_db(engine)  # a no-op when the controller's runtime migrated the database already
         self._lock = threading.RLock()
         self._states: dict[str, QuotaState] = {}
-        self._grid: dict[str, GridReading] = {}
+        self.grid = GridIntake(engine, self._session, Skew(settings.grid_future_skew_s, settings.grid_past_skew_s),
+                               grid_brokers)
         self.loop: Any = loop_factory(self) if loop_factory is not None else None
 
     # ------------------------------------------------------------ storage helpers
@@ -162,8 +164,9 @@ class QuotaService:
             cached = self._states.get(site)
             if cached is None:
                 cached = self._states[site] = self._load_state(site)
-            grid = self._grid.get(site)
-            return cached if grid is None else replace(cached, grid=grid)
+        contract = cached.site.grid
+        followed = None if contract is None else self.grid.reading(site, clock.now(), contract.stale_after_s)
+        return cached if followed is None else replace(cached, grid=followed[1])
 
     def _invalidate(self) -> None:
         with self._lock:
@@ -181,7 +184,7 @@ class QuotaService:
                                                       col(QuotaSchedule.day) >= today - timedelta(days=1))).all()
             orders = s.exec(select(EmergencyOrder).where(col(EmergencyOrder.area).in_(cfg.areas()))).all()
         schedules = tuple(DaySchedule.from_kwh(r.area, r.day, json.loads(r.hours_json), r.reference) for r in rows)
-        return QuotaState(cfg, schedules, tuple(_engine_order(o) for o in orders), self._grid.get(site))
+        return QuotaState(cfg, schedules, tuple(_engine_order(o) for o in orders))
 
     @staticmethod
     def _site_config(s: Session, row: QuotaSiteLimits) -> SiteConfig:
@@ -392,7 +395,7 @@ class QuotaService:
                 raise NotFound("grid contract of site", site)
             s.delete(row)
             s.add(_entry(site, "grid_contract", "deleted", site, {}, actor, source))  # fmt: skip
-            self._grid.pop(site, None)
+            self.grid.forget(site)
             self._invalidate()
         self._kick(site)
 
@@ -452,56 +455,22 @@ class QuotaService:
     # ------------------------------------------------------------ inputs: the live grid signal
 
     def on_grid_signal(self, site: str, signal: v1.GridSignal | None, error: str | None = None,
-                       actor: str = "mqtt") -> bool:
-        """Record one grid-signal message (valid or not); a valid one for a site under a grid contract becomes the
-        site's reading, timed by our clock at receipt (the grid side's clock may differ). True if accepted."""
-        now = clock.now()
-        accepted = signal is not None and error is None
-        if accepted and signal is not None:
-            try:
-                state = self.state(site)
-                if state.site.grid is None:
-                    error = "the site has no grid-signal contract"
-                else:
-                    reading = GridReading(now, signal.target_pct, signal.target_mw, signal.reference)
-                    validate_grid_reading(reading)
-            except NotUnderQuota:
-                error = "the site is not under quota control"
-            except QuotaInputError as err:
-                error = str(err)
-            accepted = error is None
-        with self._session() as s:
-            s.add(QuotaGridMessage(site=site, ts=None if signal is None else signal.ts,
-                                   target_pct=None if signal is None else signal.target_pct,
-                                   target_mw=None if signal is None else signal.target_mw,
-                                   reference=None if signal is None else signal.reference, accepted=accepted,
-                                   error=error, actor=actor, source="mqtt", received_at=now))  # fmt: skip
-        if not accepted:
-            log.warning("grid signal for %s refused: %s", site, error)
-            return False
-        assert signal is not None
-        with self._lock:
-            previous = self._grid.get(site)
-            self._grid[site] = GridReading(now, signal.target_pct, signal.target_mw, signal.reference)
-        changed = previous is None or (previous.target_pct, previous.target_mw) != (signal.target_pct,
-                                                                                     signal.target_mw)
-        if changed:
-            log.info("grid signal for %s: %s", site, f"{signal.target_pct} %" if signal.target_mw is None
-                     else f"{signal.target_mw} MW")  # fmt: skip
+                       actor: str = "mqtt", broker: str = PRIMARY, retained: bool = False) -> bool:
+        """Record one grid-signal message from `broker` (valid or not, controller.quota.grid_intake); a valid,
+        timely one for a site under a grid contract becomes that broker's reading, counting from its own
+        timestamp. True if accepted; the loop runs at once when the target the site follows changed."""
+        try:
+            contract = self.state(site).site.grid
+        except NotUnderQuota:
+            contract = None
+        accepted = self.grid.receive(site, signal, error, contract, actor, broker, retained)
+        if accepted and contract is not None and self.grid.changed(site, contract.stale_after_s):
             self._kick(site)
-        return True
+        return accepted
 
     def restore_grid_readings(self) -> None:
-        """After a restart: the last accepted message of each site (it may well be stale by now, which is right)."""
-        with Session(self.engine) as s:
-            for site in self.sites():
-                row = s.exec(select(QuotaGridMessage).where(col(QuotaGridMessage.site) == site,
-                                                            col(QuotaGridMessage.accepted))
-                             .order_by(col(QuotaGridMessage.id).desc())).first()
-                if row is not None:
-                    received = utc(row.received_at)
-                    assert received is not None
-                    self._grid[site] = GridReading(received, row.target_pct, row.target_mw, row.reference)
+        """After a restart: each broker's last accepted message (it may well be stale by now, which is right)."""
+        self.grid.restore(self.sites())
 
     # ------------------------------------------------------------ read side
 
