@@ -32,9 +32,10 @@ def settings(tmp_path: Path, smtp_port: int | None = None, **alerts: Any) -> Con
 
 
 def miner(n: int, temp_c: float = 70.0, ths: float = 200.0, available: bool = True,
-          boards_ok: tuple[bool, ...] = (True, True, True)) -> v1.MinerSample:
+          boards_ok: tuple[bool, ...] = (True, True, True),
+          state: v1.MinerState = v1.MinerState.MINING) -> v1.MinerSample:
     mac = f"02:00:00:00:0a:{n:02x}"
-    return v1.MinerSample(device_id=mac, ip=f"127.9.3.{n}", available=available, state=v1.MinerState.MINING,
+    return v1.MinerSample(device_id=mac, ip=f"127.9.3.{n}", available=available, state=state,
                           make="Antminer", model="S21", serial=f"AL-{n}", mac=mac, hashrate_ths=ths,
                           nominal_ths=200.0, power_w=3500.0, power_source=v1.PowerSource.PDU, temp_c=temp_c,
                           boards=[v1.Board(index=i, ok=ok) for i, ok in enumerate(boards_ok)])  # fmt: skip
