@@ -118,6 +118,7 @@ def test_site_power_over_the_limit_fires_acknowledged_by_the_key_then_resolves(s
 def test_compliance_violations_open_and_resolve_with_the_registry(site: Site) -> None:
     site.alerts.create_rule({"name": "compliance", "condition": "compliance_violation"}, "operator:test")
     registry = site.services.registry
+    assert registry is not None
     site.feed(miner(1))  # never registered, mining
     site.services.sightings.flush()
     registry.check_compliance()
