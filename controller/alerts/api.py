@@ -144,7 +144,7 @@ def history(after_id: int = Query(0, ge=0), since: datetime | None = None, limit
 @router.get("/stream", dependencies=[Depends(read_by_link)])
 async def stream(request: Request, a: AlertService = Depends(alerts_of)) -> StreamingResponse:
     """Server-Sent Events: `alert` for each new event of the history (its id is the SSE id, so a reconnecting
-    EventSource resumes after the last one it saw), `open` with the open alerts whenever they change."""
+    EventSource resumes after the last one it saw), `alerts` with the open alerts whenever they change."""
     last = request.headers.get("last-event-id")
     start = int(last) if last and last.isdigit() else None
     return StreamingResponse(_events(request, a, start), media_type="text/event-stream",
@@ -155,7 +155,7 @@ async def _events(request: Request, a: AlertService, after: int | None) -> Async
     yield "retry: 1000\n\n"
     if after is None:
         after = await run_in_threadpool(a.last_event_id)
-        yield f"id: {after}\nevent: open\ndata: {json.dumps(await run_in_threadpool(a.alerts), default=str)}\n\n"
+        yield f"id: {after}\nevent: alerts\ndata: {json.dumps(await run_in_threadpool(a.alerts), default=str)}\n\n"
     ends = time.monotonic() + STREAM_MAX_S
     stopping = getattr(request.app.state, "stopping", None)
     while time.monotonic() < ends and not await request.is_disconnected():
@@ -166,7 +166,7 @@ async def _events(request: Request, a: AlertService, after: int | None) -> Async
             after = int(e["id"])
             yield f"id: {after}\nevent: alert\ndata: {json.dumps(e, default=str)}\n\n"
         if new:
-            yield f"event: open\ndata: {json.dumps(await run_in_threadpool(a.alerts), default=str)}\n\n"
+            yield f"event: alerts\ndata: {json.dumps(await run_in_threadpool(a.alerts), default=str)}\n\n"
         await asyncio.sleep(STREAM_POLL_S)
 
 

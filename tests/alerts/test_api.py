@@ -152,7 +152,7 @@ def test_stream_sends_events_after_last_event_id(site: Site, client: TestClient)
         lines: list[str] = []
         for line in r.iter_lines():
             lines.append(line)
-            if line.startswith("event: open"):
+            if line.startswith("event: alerts"):
                 break
     ids = [line for line in lines if line.startswith("id: ")]
     assert ids == ["id: 2"]  # the firing (id 1) was seen already: only the resolution comes
