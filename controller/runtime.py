@@ -53,6 +53,7 @@ class Services:
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
     money: Any | None = None  # controller.money.service.MoneyService
     planner: Any | None = None  # controller.planner.service.PlannerService
+    alerts: Any | None = None  # controller.alerts.service.AlertService
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -155,6 +156,9 @@ def build_services(
         from controller.planner.wiring import attach_planner
 
         attach_planner(services)
+    from controller.alerts.wiring import attach_alerts
+
+    attach_alerts(services)
     return services
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from controller.alerts.settings import AlertSettings
 from controller.planner.settings import PlannerSettings
 
 # secrets that ship in examples and docs; refused when production=true
@@ -186,6 +187,7 @@ class ControllerSettings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     money: MoneySettings = Field(default_factory=MoneySettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)  # alert rules and channels (controller/alerts)
 
     @field_validator("sites")
     @classmethod
