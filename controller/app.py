@@ -42,6 +42,10 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.registry_link.api import install as install_registry_link
 
         install_registry_link(app)
+    if services.alerts is not None:
+        from controller.alerts.api import router as alerts_router
+
+        app.include_router(alerts_router)
     dashboard.install(app)
     return app
 

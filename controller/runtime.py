@@ -54,6 +54,7 @@ class Services:
     money: Any | None = None  # controller.money.service.MoneyService
     planner: Any | None = None  # controller.planner.service.PlannerService
     registry_link: Any | None = None  # controller.registry_link.client.RegistryLink
+    alerts: Any | None = None  # controller.alerts.service.AlertService
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -166,6 +167,9 @@ def build_services(
         from controller.planner.wiring import attach_planner
 
         attach_planner(services)
+    from controller.alerts.wiring import attach_alerts
+
+    attach_alerts(services)
     return services
 
 

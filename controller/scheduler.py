@@ -28,6 +28,8 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
 
 def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
     """(name, every seconds, function) for every periodic task."""
+    from controller.alerts.wiring import alert_jobs
+
     s = services.settings
     return [
         ("rollup_flush", s.rollup_flush_s, lambda: runtime.flush_rollups(services)),
@@ -39,6 +41,7 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
         ("money_checks", s.money.readiness_check_s, lambda: runtime.money_checks(services)),
         *([("registry_link", s.registry.sync_s, services.registry_link.sync)]
           if s.registry is not None and services.registry_link is not None else []),
+        *alert_jobs(services),
     ]
 
 

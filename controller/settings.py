@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from controller.alerts.settings import AlertSettings
 from controller.planner.settings import PlannerSettings
 
 # secrets that ship in examples and docs; refused when production=true
@@ -105,6 +106,11 @@ class QuotaSettings(_Section):
     ledger_period_s: int = Field(60, ge=1, le=3600)  # ledger rows (60: per minute); must divide an hour
     compliance_refresh_s: float = Field(30.0, gt=0)  # real seconds between reads of the registry's violations
     grid_signal: bool = True  # subscribe to kuat/v1/{site}/grid/signal
+    # the grid signal's brokers in preference order (the contract's two; empty: the controller's own broker). The
+    # site follows the first whose last message is fresh (docs/quota.md "Grid signal")
+    grid_brokers: list[BrokerSettings] = Field(default_factory=list)
+    grid_future_skew_s: float = Field(30.0, ge=0)  # a message dated further ahead of our clock is refused
+    grid_past_skew_s: float = Field(600.0, gt=0)  # a message dated further back is refused
 
     _meter_margins: dict[str, float] = PrivateAttr(default_factory=dict)
 
@@ -212,6 +218,7 @@ class ControllerSettings(BaseSettings):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
     # the national registry: None = no link, power rights are not enforced (a loud warning at start)
     registry: RegistryLinkSettings | None = None
+    alerts: AlertSettings = Field(default_factory=AlertSettings)  # alert rules and channels (controller/alerts)
 
     @field_validator("sites")
     @classmethod

@@ -150,12 +150,7 @@ def fleet(svc: Services = Depends(services), ui: DashboardState = Depends(dashbo
 def device(
     device_id: str, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> dict[str, Any]:
-    try:
-        return views.device_page(svc, ui.index, device_id)
-    except KeyError:
-        raise HTTPException(404, f"no live device {device_id!r}") from None
-    except LookupError as exc:
-        raise HTTPException(409, str(exc)) from None
+    return views.device_page(svc, ui.index, device_id)  # NotFound 404, Conflict 409 (serverkit.errors)
 
 
 @router.get("/registry", dependencies=[Depends(read_registry)])  # registry data: never for grid keys

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from controller.quota.errors import NotUnderQuota
 from controller.runtime import Services
 from kuat import clock
 from kuat.wire import v1
@@ -37,7 +38,7 @@ def quota_for(services: Services, site: str | None) -> Any | None:
         return None
     try:
         quota.state(site)
-    except KeyError:
+    except NotUnderQuota:
         return None
     return quota
 
@@ -242,7 +243,7 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
 
 
 def device_page(services: Services, index: RegistryIndex, device_id: str, minutes: int = 180) -> dict[str, Any]:
-    """One machine: its row, its minute history and its command log (KeyError/LookupError from the fleet)."""
+    """One machine: its row, its minute history and its command log (NotFound/Conflict from the fleet)."""
     data = services.fleet.device(device_id, None, minutes)
     index.refresh(services.registry)
     device = {**data["device"], **fleet_row(data["device"], index)}

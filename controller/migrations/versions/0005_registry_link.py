@@ -1,7 +1,7 @@
 """registry link tables (controller/registry_link/models.py)
 
 Revision ID: 0005_registry_link
-Revises: 0003_planner
+Revises: 0004_alerts
 Create Date: 2026-12-02 13:30:00
 
 The site controller's link to the national registry: the outbox of submissions (idempotency keys, retries), the
@@ -18,7 +18,7 @@ from alembic import op
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 revision: str = '0005_registry_link'
-down_revision: str | None = '0003_planner'
+down_revision: str | None = '0004_alerts'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
