@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from registry.auth import require_role
 from registry.contract.v1 import (
@@ -62,6 +62,7 @@ def allowances(dpc: str, data: AllowanceIn, key: IdemKey, svc: National, who: Dp
 
 @router.get("/{dpc}/feed", response_model=FeedPage)
 def feed(dpc: str, svc: National, who: DpcKey, after: int = Query(0, ge=0),
-         limit: int = Query(1000, ge=1, le=MAX_FEED_PAGE)) -> FeedPage:
+         limit: int = Query(1000, ge=1, le=MAX_FEED_PAGE)) -> Response:
+    """Items after the cursor, oldest first (already a validated FeedPage: serialised once, not re-validated)."""
     who.require_dpc(dpc)
-    return svc.feed(dpc, after, limit)
+    return Response(svc.feed(dpc, after, limit).model_dump_json(), media_type="application/json")

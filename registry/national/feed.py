@@ -15,7 +15,6 @@ from sqlmodel import Session, col
 
 from registry.contract.v1 import (
     AllowanceState,
-    FeedItem,
     FeedPage,
     HscDecision,
     LicenceState,
@@ -97,12 +96,13 @@ def emit_allowance(session: Session, allowance: Allowance, at: datetime) -> None
 
 def page(session: Session, dpc_id: int, after: int, limit: int) -> FeedPage:
     """Items for one DPC (its own and those for every DPC) after the cursor, oldest first."""
-    stmt = (select(FeedEntry).where(col(FeedEntry.seq) > after,
-                                    or_(col(FeedEntry.dpc_id) == dpc_id, col(FeedEntry.dpc_id).is_(None)))
+    stmt = (select(col(FeedEntry.seq), col(FeedEntry.at), col(FeedEntry.data))
+            .where(col(FeedEntry.seq) > after, or_(col(FeedEntry.dpc_id) == dpc_id, col(FeedEntry.dpc_id).is_(None)))
             .order_by(col(FeedEntry.seq)).limit(limit + 1))
-    rows = list(session.execute(stmt).scalars())
+    rows = session.execute(stmt).all()
     head = session.execute(select(col(FeedEntry.seq)).order_by(col(FeedEntry.seq).desc()).limit(1)).scalar() or 0
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [FeedItem(seq=r.seq, at=r.at, data=r.data) for r in rows]
-    return FeedPage(items=items, next_after=rows[-1].seq if rows else after, has_more=more, head_seq=int(head))
+    return FeedPage.model_validate({"items": [{"seq": seq, "at": at, "data": data} for seq, at, data in rows],
+                                    "next_after": rows[-1][0] if rows else after, "has_more": more,
+                                    "head_seq": int(head)})

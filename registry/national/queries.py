@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, literal, select, text
 from sqlmodel import Session, col
 
 from kuat.canonical import jsonable
@@ -131,6 +131,9 @@ def iter_export(nat: NationalRegistry, flt: RegFilter, fmt: str, audited: bool =
     with nat.reading() as s:
         where = _conditions(s, flt)
         dpcs, owners = _names(s)
+    if fmt == "jsonl" and not audited and nat.dialect() == "postgresql":
+        yield from _pg_jsonl(nat, where)
+        return
     if fmt == "csv":
         yield ",".join(EXPORT_COLUMNS) + "\r\n"
     after = 0
@@ -151,6 +154,27 @@ def iter_export(nat: NationalRegistry, flt: RegFilter, fmt: str, audited: bool =
             return
         yield _format(records, fmt)
         after = int(last)
+
+
+def _pg_jsonl(nat: NationalRegistry, where: list[Any]) -> Iterator[str]:
+    """PostgreSQL writes each line itself (json_build_object): the rows never become Python objects."""
+    fields: list[Any] = []
+    for name in EXPORT_COLUMNS:
+        column = (col(Licensee.bin) if name == "owner_bin" else func.coalesce(col(Dpc.code), col(Dpc.name))
+                  if name == "dpc" else col(getattr(Registration, name)))
+        fields += [literal(name), column]
+    line = cast(func.json_build_object(*fields), Text)
+    after = 0
+    while True:
+        with nat.reading() as s:
+            s.execute(text("SET LOCAL TIME ZONE 'UTC'"))
+            rows = s.execute(select(col(Registration.id), line).join(Licensee, col(Licensee.id) == col(
+                Registration.owner_id)).join(Dpc, col(Dpc.id) == col(Registration.dpc_id))
+                .where(col(Registration.id) > after, *where).order_by(col(Registration.id)).limit(4 * CHUNK)).all()
+        if not rows:
+            return
+        yield "\n".join(r[1] for r in rows) + "\n"
+        after = int(rows[-1][0])
 
 
 def _record_of_tuple(t: Any, dpcs: dict[int, str], owners: dict[int, tuple[str, str]]) -> list[Any]:

@@ -85,6 +85,10 @@ class NationalRegistry:
         with self._sessions() as session:
             yield session
 
+    def dialect(self) -> str:
+        with self._sessions() as session:
+            return session.get_bind().dialect.name
+
     @staticmethod
     def dpc(session: Session, code: str) -> Dpc:
         row = session.execute(select(Dpc).where(col(Dpc.code) == code)).scalar_one_or_none()
@@ -312,11 +316,10 @@ class NationalRegistry:
         def run(s: Session) -> SightingReceipt:
             return record(self, s, self.dpc(s, dpc_code), batch, actor)
 
-        with self._sessions() as s, s.begin():  # a repeat must not take the head lock
-            if (first := idempotency.stored(s, "sightings", dpc_code, idempotency_key)) is not None:
-                return SightingReceipt.model_validate({**first, "replayed": True})
         try:
-            with self.unlocked() as s:
+            with self.unlocked() as s:  # a repeat returns before anything takes the head lock
+                if (first := idempotency.stored(s, "sightings", dpc_code, idempotency_key)) is not None:
+                    return SightingReceipt.model_validate({**first, "replayed": True})
                 answer = run(s)
                 idempotency.remember(s, "sightings", dpc_code, idempotency_key, answer.model_dump(mode="json"),
                                      self.now())

@@ -11,13 +11,14 @@ or "resolved" after the fact: its start, end, duration, energy and peak power re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col
 
 from registry import audit
@@ -45,7 +46,7 @@ def identity_of(s: Sighting) -> str | None:
 @dataclass
 class _Context:
     dpc: Dpc
-    regs: dict[str, Registration]
+    regs: dict[str, Any]  # serial -> (serial, dpc_id, status, owner_id) rows
     licences: dict[int, LicenceFacts]
     allowances: dict[str, list[Allowance]]
     pools: list[tuple[list[str], date, date, bool]]
@@ -77,8 +78,9 @@ class _Context:
 
 def _load(session: Session, dpc: Dpc, latest: dict[str, Sighting], fresh_for: timedelta) -> _Context:
     serials = {s.serial for s in latest.values() if s.serial}
-    regs = {r.serial: r for r in session.execute(select(Registration).where(col(Registration.serial).in_(serials)))
-            .scalars()} if serials else {}
+    regs = {r.serial: r for r in session.execute(
+        select(col(Registration.serial), col(Registration.dpc_id), col(Registration.status),
+               col(Registration.owner_id)).where(col(Registration.serial).in_(serials))).all()} if serials else {}
     owners = {r.owner_id for r in regs.values()}
     licences = {lic.id: LicenceFacts(lic.status, lic.valid_from, lic.valid_to) for lic in session.execute(
         select(Licensee).where(col(Licensee.id).in_(owners))).scalars() if lic.id is not None} if owners else {}
@@ -89,8 +91,7 @@ def _load(session: Session, dpc: Dpc, latest: dict[str, Sighting], fresh_for: ti
             allowances.setdefault(a.serial, []).append(a)
     pools = [(list(p.endpoints), p.valid_from, p.valid_to, False) for p in session.execute(select(AccreditedPool))
              .scalars()]
-    codes = {d.id: d.code or d.name for d in session.execute(select(Dpc)).scalars() if d.id is not None}
-    ctx = _Context(dpc, regs, licences, allowances, pools, {}, codes, {})
+    ctx = _Context(dpc, regs, licences, allowances, pools, {}, {}, {})
     ctx.conflicts = _duplicates(session, ctx, latest, fresh_for)
     return ctx
 
@@ -111,7 +112,11 @@ def _duplicates(session: Session, ctx: _Context, latest: dict[str, Sighting],
     stmt = select(col(Heartbeat.serial), col(Heartbeat.mac), col(Heartbeat.dpc_id)).where(
         col(Heartbeat.dpc_id) != ctx.dpc.id, col(Heartbeat.seen_at) >= since, or_(*clauses))
     found: dict[str, SightingConflict] = {}
-    for serial, mac, other in session.execute(stmt).all():
+    hits = session.execute(stmt).all()
+    if hits:
+        ctx.dpc_codes = {int(i): c or n for i, c, n in session.execute(
+            select(col(Dpc.id), col(Dpc.code), col(Dpc.name)).where(col(Dpc.id).in_({h[2] for h in hits}))).all()}
+    for serial, mac, other in hits:
         ident = serials.get(serial) if serial else None
         ident = ident or (macs.get(mac) if mac else None)
         if ident is not None and ident not in found:
@@ -131,7 +136,10 @@ def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[st
                      "make": s.make, "model": s.model, "firmware": s.firmware, "first_seen_at": at, "seen_at": at})
     if not rows:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    if session.get_bind().dialect.name == "postgresql":
+        _upsert_postgres(session, rows)
+        return
+    dialect = sqlite
     stmt = dialect.insert(Heartbeat.__table__)  # type: ignore[attr-defined]
     keep = ("site", "hashing", "state", "power_w", "hashrate_ths", "pools", "placement", "make", "model", "firmware",
             "seen_at", "serial", "mac")
@@ -139,6 +147,25 @@ def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[st
                                       set_={k: stmt.excluded[k] for k in keep},
                                       where=Heartbeat.__table__.c.seen_at <= stmt.excluded.seen_at)  # type: ignore[attr-defined]
     session.execute(stmt, rows)
+
+
+HB_COLUMNS = ("dpc_id", "identity", "serial", "mac", "site", "hashing", "state", "power_w", "hashrate_ths", "pools",
+              "placement", "make", "model", "firmware", "first_seen_at", "seen_at")
+HB_UPDATE = [c for c in HB_COLUMNS if c not in ("dpc_id", "identity", "first_seen_at")]
+
+
+def _upsert_postgres(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One INSERT .. VALUES (..), (..) ON CONFLICT per batch (psycopg2's executemany would be a round trip a row)."""
+    from psycopg2.extras import execute_values
+
+    sql = (f"INSERT INTO heartbeat ({', '.join(HB_COLUMNS)}) VALUES %s ON CONFLICT (dpc_id, identity) DO UPDATE SET "
+           + ", ".join(f"{c} = EXCLUDED.{c}" for c in HB_UPDATE) + " WHERE heartbeat.seen_at <= EXCLUDED.seen_at")
+    values = [tuple(json.dumps(r[c]) if c in ("pools", "placement") else r[c] for c in HB_COLUMNS) for r in rows]
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        execute_values(cursor, sql, values, page_size=1000)
+    finally:
+        cursor.close()
 
 
 def record(reg: NationalRegistry, session: Session, dpc: Dpc, batch: SightingBatch, actor: str) -> SightingReceipt:

@@ -210,6 +210,13 @@ def test_roles_reach(setup: Setup, clock: StepClock) -> None:
     number = found["items"][0]["registry_number"]
     assert c.get(f"/api/v1/public/registry-numbers/{number}").json()["valid"] is True
     assert c.get("/api/v1/public/registry-numbers/KZ-NOPE").json()["valid"] is False
+    lines = c.get("/api/v1/national/export.jsonl", params={"dpc": "DPC-A"}, headers=bearer(k["regulator"])).text
+    rows = [json.loads(x) for x in lines.splitlines()]
+    assert [(r["serial"], r["status"], r["dpc"], r["owner_bin"]) for r in rows] == [
+        ("SN1", "included", "DPC-A", "180340021791"), ("SN2", "submitted", "DPC-A", "180340021791")]
+    assert rows[0]["registry_number"].startswith("KZ-HSC-") and rows[0]["changed_at"].startswith("2026-03-02T08:00")
+    none = c.get("/api/v1/national/export.jsonl", params={"dpc": "DPC-B"}, headers=bearer(k["regulator"]))
+    assert none.status_code == 200 and none.text == ""
     csv_text = c.get("/api/v1/national/export.csv", headers=bearer(k["regulator"])).text
     assert csv_text.splitlines()[0].startswith("id,serial,") and len(csv_text.splitlines()) == 3
     assert c.get("/api/v1/national/export.csv", params={"dpc": "NOPE"},
