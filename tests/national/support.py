@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,9 @@ async def site_controller(nat: National, broker: Mosquitto, tmp_path: Path, data
         svc = build_services(settings)
         assert svc.ingest is not None and svc.quota is not None and svc.registry_link is not None
         svc.quota.set_site_limits(name, connection_kw=1000, actor="test")
-        svc.quota.push_schedule(name, local_day_and_hour(clock.now())[0], [1000.0] * 24, "test")
+        today = local_day_and_hour(clock.now())[0]
+        for day in (today, today + timedelta(days=1)):  # tests that cross midnight keep a schedule
+            svc.quota.push_schedule(name, day, [1000.0] * 24, "test")
         svc.ingest.start()
         assert svc.ingest.wait_connected(10)
         start_quota(svc)
