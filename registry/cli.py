@@ -51,14 +51,20 @@ def serve(database_url: str | None, host: str, port: int, signing_key: str | Non
 @click.option("--database-url", default=None, help=DB_HELP)
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--name", required=True, help="who holds it (goes into the audit trail)")
-def create_key(database_url: str | None, role: str, name: str) -> None:
-    """Create an API key and print it once (only its salted hash is stored)."""
+@click.option("--dpc", "dpcs", multiple=True, help="a DPC code a `dpc` key is bound to (repeat for several)")
+def create_key(database_url: str | None, role: str, name: str, dpcs: tuple[str, ...]) -> None:
+    """Create an API key and print it once (only its salted hash is stored). A `dpc` key needs --dpc."""
     from registry.app import build_service
     from registry.auth import create_key as make
+    from serverkit.auth import Scope
 
+    if Role(role) == Role.DPC and not dpcs:
+        raise click.UsageError("a dpc key is bound to DPC codes: give --dpc CODE (repeatable)")
+    if dpcs and Role(role) != Role.DPC:
+        raise click.UsageError("--dpc binds only a dpc key")
     svc = build_service(_settings(database_url))
     with svc.transaction() as session:
-        token = make(session, name, Role(role))
+        token = make(session, name, Role(role), Scope.of(dpcs=dpcs) if dpcs else None)
     click.echo(token)
 
 

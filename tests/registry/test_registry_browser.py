@@ -1,6 +1,6 @@
 """The registry's own page in a real browser (Debian's headless Chromium through Playwright): an authority signs in
-with its key, creates a tenant licensee and an accredited pool from the forms (a bad BIN and a bad endpoint are shown
-next to their fields first), includes a waiting application, and finds the machine included; a regulator's key
+with its key, creates a tenant licensee, an accredited pool and a DPC from the forms (a bad BIN, endpoint and DPC code
+are shown next to their fields first), includes a waiting application, and finds the machine included; a regulator's key
 reads but cannot decide. Screenshots go to artifacts/e2e/registry-*.png."""
 
 from __future__ import annotations
@@ -113,6 +113,17 @@ def test_authority_creates_and_decides_from_the_page(running: Running) -> None:
             page.fill(f"{form} [name=endpoints]", "stratum+tcp://pool2.kz.example:3333")
             page.click(f"{form} button[type=submit]")
             page.wait_for_selector("#pools tbody tr:has-text('AP-UI-2')", timeout=10_000)
+            form = "#form-dpc"
+            page.fill(f"{form} [name=code]", "dpc c")  # lower case and a space: refused by the API
+            page.fill(f"{form} [name=name]", "Pavlodar-1")
+            page.fill(f"{form} [name=address]", "Pavlodar, industrial zone 2")
+            page.select_option(f"{form} [name=zone]", "North")
+            page.fill(f"{form} [name=capacity_mw]", "12")
+            page.click(f"{form} button[type=submit]")
+            page.wait_for_selector(f"{form} .field-error[data-field=code]", timeout=10_000)
+            page.fill(f"{form} [name=code]", "DPC-C")
+            page.click(f"{form} button[type=submit]")
+            page.wait_for_selector("#dpcs tbody tr:has-text('DPC-C')", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "registry-2-reference.png"), full_page=True)
 
             page.click("#tabs button[data-tab=applications]")
@@ -137,6 +148,7 @@ def test_authority_creates_and_decides_from_the_page(running: Running) -> None:
             browser.close()
     page_rows = running.nat.reference.list_rows("pool")
     assert {p.accreditation_number for p in page_rows} == {"AP-1", "AP-UI-2"}
+    assert "DPC-C" in {d.code for d in running.nat.reference.list_rows("dpc")}
 
 
 def test_regulator_reads_but_cannot_decide(running: Running) -> None:
