@@ -98,9 +98,12 @@ class Demo:
 @click.option("--emergency-minutes", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Simulated minutes until the grid lifts it.")
 @click.option("--no-emergency", is_flag=True, help="Play the schedule only (no scripted emergency order).")
+@click.option("--sites", "n_sites", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="2 or more: one national registry and that many site controllers, each with its own database, "
+                   "simulator and agents (demo/national.py); endpoints.json in the work dir names every URL and key.")
 def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: Path, duration: float | None,
         open_browser: bool, poll_s: float, unregistered: int, emergency_after_min: float, emergency_minutes: float,
-        no_emergency: bool) -> None:  # fmt: skip
+        no_emergency: bool, n_sites: int) -> None:  # fmt: skip
     """Run the whole system on this machine: a simulated site under quota control, dashboard in a browser.
 
     \b
@@ -115,10 +118,16 @@ def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: 
       kuat demo                      real time, sim/sites/demo.toml
       kuat demo --speed 60 --open    an hour per minute, opens a browser
       kuat demo --site sim/sites/small.toml --duration 120
+      kuat demo --sites 2            one national registry, two sites in two zones
     """
     logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
     opts = DemoOptions(site_file, speed, port, broker, work_dir.resolve(), duration, open_browser, poll_s, unregistered,
                        None if no_emergency else emergency_after_min, emergency_minutes)  # fmt: skip
+    if n_sites >= 2:
+        from demo.national import run as run_national
+
+        run_national(opts, n_sites)
+        return
     site = load_demo_site(opts.site_file)
     demo = prepare(opts)
     stop_on_signals(demo)
