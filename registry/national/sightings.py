@@ -184,8 +184,10 @@ def record(reg: NationalRegistry, session: Session, dpc: Dpc, batch: SightingBat
 
 
 def _found(ctx: _Context, ident: str, s: Sighting) -> dict[EpisodeKind, str]:
-    kinds = missing_rights(ctx.facts(s), astana_date(s.seen_at), ctx.accredited(astana_date(s.seen_at))) \
-        if s.hashing else {}
+    kinds: dict[EpisodeKind, str] = {}
+    if s.hashing:
+        day = astana_date(s.seen_at)
+        kinds = missing_rights(ctx.facts(s), day, ctx.accredited(day))
     if ident in ctx.conflicts:
         kinds[EpisodeKind.DUPLICATE] = f"also reported by DPC {ctx.conflicts[ident].other_dpc}"
     return kinds
