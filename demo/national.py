@@ -43,7 +43,7 @@ from demo.cli import (
     write_agent_config,
 )
 from demo.grid import GridDay
-from demo.procs import STOP, ChildDied, free_port, kuat_argv, wait_until
+from demo.procs import STOP, Child, ChildDied, free_port, kuat_argv, wait_until
 
 log = logging.getLogger("demo")
 
@@ -137,7 +137,9 @@ def start(nat: National, n_sites: int, api_ports: list[int]) -> None:
         nat.sites.append(make_site(nat, i, nets[i], api_ports[i]))
     seed_registry(nat)
     argv = kuat_argv("registry", "serve", "--database-url", nat.registry_db, "--port", str(nat.registry_port))
-    registry = demo_child(root, "registry", argv, logs)
+    env = {"KUAT_REGISTRY_SIGNING_KEY_FILE": str(opts.work_dir / "registry-signing.pem")}
+    registry = Child("registry", argv, logs, env=env).start()  # its signing key in the work dir, not the cwd
+    root.children.append(registry)
     wait_until(lambda: _http_ok(f"{nat.registry_url}/healthz"), "national registry", READY_TIMEOUT_S, [registry])
     port_offset = 0 if os.geteuid() == 0 else 10000
     for site in nat.sites:

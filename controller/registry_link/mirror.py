@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlmodel import Session, col
 
 from controller.registry_link.models import CommissioningAllowance, RegistryCursor, RegistryMirror, RegistryOutbox
@@ -64,15 +64,21 @@ class MirrorStore:
                 if key not in newest or newest[key].seq < item.seq:
                     newest[key] = item
             existing = self._rows(s, newest)
+            fresh = []
             for (kind, subject), item in newest.items():
                 row = existing.get((kind, subject))
-                if row is not None and row.seq >= item.seq:
+                if row is None:  # new subjects in one executemany (a cold resync is all new)
+                    fresh.append({"dpc": self.dpc, "kind": kind, "subject": subject, "seq": item.seq,
+                                  "data": item.data.model_dump_json(), "at": item.at})
                     continue
-                if row is None:
-                    row = RegistryMirror(dpc=self.dpc, kind=kind, subject=subject, seq=item.seq, data="", at=item.at)
+                if row.seq >= item.seq:
+                    continue
                 row.seq, row.at, row.data = item.seq, item.at, item.data.model_dump_json()
                 s.add(row)
                 changed += 1
+            if fresh:
+                s.execute(insert(RegistryMirror), fresh)
+                changed += len(fresh)
             cursor = s.get(RegistryCursor, self.dpc) or RegistryCursor(dpc=self.dpc)
             cursor.after = max(cursor.after, page.next_after)
             cursor.head_seq = page.head_seq

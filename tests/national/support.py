@@ -66,7 +66,8 @@ class RegistryProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RegistryProcess:
-        env = {**os.environ, "PYTHONPATH": str(PROJECT), "KUAT_REGISTRY_DATABASE_URL": self.database_url}
+        env = {**os.environ, "PYTHONPATH": str(PROJECT), "KUAT_REGISTRY_DATABASE_URL": self.database_url,
+               "KUAT_REGISTRY_SIGNING_KEY_FILE": str(self.log.parent / "registry-signing.pem")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "kuat.cli", "registry", "serve", "--database-url",
                                           self.database_url, "--port", str(self.port)], cwd=PROJECT, env=env,
