@@ -85,10 +85,17 @@ def _conditions(session: Session, flt: RegFilter) -> list[Any]:
     return where
 
 
-def _names(session: Session) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
-    dpcs = {int(i): c or n for i, c, n in session.execute(select(col(Dpc.id), col(Dpc.code), col(Dpc.name))).all()}
-    owners = {int(i): (b, n) for i, b, n in session.execute(select(col(Licensee.id), col(Licensee.bin),
-                                                                   col(Licensee.name))).all()}
+def _names(session: Session, dpc_ids: set[int] | None = None,
+           owner_ids: set[int] | None = None) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
+    """DPC codes and owners' (BIN, name) by id: all of them, or only the ids given."""
+    dpc_q = select(col(Dpc.id), col(Dpc.code), col(Dpc.name))
+    owner_q = select(col(Licensee.id), col(Licensee.bin), col(Licensee.name))
+    if dpc_ids is not None:
+        dpc_q = dpc_q.where(col(Dpc.id).in_(dpc_ids))
+    if owner_ids is not None:
+        owner_q = owner_q.where(col(Licensee.id).in_(owner_ids))
+    dpcs = {int(i): c or n for i, c, n in session.execute(dpc_q).all()}
+    owners = {int(i): (b, n) for i, b, n in session.execute(owner_q).all()}
     return dpcs, owners
 
 
@@ -99,13 +106,14 @@ def search(nat: NationalRegistry, flt: RegFilter, after_id: int = 0, limit: int 
                               .order_by(col(Registration.id)).limit(limit + 1)).scalars())
         more = len(rows) > limit
         rows = rows[:limit]
-        dpcs, owners = _names(s)
         seen: dict[str, Heartbeat] = {}
         serials = [r.serial for r in rows]
         if serials:
             for hb in s.execute(select(Heartbeat).where(col(Heartbeat.serial).in_(serials))
                                 .order_by(col(Heartbeat.seen_at))).scalars():
                 seen[hb.serial or ""] = hb
+        dpcs, owners = _names(s, {r.dpc_id for r in rows} | {h.dpc_id for h in seen.values()},
+                              {r.owner_id for r in rows})
     items = []
     for r in rows:
         hb = seen.get(r.serial)
