@@ -3,6 +3,8 @@ idempotent submissions, violation episodes that survive a machine being put to s
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import Engine, select, text
 
@@ -236,3 +238,43 @@ def test_feed_reader_misses_nothing_while_writers_race(engine: Engine, nat: Nati
             (FeedEntry.dpc_id == dpc_id) | (FeedEntry.dpc_id.is_(None)))).scalars())  # type: ignore[union-attr]
     assert seen == sorted(seen) and seen == stored
     assert len(stored) >= 4 * 15 * 2  # every application gave at least its hsc and licence items
+
+
+def test_unseen_machine_episode_closes_at_its_last_hashing_sighting(engine: Engine, nat: NationalRegistry,
+                                                                    port_a: InProcessDpcPort,
+                                                                    clock: StepClock) -> None:
+    from registry.national.sightings import close_unseen
+
+    t0 = clock.now
+    port_a.submit_sightings("DPC-A", batch(sighting("SN20", t0), sighting("SN21", t0)), "u1")
+    port_a.submit_sightings("DPC-A", batch(sighting("SN20", step(t0, 2))), "u2")  # SN21 goes silent
+    clock.advance(timedelta(minutes=10))
+    assert close_unseen(nat, clock.now) == 0  # within fresh_for (15 min): still trusted to be hashing
+    clock.advance(timedelta(minutes=10))
+    assert close_unseen(nat, clock.now) == 2
+    with session_factory(engine)() as s:
+        ended = {e.serial: e.ended_at for e in s.execute(select(Episode)).scalars()}
+    assert ended == {"SN20": step(t0, 2), "SN21": t0}
+
+
+def test_decisions_refuse_what_they_cannot_do(nat: NationalRegistry, port_a: InProcessDpcPort) -> None:
+    from serverkit.errors import Conflict, InvalidInput
+
+    receipt = port_a.submit_applications("DPC-A", application("SN22"), "d1")
+    app_id = receipt.items[0].id
+    with pytest.raises(InvalidInput) as no_reason:
+        nat.decide(app_id, False, None, AUTHORITY)
+    assert no_reason.value.field == "reason"
+    nat.decide(app_id, False, "serial plate unreadable", AUTHORITY)
+    with pytest.raises(Conflict):
+        nat.decide(app_id, True, None, AUTHORITY)
+    with pytest.raises(Conflict):
+        nat.set_status("SN22", "suspend", "x", AUTHORITY)  # rejected, not included
+    again = port_a.submit_applications("DPC-A", application("SN22"), "d2")  # a new application may follow
+    assert again.items[0].status == "submitted"
+    include(nat, port_a, "DPC-A", "SN23", "d3")
+    with pytest.raises(InvalidInput) as clash:
+        receipt = port_a.submit_applications("DPC-A", application("SN24"), "d4")
+        nat.decide(receipt.items[0].id, True, None, AUTHORITY,
+                   registry_number=hsc_items(port_a.feed("DPC-A", 0, 5000), "SN23")[-1]["registry_number"])  # type: ignore[arg-type]
+    assert clash.value.field == "registry_number"
