@@ -8,7 +8,8 @@ What holds, measured on the simulator's own physics (a machine hashes when its s
 - the registry goes down: decided machines keep running, a machine applied for meanwhile stays dark, and the
   submission waits in the outbox and reaches the registry when it is back;
 - a tenant's machine moves from one DPC to the other (an application at the new one, included there): the old
-  site follows the feed and darkens it.
+  site follows the feed and darkens it;
+- the regulator's export of the registry covers every site.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import col, select
 
@@ -137,6 +139,16 @@ async def test_two_sites_one_national_registry(postgres: PostgresCluster, broker
             assert gone is not None and gone.right.reason == "moved"
             assert b.link.mirror.load()[1].decisions[tenant].status == "included"
             await never_hashing([a, b], {"north": included, "south": set()}, 3.0)
+
+            # the regulator's export of the one registry covers both sites (over HTTP, its own key)
+            async with httpx.AsyncClient(timeout=30) as http:
+                export = await http.get(f"{nat.process.url}/api/v1/national/export.jsonl",
+                                        headers={"Authorization": f"Bearer {nat.regulator_key}"})
+            assert export.status_code == 200, export.text[:300]
+            rows = [json.loads(line) for line in export.text.splitlines() if line.strip()]
+            by_dpc = {r["serial"]: r["dpc"] for r in rows}
+            assert by_dpc[tenant] == "DPC-B" and all(by_dpc[s] == "DPC-A" for s in included)
+            assert {r["dpc"] for r in rows} == {"DPC-A", "DPC-B"}
     finally:
         nat.process.stop()
         nat.engine.dispose()
