@@ -41,8 +41,10 @@ def hsc_decision(reg: Registration, owner_bin: str | None, dpc_code: str | None,
                        decided_at=reg.decided_at)
 
 
-def emit_registration(session: Session, reg: Registration, at: datetime, old_dpc_id: int | None = None) -> None:
-    """The machine's state to its DPC, and `moved` (naming the new DPC) to the DPC it left."""
+def emit_registration(session: Session, reg: Registration, at: datetime, old_dpc_id: int | None = None,
+                      with_licence: bool = False) -> None:
+    """The machine's state to its DPC, and `moved` (naming the new DPC) to the DPC it left; with `with_licence`
+    (an application: the owner may be new to this DPC) also the owner's licence."""
     owner = session.get(Licensee, reg.owner_id)
     dpc = session.get(Dpc, reg.dpc_id)
     code = dpc.code if dpc else None
@@ -51,7 +53,7 @@ def emit_registration(session: Session, reg: Registration, at: datetime, old_dpc
         moved = hsc_decision(reg, owner.bin if owner else None, code, RegistrationStatus.MOVED)
         moved.registry_number = None
         append(session, [old_dpc_id], at, moved)
-    if owner is not None:
+    if owner is not None and with_licence:
         append(session, [reg.dpc_id], at, licence_state(owner))
 
 

@@ -167,19 +167,20 @@ class NationalRegistry:
             raise InvalidInput("kind", f"{app.serial} is not registered at another DPC: apply with kind 'inclusion'")
         now = self.now()
         row = self._application_row(s, dpc, app, owner, actor, ApplicationStatus.SUBMITTED.value)
-        old_dpc = reg.dpc_id if reg is not None and elsewhere else None
+        # a machine applied for (or decided) at another DPC before: that DPC is told it is elsewhere now
+        old_dpc = reg.dpc_id if reg is not None and reg.dpc_id != dpc.id else None
         values: dict[str, Any] = {"mac": app.mac, "make": app.make, "model": app.model, "firmware": app.firmware,
                   "nominal_ths": app.nominal_ths, "rated_w": app.rated_w, "owner_id": owner.id, "dpc_id": dpc.id,
                   "placement": app.placement.model_dump(exclude_none=True) if app.placement else {},
                   "status": RegistrationStatus.SUBMITTED.value, "registry_number": None,
-                  "reason": f"moved from another DPC, application {row.id}" if old_dpc else None,
+                  "reason": f"moved from another DPC, application {row.id}" if elsewhere else None,
                   "decided_at": None, "decided_by": None}
         if reg is None:
             reg = Registration(serial=app.serial, created_at=now, changed_at=now, **values)
             self._change(s, "registration", reg, {}, actor, "submitted")
         else:
-            self._change(s, "registration", reg, values, actor, "moved" if old_dpc else "submitted")
-        feed.emit_registration(s, reg, now, old_dpc_id=old_dpc)
+            self._change(s, "registration", reg, values, actor, "moved" if elsewhere else "submitted")
+        feed.emit_registration(s, reg, now, old_dpc_id=old_dpc, with_licence=True)
         return self._out(row, dpc)
 
     def _exclusion(self, s: Session, dpc: Dpc, app: ApplicationIn, reg: Registration | None, owner: Licensee,

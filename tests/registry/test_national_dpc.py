@@ -278,3 +278,17 @@ def test_decisions_refuse_what_they_cannot_do(nat: NationalRegistry, port_a: InP
         nat.decide(receipt.items[0].id, True, None, AUTHORITY,
                    registry_number=hsc_items(port_a.feed("DPC-A", 0, 5000), "SN23")[-1]["registry_number"])  # type: ignore[arg-type]
     assert clash.value.field == "registry_number"
+
+
+def test_application_elsewhere_tells_the_first_dpc(nat: NationalRegistry, port_a: InProcessDpcPort,
+                                                   port_b: InProcessDpcPort) -> None:
+    """A machine applied for at A, then at B before any decision: A's feed says it is elsewhere; A's application can
+    no longer be decided."""
+    first = port_a.submit_applications("DPC-A", application("SN30", owner=BIN_TENANT), "e1")
+    port_b.submit_applications("DPC-B", application("SN30", owner=BIN_TENANT), "e2")
+    last_a = hsc_items(port_a.feed("DPC-A", 0, 5000), "SN30")[-1]
+    assert last_a["status"] == RegistrationStatus.MOVED and last_a["dpc"] == "DPC-B"
+    from serverkit.errors import Conflict
+
+    with pytest.raises(Conflict):
+        nat.decide(first.items[0].id, True, None, AUTHORITY)
