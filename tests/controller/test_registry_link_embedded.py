@@ -113,3 +113,21 @@ def test_a_restarted_link_keeps_its_cursor_and_decisions(embedded: tuple[TestCli
     assert again.mirror.cursor().after == after
     assert again.mirror.load()[1].decisions["SN-9"].status == "included"
     assert again.sync() == (0, 0)  # nothing new: the cursor did not go back
+
+
+def test_a_refused_submission_is_kept_for_an_operator_and_never_resent(
+        embedded: tuple[TestClient, Services, RegistryLink, NationalRegistry]) -> None:
+    client, _, link, _ = embedded
+    unknown_owner = "990501400015"  # a well-formed BIN the registry has no licensee for
+    key = link.apply([c.ApplicationIn(kind=c.ApplicationKind.INCLUSION, serial="SN-X", owner_bin=unknown_owner,
+                                      submitted_by="t", submitted_at=clock.now())])  # fmt: skip
+    link.sync()
+    item = link.outbox.items(key)
+    assert item is not None and item.refused_status == 422 and item.sent_at is None
+    assert "owner_bin" in (item.last_error or "")
+    attempts = item.attempts
+    link.sync()
+    again = link.outbox.items(key)
+    assert again is not None and again.attempts == attempts  # not resent
+    status = client.get("/api/v1/registry-link/status", headers={"X-API-Key": OPERATOR}).json()
+    assert status["outbox"]["refused"] == 1 and status["outbox"]["pending"] == 0 and status["reachable"]
