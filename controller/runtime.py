@@ -145,6 +145,10 @@ def build_services(
     services = Services(settings, engine, live, book, metrics, owners, sightings, telemetry, gateways, commands,
                         fleet, rollups, registry, influx)  # fmt: skip
     services.registry_link = link
+    if link is not None:
+        from controller.registry_link.wiring import attach_link_metrics
+
+        attach_link_metrics(services)
     metrics.gauges["kuat_gateways_online"] = lambda: sum(g.online for g in live.gateway_list())
     metrics.gauges["kuat_devices_live"] = lambda: len(live.devices)
     metrics.gauges["kuat_rollup_buckets_pending"] = lambda: len(book.buckets)

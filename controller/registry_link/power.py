@@ -95,6 +95,10 @@ class PowerGate:
 
         return powered
 
+    def dark_count(self) -> int:
+        """Machines whose last answer was "no power"."""
+        return sum(1 for d in list(self._last.values()) if not d.right.powered)
+
     def why(self, device_id: str) -> DeviceRight | None:
         """The last answer for a device the loop has seen (None: not seen by a run yet)."""
         return self._last.get(device_id)

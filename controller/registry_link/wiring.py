@@ -48,3 +48,21 @@ def attach_power_gate(services: Services) -> None:
                     "machine without a registry violation may draw power (docs/national.md)")
         return
     services.quota.loop.rights = link.gate.gate
+
+
+def attach_link_metrics(services: Services) -> None:
+    """/metrics: the outbox, the age of the decisions, and how many machines are dark (for alerts)."""
+    link = services.registry_link
+    if link is None:
+        return
+    gauges = services.metrics.gauges
+    gauges["kuat_registry_outbox_pending"] = lambda: float(link.outbox.counts().pending)
+    gauges["kuat_registry_outbox_refused"] = lambda: float(link.outbox.counts().refused)
+
+    def age_s() -> float:
+        synced = link.mirror.cursor().synced_at
+        return (clock.now() - synced).total_seconds() if synced is not None else float("inf")
+
+    gauges["kuat_registry_decisions_age_seconds"] = age_s
+    gauges["kuat_registry_trust_window_seconds"] = lambda: link.settings.trust_window_h * 3600.0
+    gauges["kuat_machines_without_power_right"] = lambda: float(link.gate.dark_count())

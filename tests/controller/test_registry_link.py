@@ -137,6 +137,8 @@ def test_power_api_says_why_and_grid_keys_read_none_of_it(down: tuple[TestClient
     assert client.get("/api/v1/registry-link/power", headers={"X-API-Key": GRID}).status_code == 403
     status = client.get("/api/v1/registry-link/status", headers=h).json()
     assert status["dpc"] == "DPC-A" and status["trusted_until"] is not None
+    metrics = client.get("/metrics").text
+    assert "kuat_machines_without_power_right 3" in metrics and "kuat_registry_outbox_pending 0" in metrics
     fleet = {r["device_id"]: r for r in client.get("/api/v1/dashboard/fleet", headers=h).json()}
     assert fleet["m1"]["power_right"] == "included" and fleet["m2"]["power_right"] == "no_serial"
 
