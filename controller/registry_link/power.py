@@ -2,7 +2,8 @@
 machine per run, and remembered per machine so the API and the dashboard can say why a machine has or has no power.
 
 The rule itself is pure (quota/rights.py). This module maps a gateway's `MinerSample` to what the rule needs
-(serial, pool URLs; the pools a machine reported before, while it sleeps and tells none), rebuilds the rule when the
+(serial, pool URLs; the serial and pools a device reported before, while it sleeps and tells none: a machine slept
+by a cap must get its right back when the cap lifts), rebuilds the rule when the
 mirror changes, when the Astana date changes (a licence ends at Astana midnight) and once a minute (an allowance
 ends at its hour: a minute late at most), and keeps the last answer per device.
 """
@@ -48,6 +49,7 @@ class PowerGate:
         self._cache: dict[tuple[str | None, tuple[str, ...], bool], Right] = {}
         self._last: dict[str, DeviceRight] = {}
         self._pools: dict[str, tuple[str, ...]] = {}  # device -> the pools it last reported (asleep it tells none)
+        self._serials: dict[str, str] = {}  # device (MAC-based id) -> the serial it reported (asleep it tells none)
         self._failed_load = False
 
     def rights(self) -> Rights:
@@ -75,22 +77,27 @@ class PowerGate:
 
     def gate(self) -> Callable[[str, v1.MinerSample], bool]:
         rights = self.rights()
-        cache, last, at, remembered = self._cache, self._last, rights.now, self._pools
+        cache, last, at, remembered, serials = self._cache, self._last, rights.now, self._pools, self._serials
 
         def powered(device_id: str, sample: v1.MinerSample) -> bool:
+            serial = sample.serial
+            if serial:
+                serials[device_id] = serial
+            else:  # stock firmware asleep (or its web interface down a moment) tells no serial
+                serial = serials.get(device_id)
             pools = tuple([p.url for p in sample.pools])
             asleep = not (sample.available and sample.state in HASHING)
             if pools:
                 remembered[device_id] = pools
             elif asleep:
                 pools = remembered.get(device_id, ())
-            key = (sample.serial, pools, asleep)
+            key = (serial, pools, asleep)
             right = cache.get(key)
             if right is None:
-                right = cache[key] = rights.of(sample.serial, pools, asleep)
+                right = cache[key] = rights.of(serial, pools, asleep)
             known = last.get(device_id)
             if known is None or known.right is not right:
-                last[device_id] = DeviceRight(device_id, sample.serial, right, at)
+                last[device_id] = DeviceRight(device_id, serial, right, at)
             return right.reason in POWERED
 
         return powered

@@ -119,3 +119,17 @@ def test_a_decision_that_changes_darkens_a_running_machine_at_the_next_run(site:
     quota.loop.run_once(name)
     assert setpoints_of(agent, n)["a"].mode == v1.SetpointMode.SLEEP
     assert gate.why("a").right.reason == Reason.SUSPENDED  # type: ignore[union-attr]
+
+
+def test_a_machine_slept_by_a_cap_keeps_its_right_though_asleep_it_tells_no_serial_or_pools() -> None:
+    """Stock firmware asleep answers nothing: no serial, no pools. A machine slept by an emergency cap must get its
+    right back when the cap lifts, so the gate keeps what the device (its MAC-based id) told before."""
+    gate = PowerGate(lambda: (1, mirror("DPC-1", ["SN-a"], [])), timedelta(hours=24), clock.now)
+    check = gate.gate()
+    assert check("a", miner("a", "SN-a", 3000.0))
+    asleep = miner("a", None, 15.0, pools=())
+    assert check("a", asleep)
+    known = gate.why("a")
+    assert known is not None and known.serial == "SN-a" and known.right.reason == Reason.INCLUDED
+    assert not check("b", miner("b", None, 15.0, pools=()))  # never told its serial: dark
+    assert gate.why("b").right.reason == Reason.NO_SERIAL  # type: ignore[union-attr]
