@@ -140,8 +140,9 @@ def start_server(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen[by
 
     Signer.from_file(tmp / "signing.pem")  # created once here, so the workers do not race to create it
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "registry.app:create_app", "--host",
-                             "127.0.0.1", "--port", str(port), "--workers", str(workers), "--timeout-keep-alive", "60", "--log-level", "warning",
-                             "--no-access-log"], env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+                             "127.0.0.1", "--port", str(port), "--workers", str(workers), "--timeout-keep-alive",
+                             "60", "--log-level", "warning", "--no-access-log"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=sys.stderr)
     wait_port("127.0.0.1", port, timeout=60)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
