@@ -1,5 +1,7 @@
-"""`kuat demo`: the whole system on one machine - broker, controller (SQLite), a simulated site, two gateway agents,
-a seeded registry and a scripted grid day - until Ctrl-C.
+"""`kuat demo`: the whole system on one machine until Ctrl-C. By default the national topology (demo/national.py:
+one registry, two site controllers with their own databases, simulators and agents); with `--sites 1` one site -
+broker, controller (SQLite), a simulated site, two gateway agents, a seeded embedded registry and a scripted grid
+day.
 
 Every part is a subprocess with its log under the work dir; everything listens on 127.0.0.1 / 127.x only.
 """
@@ -98,27 +100,31 @@ class Demo:
 @click.option("--emergency-minutes", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Simulated minutes until the grid lifts it.")
 @click.option("--no-emergency", is_flag=True, help="Play the schedule only (no scripted emergency order).")
-@click.option("--sites", "n_sites", type=click.IntRange(1, 8), default=1, show_default=True,
+@click.option("--sites", "n_sites", type=click.IntRange(1, 8), default=2, show_default=True,
               help="2 or more: one national registry and that many site controllers, each with its own database, "
-                   "simulator and agents (demo/national.py); endpoints.json in the work dir names every URL and key.")
+                   "simulator and agents (demo/national.py); endpoints.json in the work dir names every URL and key. "
+                   "1: one site controller with the registry embedded (the single-DPC set-up).")
 def cli(site_file: Path, speed: float, port: int | None, broker: str, work_dir: Path, duration: float | None,
         open_browser: bool, poll_s: float, unregistered: int, emergency_after_min: float, emergency_minutes: float,
         no_emergency: bool, n_sites: int) -> None:  # fmt: skip
-    """Run the whole system on this machine: a simulated site under quota control, dashboard in a browser.
+    """Run the whole system on this machine: simulated sites under quota control, dashboards in a browser.
 
     \b
-    Starts an MQTT broker, the controller (SQLite), the simulator (a few hundred miners on metered PDUs),
-    two gateway agents; seeds the registry (licensee, subtype-II tenant, DPC, accredited pool; a few
+    By default (--sites 2) one national HSC registry and two site controllers in two zones, each with its own
+    database, simulator and agents; the authority includes the machines it seeds, some stay pending, one points at
+    an unaccredited pool, one moves between the sites; endpoints.json in the work dir names every URL and key.
+    With --sites 1, one site: an MQTT broker, the controller (SQLite), the simulator (a few hundred miners on
+    metered PDUs), two gateway agents; seeds the registry (licensee, subtype-II tenant, DPC, accredited pool; a few
     machines left unregistered, one on an unaccredited pool) and plays a grid day: an hourly schedule,
     then an emergency cut to 30 % and its lifting. Prints the dashboard URL and the demo API keys.
     Ctrl-C (or SIGTERM) stops every part and exits 0.
 
     \b
     Examples:
-      kuat demo                      real time, sim/sites/demo.toml
+      kuat demo                      one national registry, two sites in two zones, real time
       kuat demo --speed 60 --open    an hour per minute, opens a browser
-      kuat demo --site sim/sites/small.toml --duration 120
-      kuat demo --sites 2            one national registry, two sites in two zones
+      kuat demo --sites 1 --site sim/sites/small.toml --duration 120
+      kuat demo --sites 3            three sites
     """
     logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
     opts = DemoOptions(site_file, speed, port, broker, work_dir.resolve(), duration, open_browser, poll_s, unregistered,

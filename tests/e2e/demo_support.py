@@ -17,9 +17,11 @@ SMALL_SITE = ROOT / "sim" / "sites" / "small.toml"
 
 
 def launch_demo(out: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`kuat demo ARGS` from the repository root, stdout and stderr into `out`."""
+    """`kuat demo ARGS` from the repository root, stdout and stderr into `out`; one site (`--sites 1`, the
+    single-DPC set-up) unless ARGS say how many."""
+    sites = [] if "--sites" in args else ["--sites", "1"]
     with out.open("wb") as sink:
-        return subprocess.Popen([sys.executable, "-m", "kuat.cli", "demo", *args], stdout=sink,
+        return subprocess.Popen([sys.executable, "-m", "kuat.cli", "demo", *sites, *args], stdout=sink,
                                 stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
 
 

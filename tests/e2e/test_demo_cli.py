@@ -79,20 +79,22 @@ def test_demo_help_and_clear_errors(tmp_path: Path) -> None:
         assert option in help_text
     bad_site = tmp_path / "bad.toml"
     bad_site.write_text('[[racks]]\nname = "A"\nminers = [{model = "NoSuchMiner", firmware = "bmminer", count = 1}]\n')
-    result = kuat("demo", "--site", str(bad_site), "--work-dir", str(tmp_path / "w"), "--port", str(free_port()))
+    result = kuat("demo", "--sites", "1", "--site", str(bad_site),
+                  "--work-dir", str(tmp_path / "w"), "--port", str(free_port()))
     assert result.returncode != 0 and "NoSuchMiner" in result.stderr + result.stdout
     assert not (tmp_path / "w").exists(), "a bad site file is refused before anything starts"
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    result = kuat("demo", "--site", str(SMALL), "--work-dir", str(precious), "--port", str(free_port()))
+    result = kuat("demo", "--sites", "1", "--site", str(SMALL), "--work-dir", str(precious), "--port", str(free_port()))
     assert result.returncode != 0 and "not a demo work dir" in result.stderr
     assert (precious / "notes.txt").read_text() == "keep me"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = kuat("demo", "--site", str(SMALL), "--port", str(port), "--work-dir", str(tmp_path / "w2"))
+        result = kuat("demo", "--sites", "1", "--site", str(SMALL),
+                      "--port", str(port), "--work-dir", str(tmp_path / "w2"))
     assert result.returncode != 0 and f"port {port}" in result.stderr
 
 
@@ -101,7 +103,8 @@ def test_ctrl_c_while_starting_stops_every_part(tmp_path: Path) -> None:
     proc = launch_demo(out, "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
     try:
         poll(lambda: "started controller" in out.read_text(), "the controller's start", 120)
-        second = kuat("demo", "--site", str(SMALL), "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
+        second = kuat("demo", "--sites", "1", "--site", str(SMALL),
+                      "--port", str(free_port()), "--work-dir", str(tmp_path / "run"))
         assert second.returncode != 0 and f"another demo (pid {proc.pid})" in second.stderr
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
