@@ -1,8 +1,12 @@
-"""/api/v1/commands: send a command to one device through MQTT; its ack shows up in GET /api/v1/commands/{id}."""
+"""/api/v1/commands: send a command to one device through MQTT; its ack shows up in GET /api/v1/commands/{id}.
+
+`CommandOut` is a command as the operator sees it: what was sent, by whom, and the agent's ack once it came.
+"""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -41,7 +45,23 @@ class CommandIn(BaseModel):
         return v
 
 
-@router.post("", status_code=202)
+class CommandOut(BaseModel):
+    id: str
+    kind: str
+    device_id: str | None
+    power_w: float | None
+    outlet: int | None
+    site: str
+    gateway: str
+    ts: datetime
+    issued_by: str | None
+    status: str = Field(description="sent, applied, rejected or failed")
+    reason: str | None
+    acked_at: datetime | None
+    items: list[v1.ItemAck]
+
+
+@router.post("", status_code=202, response_model=CommandOut)
 def send(body: CommandIn, svc: Services = Depends(services), who: Principal = Depends(operate)) -> dict[str, Any]:
     try:
         record = svc.commands.send(body.kind, body.device_id, body.power_w, body.outlet, body.site, who.actor)
@@ -55,7 +75,7 @@ def send(body: CommandIn, svc: Services = Depends(services), who: Principal = De
     return record.view()
 
 
-@router.get("/{command_id}", dependencies=[Depends(read_fleet)])
+@router.get("/{command_id}", dependencies=[Depends(read_fleet)], response_model=CommandOut)
 def status(command_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
     record = svc.commands.get(command_id)
     if record is None:

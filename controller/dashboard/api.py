@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.api.deps import operate, read_fleet, services
+from controller.dashboard import schemas as S
 from controller.dashboard import views
 from controller.runtime import Services
 from kuat import clock
@@ -99,12 +100,14 @@ read_by_link = key_in_query_or_header(Role.OPERATOR, Role.REGULATOR, Role.GRID)
 # ------------------------------------------------------------------ read
 
 
-@router.get("/snapshot", dependencies=[Depends(read_fleet)])
+@router.get("/snapshot", dependencies=[Depends(read_fleet)], response_model=S.SnapshotOut)
 def get_snapshot(svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)) -> dict[str, Any]:
     return views.snapshot(svc, ui.sampler)
 
 
-@router.get("/stream", dependencies=[Depends(read_by_link)])
+@router.get("/stream", dependencies=[Depends(read_by_link)], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "`snapshot` events (SnapshotOut as JSON), `problem` on a failed one"}})
 async def stream(
     request: Request, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> StreamingResponse:
@@ -140,29 +143,27 @@ async def _stopping_within(request: Request, seconds: float) -> bool:
     return False
 
 
-@router.get("/fleet", dependencies=[Depends(read_fleet)])
+@router.get("/fleet", dependencies=[Depends(read_fleet)], response_model=list[S.FleetRow])
 def fleet(svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)) -> list[dict[str, Any]]:
     return views.fleet_rows(svc, ui.index)
 
 
-@router.get("/device/{device_id}", dependencies=[Depends(read_fleet)])
+@router.get("/device/{device_id}", dependencies=[Depends(read_fleet)], response_model=S.DevicePageOut)
 def device(
     device_id: str, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> dict[str, Any]:
-    try:
-        return views.device_page(svc, ui.index, device_id)
-    except KeyError:
-        raise HTTPException(404, f"no live device {device_id!r}") from None
-    except LookupError as exc:
-        raise HTTPException(409, str(exc)) from None
+    """404 for a device not live, 409 for an id on several sites (serverkit's NotFound / Conflict)."""
+    return views.device_page(svc, ui.index, device_id)
 
 
-@router.get("/registry", dependencies=[Depends(read_fleet)])
+@router.get("/registry", dependencies=[Depends(read_fleet)], response_model=S.RegistryPageOut)
 def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
     return views.registry_page(svc)
 
 
-@router.get("/ledger.csv", dependencies=[Depends(read_by_link)])
+@router.get("/ledger.csv", dependencies=[Depends(read_by_link)], response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "the quota ledger of the last 24 h"}})
 def ledger_csv(svc: Services = Depends(services)) -> Response:
     text = views.ledger_csv(svc, views.site_name(svc), clock.now())
     if text is None:
@@ -182,7 +183,7 @@ class ApproveBody(BaseModel):
     dpc_id: int | None = Field(None, description="default: the registry's only DPC")
 
 
-@router.post("/approve")
+@router.post("/approve", response_model=S.ApprovedOut)
 def approve(body: ApproveBody, svc: Services = Depends(services), who: Principal = Depends(operate)) -> dict[str, Any]:
     """Approve pending machines for one owner, all or nothing (the registry names the first bad item)."""
     from registry.schemas import BulkApproveItem
@@ -227,7 +228,7 @@ class EmergencyBody(BaseModel):
         return self
 
 
-@router.post("/emergency", status_code=201)
+@router.post("/emergency", status_code=201, response_model=S.EmergencyEntered)
 def emergency(body: EmergencyBody, svc: Services = Depends(services),
               who: Principal = Depends(operate)) -> dict[str, Any]:  # fmt: skip
     """An emergency order entered by hand (phoned or faxed by the grid operator), effective now."""

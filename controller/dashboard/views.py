@@ -232,7 +232,7 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
 
 
 def device_page(services: Services, index: RegistryIndex, device_id: str, minutes: int = 180) -> dict[str, Any]:
-    """One machine: its row, its minute history and its command log (KeyError/LookupError from the fleet)."""
+    """One machine: its row, its minute history and its command log (NotFound / Conflict from the fleet)."""
     data = services.fleet.device(device_id, None, minutes)
     index.refresh(services.registry)
     device = {**data["device"], **fleet_row(data["device"], index)}

@@ -42,6 +42,10 @@ staff = require_role(Role.OPERATOR, Role.REGULATOR)
 operator = require_role(Role.OPERATOR)
 MAX_UPLOAD = 64 * 1024 * 1024
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+Responses = dict[int | str, dict[str, Any]]
+CSV_FILE: Responses = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}}
+XLSX_FILE: Responses = {200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "XLSX"}}
 
 
 class ImportOut(BaseModel):
@@ -226,12 +230,12 @@ def _values(m: MoneyService, month: str) -> dict[str, Any]:
             "due": table.due().isoformat(), "cells": [c.as_dict() for c in table.cells]}
 
 
-@router.get("/values/{month}.csv")
+@router.get("/values/{month}.csv", response_class=Response, responses=CSV_FILE)
 def values_csv(month: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     return _file(f"kuat-values-{month}.csv", render.to_csv(render.values_sections(_values(m, month))), "text/csv")
 
 
-@router.get("/values/{month}.xlsx")
+@router.get("/values/{month}.xlsx", response_class=Response, responses=XLSX_FILE)
 def values_xlsx(month: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     return _file(f"kuat-values-{month}.xlsx", render.to_xlsx(render.values_sections(_values(m, month))), XLSX)
 
@@ -253,19 +257,19 @@ def _report(m: MoneyService, who: Principal, month: str, bin_: str) -> dict[str,
     return m.report(_licensee(m, who, bin_), year, mon).as_dict()
 
 
-@router.get("/reports/{month}/{bin_}.csv")
+@router.get("/reports/{month}/{bin_}.csv", response_class=Response, responses=CSV_FILE)
 def report_csv(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     sections = render.report_sections(_report(m, who, month, bin_))
     return _file(f"kuat-report-{bin_}-{month}.csv", render.to_csv(sections), "text/csv")
 
 
-@router.get("/reports/{month}/{bin_}.xlsx")
+@router.get("/reports/{month}/{bin_}.xlsx", response_class=Response, responses=XLSX_FILE)
 def report_xlsx(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     sections = render.report_sections(_report(m, who, month, bin_))
     return _file(f"kuat-report-{bin_}-{month}.xlsx", render.to_xlsx(sections), XLSX)
 
 
-@router.get("/reports/{month}/{bin_}/evidence.xlsx")
+@router.get("/reports/{month}/{bin_}/evidence.xlsx", response_class=Response, responses=XLSX_FILE)
 def evidence(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     year, mon = _month(month)
     pack = m.evidence(_licensee(m, who, bin_), year, mon)
