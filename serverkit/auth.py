@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serverkit.errors import PermissionDenied, Unauthenticated
 
@@ -98,6 +99,10 @@ class Principal:
 
 Authenticate = Callable[[str], Principal | None]
 
+# Declared on every guarded route so that OpenAPI says how to authenticate (either one); `token_from` reads them.
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
 
 def token_from(request: Request) -> str | None:
     """The key a request carries: ``Authorization: Bearer`` or ``X-API-Key`` (never the URL)."""
@@ -134,7 +139,8 @@ class Guard:
         """FastAPI dependency: the caller's `Principal` if its key is valid and of one of `roles`."""
         allowed = frozenset(str(r) for r in roles)
 
-        def dependency(request: Request) -> Principal:
+        def dependency(request: Request, _key: str | None = Security(API_KEY_HEADER),
+                       _bearer: HTTPAuthorizationCredentials | None = Security(BEARER)) -> Principal:
             principal = self.principal(request)
             if principal.role not in allowed:
                 raise PermissionDenied(f"role {principal.role} may not do this (allowed: {', '.join(sorted(allowed))})")

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from quota.errors import QuotaInputError
 from registry.auth import authenticate
 from registry.models import Role
 from serverkit.auth import Principal, token_from
+from serverkit.db import RowId
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ STREAM_INTERVAL_S = 2.0
 STREAM_MAX_S = 60.0  # a stream ends after this (the browser reconnects): a controller shutdown never waits long
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "description": "one event of the stream",
+             "properties": {"event": {"enum": ["snapshot", "problem"]},
+                            "data": {"type": "string", "description": "JSON: SnapshotOut, or {detail} for problem"}}}
 
 
 def install(app: FastAPI) -> None:
@@ -62,6 +66,7 @@ class DashboardState:
     def __init__(self) -> None:
         self.sampler = views.PowerSampler()
         self.index = views.RegistryIndex()
+        self.stream_max_s = STREAM_MAX_S  # tests that walk every route shorten it
 
 
 def dashboard(request: Request) -> DashboardState:
@@ -106,19 +111,19 @@ def get_snapshot(svc: Services = Depends(services), ui: DashboardState = Depends
 
 
 @router.get("/stream", dependencies=[Depends(read_by_link)], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
                              "description": "`snapshot` events (SnapshotOut as JSON), `problem` on a failed one"}})
 async def stream(
     request: Request, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> StreamingResponse:
     """`event: snapshot` every ~2 s; the stream ends after a minute and EventSource reconnects by itself."""
-    return StreamingResponse(_events(request, svc, ui), media_type="text/event-stream",
+    return StreamingResponse(_events(request, svc, ui, ui.stream_max_s), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
 
-async def _events(request: Request, svc: Services, ui: DashboardState) -> AsyncIterator[str]:
+async def _events(request: Request, svc: Services, ui: DashboardState, max_s: float) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
-    ends = time.monotonic() + STREAM_MAX_S
+    ends = time.monotonic() + max_s
     while time.monotonic() < ends and not await request.is_disconnected():
         try:
             snap = await run_in_threadpool(views.snapshot, svc, ui.sampler)
@@ -178,9 +183,9 @@ def ledger_csv(svc: Services = Depends(services)) -> Response:
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    serials: list[str] = Field(min_length=1, max_length=5000)
-    owner_id: int
-    dpc_id: int | None = Field(None, description="default: the registry's only DPC")
+    serials: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=5000)
+    owner_id: RowId
+    dpc_id: RowId | None = Field(None, description="default: the registry's only DPC")
 
 
 @router.post("/approve", response_model=S.ApprovedOut)

@@ -35,6 +35,7 @@ from money.errors import ImportRefused, InvalidInput, MissingInput
 from money.importers import KINDS
 from registry.auth import Principal, require_role
 from registry.models import Role
+from serverkit.db import RowId
 
 router = APIRouter(prefix="/api/v1/money", tags=["money"])
 reader = require_role(*READERS)
@@ -301,7 +302,7 @@ def published(m: MoneyService = Depends(money), who: Principal = Depends(reader)
 
 
 @router.get("/published/{report_id}", response_model=ReportOut)
-def published_one(report_id: int, m: MoneyService = Depends(money), who: Principal = Depends(reader)
+def published_one(report_id: RowId, m: MoneyService = Depends(money), who: Principal = Depends(reader)
                   ) -> dict[str, Any]:
     rep = m.published(report_id)
     if rep.licensee is not None:
@@ -311,7 +312,7 @@ def published_one(report_id: int, m: MoneyService = Depends(money), who: Princip
 
 
 @router.get("/published/{report_id}/recompute", response_model=RecomputeOut)
-def recompute(report_id: int, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
+def recompute(report_id: RowId, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
     rep = m.published(report_id)
     if rep.licensee is not None:
         _licensee(m, who, rep.licensee)

@@ -26,6 +26,7 @@ from quota.errors import Issue, QuotaInputError
 from registry.auth import require_role
 from registry.models import Role
 from serverkit.auth import Principal
+from serverkit.db import RowId
 
 router = APIRouter(prefix="/api/v1/quota", tags=["quota"])
 
@@ -208,7 +209,7 @@ def list_emergencies(site: str, past_hours: float = Query(24.0, ge=0), q: QuotaS
 
 
 @router.post("/emergencies/{order_id}/lift", response_model=S.OrderLifted)
-def lift_emergency(order_id: int, q: QuotaService = Depends(quota_of),
+def lift_emergency(order_id: RowId, q: QuotaService = Depends(quota_of),
                    who: Principal = Depends(push_inputs)) -> dict[str, Any]:
     try:
         row = q.lift_emergency(order_id, who.actor)
