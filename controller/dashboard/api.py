@@ -2,13 +2,13 @@
 
     GET  /ui                              index.html (static files under /ui/static)
     GET  /api/v1/dashboard/snapshot       site totals, limit and why, power history, quota (see views.snapshot)
-    GET  /api/v1/dashboard/stream         Server-Sent Events: "snapshot" every ~2 s (?key=: EventSource has no headers)
+    GET  /api/v1/dashboard/stream         Server-Sent Events: "snapshot" every ~2 s (key header or session cookie)
     GET  /api/v1/dashboard/fleet          every miner, one flat row each
     GET  /api/v1/dashboard/device/{id}    one miner: row, minute history, command log
-    GET  /api/v1/dashboard/registry       owners, pending registrations, open violations
+    GET  /api/v1/dashboard/registry       owners, pending registrations, open violations (operator, regulator)
     POST /api/v1/dashboard/approve        {"serials": [...], "owner_id": N, "dpc_id": N?}: approve, all or nothing
     POST /api/v1/dashboard/emergency      {"reference", "cap_pct" | "cap_mw", "minutes"?}: an emergency order now
-    GET  /api/v1/dashboard/ledger.csv     the quota ledger of the last 24 h (?key= accepted, for a plain link)
+    GET  /api/v1/dashboard/ledger.csv     the quota ledger of the last 24 h (key header or session cookie)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,9 +34,9 @@ from controller.dashboard import views
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
-from registry.auth import authenticate
+from registry.auth import guard
 from registry.models import Role
-from serverkit.auth import Principal, token_from
+from serverkit.auth import Principal
 from serverkit.db import RowId
 
 log = logging.getLogger(__name__)
@@ -78,28 +78,10 @@ def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def key_in_query_or_header(*roles: Role) -> Callable[[Request], Principal]:
-    """Like registry.auth.require_role, but also takes ?key= (EventSource and plain links cannot send headers)."""
-
-    def dependency(request: Request) -> Principal:
-        svc: Services = request.app.state.services
-        token = token_from(request) or request.query_params.get("key")
-        if not token:
-            raise HTTPException(401, "missing API key (?key=, X-API-Key or Authorization: Bearer)")
-        if svc.registry is None:
-            raise HTTPException(503, "no registry in this controller: API keys live in it")
-        with svc.registry.reading() as session:
-            principal = authenticate(session, token)
-        if principal is None:
-            raise HTTPException(401, "unknown or revoked API key")
-        if principal.role not in roles:
-            raise HTTPException(403, f"role {principal.role} may not do this")
-        return principal
-
-    return dependency
-
-
-read_by_link = key_in_query_or_header(Role.OPERATOR, Role.REGULATOR, Role.GRID)
+# EventSource and a plain download link cannot send headers: those two routes also take the session cookie that
+# POST /api/v1/session sets from the key (serverkit.session). No route takes a key in the URL.
+read_by_link = guard.require(Role.OPERATOR, Role.REGULATOR, Role.GRID, cookie=True)
+read_registry = guard.require(Role.OPERATOR, Role.REGULATOR)  # owners and pending machines: not the grid's to see
 
 
 # ------------------------------------------------------------------ read
@@ -161,7 +143,7 @@ def device(
     return views.device_page(svc, ui.index, device_id)
 
 
-@router.get("/registry", dependencies=[Depends(read_fleet)], response_model=S.RegistryPageOut)
+@router.get("/registry", dependencies=[Depends(read_registry)], response_model=S.RegistryPageOut)
 def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
     return views.registry_page(svc)
 

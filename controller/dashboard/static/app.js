@@ -47,11 +47,15 @@ $$("nav a").forEach(a => a.addEventListener("click", e => { e.preventDefault(); 
 // ---------------------------------------------------------------- live snapshot
 const state = {snapshot: null, fleet: [], sort: {k: "device_id", dir: 1}, device: null};
 let es = null;
-function connect() {
+// The stream and downloads authenticate with a short-lived HttpOnly session cookie set from the key (sent in a
+// header): the key never goes into a URL. A session is renewed before each stream and download.
+const session = () => fetch("/api/v1/session", {method: "POST", headers: {"X-API-Key": key()}});
+async function connect() {
   if (es) es.close();
-  es = new EventSource("/api/v1/dashboard/stream?key=" + encodeURIComponent(key()));
+  await session().catch(() => null);
+  es = new EventSource("/api/v1/dashboard/stream");
   es.addEventListener("snapshot", ev => { setConn(true); render(JSON.parse(ev.data)); });
-  es.onerror = () => setConn(false);
+  es.onerror = () => { setConn(false); es.close(); setTimeout(connect, 2000); };  // a new session, then reconnect
 }
 function setConn(ok) { const c = $("#conn"); c.textContent = ok ? "live" : "reconnecting…"; c.className = "pill " + (ok ? "online" : "offline"); }
 
@@ -193,7 +197,7 @@ $("#emergency-form").addEventListener("submit", async e => {
   try { await api("/api/v1/dashboard/emergency", {method: "POST", body: JSON.stringify(body)}); toast("emergency cap applied"); e.target.reset(); }
   catch (err) { toast("emergency: " + err.message, true); }
 });
-$("#ledger-csv").addEventListener("click", e => { e.preventDefault(); location.href = "/api/v1/dashboard/ledger.csv?key=" + encodeURIComponent(key()); });
+$("#ledger-csv").addEventListener("click", async e => { e.preventDefault(); await session(); location.href = "/api/v1/dashboard/ledger.csv"; });
 
 // ---------------------------------------------------------------- registry
 async function loadRegistry() {
