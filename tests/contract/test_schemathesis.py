@@ -25,6 +25,8 @@ from schemathesis import checks as core_checks
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from registry.auth import guard
+from serverkit.ratelimit import FailureLimiter
 from tests.contract.apps import KEYS, controller_app, registry_app
 from tests.contract.seed import seed_controller, seed_registry
 
@@ -71,6 +73,11 @@ def fuzz(app: FastAPI, skip: Callable[[str], bool] = lambda _label: False) -> tu
     return walked, failures
 
 
+def unlimited(app: FastAPI) -> None:
+    """The fuzzer sends wrong keys on purpose (to see auth enforced): the failure limiter must not end the walk."""
+    guard.realm_of(app).limiter = FailureLimiter(limit=10**9)
+
+
 def report(failures: dict[str, str]) -> str:
     return f"{len(failures)} failing operation(s):\n" + "\n".join(f"{k}\n    {v}" for k, v in sorted(failures.items()))
 
@@ -78,6 +85,7 @@ def report(failures: dict[str, str]) -> str:
 def test_controller_with_its_registry_under_fuzz(tmp_path: Path) -> None:
     with controller_app(tmp_path) as (app, services):
         seed_controller(services)
+        unlimited(app)
         app.state.dashboard.stream_max_s = 0.2  # the live stream ends quickly, as it would on a disconnect
         walked, failures = fuzz(app)
     assert walked > 80, f"only {walked} operations walked"
@@ -87,6 +95,7 @@ def test_controller_with_its_registry_under_fuzz(tmp_path: Path) -> None:
 def test_standalone_registry_under_fuzz(tmp_path: Path) -> None:
     with registry_app(tmp_path) as (app, service):
         seed_registry(service)
+        unlimited(app)
         walked, failures = fuzz(app)
     assert walked > 25, f"only {walked} operations walked"
     assert not failures, report(failures)
