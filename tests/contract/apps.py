@@ -71,8 +71,10 @@ def controller_app(tmp_path: Path, **over: Any) -> Iterator[tuple[FastAPI, Servi
     services = build_services(settings, with_ingest=False)
     assert services.registry is not None
     _store_scoped_keys(services.registry)
+    app = create_app(settings, services)
+    app.state.dashboard.stream_max_s = 0.2  # a walk opens the live stream many times: it ends as on a disconnect
     try:
-        yield create_app(settings, services), services
+        yield app, services
     finally:
         services.close()
         services.engine.dispose()
