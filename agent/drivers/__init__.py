@@ -3,7 +3,7 @@
 Entry points for the agent runtime and the field tools:
 
 - `open_miner(ip, driver="auto", ...)`: a MinerDriver; "auto" recognises the firmware from its RPC `version`
-  reply (cheap, works on any port); control goes through pyasic.
+  reply (cheap, works on any port); control through its firmware's path (agent.control).
 - `open_pdu(ip, family="auto", ...)`: a PduDriver; "auto" identifies the family by sysObjectID (+ probe column).
 - `apply_outlet_power(sample, outlet_sample)`: use a metered outlet's power as the miner's (source `pdu`).
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.control.pyasic import pyasic_for
+from agent.firmware import family_of_pyasic
 from agent.transport.snmp import SnmpSession, V3Auth
 
 from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, MinerDriver, PduDriver
-from .miner import RpcMiner, pyasic_for
+from .miner import RpcMiner
 from .pdu import SnmpPdu
 from .pdu import identify_family as identify_pdu_family
-from .pyasic_generic import PyasicMiner, family_of
+from .pyasic_generic import PyasicMiner
 from .state import apply_outlet_power
 
 __all__ = [
@@ -59,7 +61,7 @@ async def open_miner(
     pyasic_miner = None
     if driver in ("auto", "pyasic"):
         pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
-        driver = family_of(pyasic_miner) if driver == "auto" else driver
+        driver = family_of_pyasic(pyasic_miner) if driver == "auto" else driver
     if driver not in MINER_DRIVERS:
         raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")
     return MINER_DRIVERS[driver](

@@ -115,10 +115,10 @@ async def test_pyasic_control_object_is_ready_before_the_first_command(sim: SimS
     miner = first(sim, firmware)
     # a config that names the firmware family (as `kuat agent scan --write-config` writes) skips pyasic at open
     driver = await open_miner(miner.ip, driver=FAMILY[firmware], port_offset=sim.config.port_offset, timeout=5.0)
-    assert getattr(driver, "_pyasic", None) is None
+    assert getattr(driver.control, "_pyasic", None) is None
     await driver.read()
-    await until(lambda: getattr(driver, "_pyasic", None) is not None, f"{firmware} identified for pyasic")
-    assert type(driver._pyasic).__name__ != "UnknownMiner"  # type: ignore[attr-defined]
+    await until(lambda: getattr(driver.control, "_pyasic", None) is not None, f"{firmware} identified for pyasic")
+    assert type(driver.control._pyasic).__name__ != "UnknownMiner"  # type: ignore[attr-defined]
 
 
 async def test_power_target_lowers_power_and_hash_rate(sim: SimServer) -> None:
