@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any
 
-from agent.control.pyasic import pyasic_control
+from agent.control.antminer_web import antminer_web_control
 from agent.drivers.parsers import (
     GH_PER_TH,
     Reading,
@@ -266,7 +266,7 @@ FIRMWARE = Firmware(
     read_commands=("stats", "pools"),
     parse=parse_with_model,
     capabilities=v1.Capabilities(sleep=True),  # web miner-mode sleep; no power target
-    control=pyasic_control,
+    control=antminer_web_control,
     identify=identify,
     web_fallback=True,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.control.pyasic import pyasic_control
+from agent.control.luxos import luxos_control
 from agent.drivers.parsers import GH_PER_TH, Reading, Reply, first, model_name, parse_pools, pick, section
 from agent.firmware.antminer import parse_bmminer_stats
 from agent.firmware.record import Firmware, MinerIO
@@ -85,6 +85,6 @@ FIRMWARE = Firmware(
     read_commands=("stats", "pools", "power"),
     parse=parse,
     capabilities=v1.Capabilities(sleep=True, power_target=True, presets=[]),
-    control=pyasic_control,
+    control=luxos_control,
     identify=identify,
 )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.control.pyasic import pyasic_control, whatsminer_model
+from agent.control.pyasic import whatsminer_model
+from agent.control.whatsminer_v2 import whatsminer_v2_control
 from agent.drivers.parsers import (
     MH_PER_TH,
     Reading,
@@ -139,7 +140,7 @@ FIRMWARE = Firmware(
     read_commands=("summary", "edevs", "pools"),
     parse=parse,
     capabilities=v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
-    control=pyasic_control,
+    control=whatsminer_v2_control,
     identify=identify,
     extra_reads=extra_reads,
 )
