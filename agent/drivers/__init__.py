@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.transport.snmp import SnmpSession, V3Auth
 
-from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, MinerDriver, PduDriver
+from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, DeviceUnreachable, MinerDriver, PduDriver
 from .pdu import SnmpPdu
 from .pdu import identify_family as identify_pdu_family
 from .state import apply_outlet_power
@@ -78,8 +78,17 @@ async def open_miner(
     drivers = _miner_drivers()
     pyasic_miner = None
     if driver in ("auto", "pyasic"):
-        pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
-        driver = family_of_pyasic(pyasic_miner) if driver == "auto" else driver
+        try:
+            pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
+        except DeviceUnreachable:
+            # no cgminer RPC: a Whatsminer on API v3 firmware answers on 4433 (same offset as the RPC port)
+            from .whatsminer_v3 import probe
+
+            if driver != "auto" or not await probe(ip, port=4433 + rpc_port - 4028, timeout_s=min(timeout, 3.0)):
+                raise
+            driver = "whatsminer3"
+        else:
+            driver = family_of_pyasic(pyasic_miner) if driver == "auto" else driver
     if driver not in drivers:
         raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(drivers))}")
     return drivers[driver](

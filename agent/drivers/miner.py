@@ -178,5 +178,5 @@ def _factory(family: str) -> Any:
     return make
 
 
-for _family in registry.FAMILIES:
-    register_miner(_family)(_factory(_family))
+for _family, _fw in registry.FAMILIES.items():
+    register_miner(_family)(_fw.driver or _factory(_family))

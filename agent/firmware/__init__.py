@@ -9,7 +9,7 @@ module with one `Firmware` record, registered in `FAMILIES` below (docs/developm
 from __future__ import annotations
 
 from agent.drivers.parsers import Reading, Reply, first, model_name
-from agent.firmware import antminer, avalon, braiins, luxos, whatsminer
+from agent.firmware import antminer, avalon, braiins, luxos, whatsminer, whatsminer_v3
 from agent.firmware.record import Firmware, MinerIO
 
 __all__ = [
@@ -17,7 +17,9 @@ __all__ = [
 ]
 
 FAMILIES: dict[str, Firmware] = {
-    fw.name: fw for fw in (luxos.FIRMWARE, braiins.FIRMWARE, whatsminer.FIRMWARE, avalon.FIRMWARE, antminer.FIRMWARE)
+    fw.name: fw
+    for fw in (luxos.FIRMWARE, braiins.FIRMWARE, whatsminer.FIRMWARE, whatsminer_v3.FIRMWARE, avalon.FIRMWARE,
+               antminer.FIRMWARE)
 }
 # recognition order: the most specific first (LuxOS and Braiins OS run on Antminers and mention them)
 _ORDER = sorted(FAMILIES.values(), key=lambda fw: fw.priority)

@@ -69,4 +69,5 @@ class Firmware:
     identify: Identify = _nothing_to_identify
     extra_reads: ExtraReads = _no_extra_reads
     web_fallback: bool = False  # stock Antminer: read the web API when the RPC is switched off
+    driver: Callable[..., Any] | None = None  # a firmware off the cgminer RPC brings its own driver class
     notes: tuple[str, ...] = field(default=())
