@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from controller.api.deps import services
+from controller.quota.errors import NotUnderQuota
 from controller.quota.service import QuotaService, describe_order
 from controller.runtime import Services
 from kuat import clock
@@ -47,7 +48,7 @@ def require_site_scope(who: Principal, q: QuotaService, site: str) -> None:
     """A key scoped to sites or zones (a grid operator's) reaches only those (403 otherwise)."""
     try:
         zone = q.state(site).site.zone
-    except KeyError:
+    except NotUnderQuota:  # a site without limits yet: its scope is by name only, the route then says what is wrong
         zone = None
     who.require_site(site, zone)
 
