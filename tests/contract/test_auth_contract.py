@@ -39,6 +39,9 @@ PUBLIC = {
     "GET /ui": "the dashboard page itself (static; its data routes are guarded)",
     "GET /ui/": "the same page",
     "DELETE /api/v1/session": "clears this browser's own session cookie",
+    "GET /api/v1/audit/public-key": "the registry's Ed25519 public key: published so anyone can verify the chain",
+    "GET /api/v1/public/dpcs": "the public view: registered machines counted per DPC (no machine data)",
+    "GET /api/v1/public/registry-numbers/{number}": "the public view: whether a registry number is valid",
 }
 SELF_GUARDED = {"POST /api/v1/session"}  # checks the key itself (it trades it for a cookie)
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
