@@ -157,3 +157,16 @@ def test_stream_sends_events_after_last_event_id(site: Site, client: TestClient)
     ids = [line for line in lines if line.startswith("id: ")]
     assert ids == ["id: 2"]  # the firing (id 1) was seen already: only the resolution comes
     assert any('"event": "resolved"' in line for line in lines)
+
+
+def test_check_config_masks_the_smtp_password(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import check_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"database_url: sqlite:///{tmp_path}/x.sqlite\nalerts:\n  smtp: {{host: mail.test, port: 587, "
+                   "starttls: true, username: kuat, password: relay-password-123}\n")
+    out = CliRunner().invoke(check_config, ["-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert "relay-password-123" not in out.output and '"password": "***"' in out.output
