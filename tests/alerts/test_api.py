@@ -193,7 +193,7 @@ def test_grid_signal_stale_and_excursions_from_the_quota_side(site: Site) -> Non
     hour = now.replace(minute=0, second=0, microsecond=0)
     write_excursions(site.services.engine, SITE, [Excursion(hour, hour + timedelta(seconds=60), 2000.0, 0.8,
                                                             "allotment")])  # 0.8 kWh > 0.5 this hour
-    assert quota.on_grid_signal(SITE, v1.GridSignal(target_pct=80))  # a fresh reading
+    assert quota.on_grid_signal(SITE, v1.GridSignal(target_pct=80, ts=clock.now()))  # a fresh reading
     site.at(30)
     site.alerts.evaluate()
     [alert] = site.alerts.alerts()
