@@ -67,8 +67,12 @@
         api("/api/v1/alerts/conditions"), api("/api/v1/alerts/channels"), api("/api/v1/alerts/rules"),
         api("/api/v1/alerts"), api("/api/v1/alerts/history?limit=200")]);
       ui.history.reverse();
+      link.hidden = false;
       render();
-    } catch (e) { toast("alerts: " + e.message, true); }
+    } catch (e) {
+      if (e.message.startsWith("503")) { link.hidden = true; if (ui.es) ui.es.close(); return; }  // alerts.enabled: false
+      toast("alerts: " + e.message, true);
+    }
   }
 
   function render() {
