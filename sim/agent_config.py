@@ -11,7 +11,8 @@ import yaml
 from sim.site import MinerDef, SiteFile
 
 # simulator firmware -> the agent's miner driver family
-FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer", "btminer3": "whatsminer3"}
+FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer", "btminer3": "whatsminer3",
+                    "avalon": "avalon"}
 
 
 def agent_config_dict(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sim.miners import antminer_web
+from sim.miners.avalon import AvalonApi
 from sim.miners.bmminer import BmminerApi
 from sim.miners.btminer import BtminerApi
 from sim.miners.btminer_v3 import BtminerV3Api
@@ -34,7 +35,8 @@ MAX_REQUEST = 64 * 1024
 READ_TIMEOUT_S = 5.0
 HOLD_MAX_S = 300.0  # a `timeout` miner keeps a silent connection open at most this long
 
-APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi()}
+APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi(),
+                               "avalon": AvalonApi()}
 WEB_FIRMWARE = {"bmminer"}
 V3_API = BtminerV3Api()
 V3_FIRMWARE = {"btminer3"}  # Whatsminer API v3 (port 4433, length-prefixed frames); no cgminer RPC on 4028
