@@ -104,7 +104,7 @@ def probe(
 
 async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
     offset, limit = kwargs.get("port_offset", 0), kwargs.get("timeout", 5.0)
-    await _tcp_reachable(host, [4028 + offset, 80 + offset], limit)
+    await _tcp_reachable(host, [4028 + offset, 80 + offset, 4433 + offset], limit)  # 4433: Whatsminer API v3
     miner = await open_miner(host, **kwargs)
     return await miner.read()
 

@@ -95,6 +95,7 @@ FIRMWARE = Firmware(
     priority=40,
     read_commands=("summary", "stats", "pools"),
     parse=parse,
+    recordings=("foreman_avalon_*",),
     capabilities=v1.Capabilities(sleep=True),
     control=avalon_control,
 )

@@ -70,6 +70,7 @@ FIRMWARE = Firmware(
     priority=20,
     read_commands=("summary", "devs", "temps", "fans", "pools", "tunerstatus"),
     parse=parse,
+    recordings=("foreman_antminer_s9_bosplus_*",),
     capabilities=v1.Capabilities(sleep=True, power_target=True),
     control=pyasic_control,
 )

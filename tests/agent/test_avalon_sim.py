@@ -45,6 +45,7 @@ async def test_avalon_found_and_read_with_its_serial(mix: SimServer) -> None:
     assert sample.capabilities.sleep and not sample.capabilities.power_target
 
 
+@pytest.mark.verifies("avalon", "sleep")
 async def test_avalon_soft_off_on_and_work_level_through_the_lean_path(mix: SimServer) -> None:
     miner = avalon(mix)
     driver = await open_miner(miner.ip, driver="avalon", port_offset=mix.config.port_offset, timeout=5.0)

@@ -71,6 +71,8 @@ async def test_found_and_read_through_api_v3(mix: SimServer) -> None:
     assert sample.capabilities.power_target and sample.capabilities.power_target_reboots
 
 
+@pytest.mark.verifies("whatsminer3", "sleep")
+@pytest.mark.verifies("whatsminer3", "power_target")
 async def test_sleep_wake_and_power_limit_through_api_v3(mix: SimServer) -> None:
     miner = v3_miner(mix)
     driver = await open_miner(miner.ip, driver="whatsminer3", port_offset=mix.config.port_offset, timeout=5.0)
@@ -135,3 +137,22 @@ async def test_unmodified_pyasic_identifies_reads_and_controls_the_v3_miner(mix:
     assert len(data.hashboards) == 3
     assert await found.stop_mining() is True
     await until(lambda: miner.phys.phase() == Phase.SLEEPING, "asleep through pyasic's v3 client")
+
+
+@pytest.mark.verifies("antminer", "reboot")
+@pytest.mark.verifies("luxos", "reboot")
+@pytest.mark.verifies("whatsminer", "reboot")
+@pytest.mark.verifies("whatsminer3", "reboot")
+@pytest.mark.verifies("avalon", "reboot")
+async def test_every_lean_path_reboots_its_miner(mix: SimServer) -> None:
+    seen = set()
+    for miner in mix.site.miners:
+        if miner.d.firmware in seen:
+            continue
+        seen.add(miner.d.firmware)
+        driver = await open_miner(miner.ip, port_offset=mix.config.port_offset, timeout=5.0)
+        await driver.read()
+        await driver.reboot()
+        await until(lambda m=miner: m.phys.phase() in (Phase.OFF, Phase.BOOTING, Phase.RAMPING),  # type: ignore[misc]
+                    f"{miner.d.firmware} rebooting")
+    assert seen == {"bmminer", "luxos", "btminer", "btminer3", "avalon"}
