@@ -34,7 +34,7 @@ from kuat.wire import v1
     "--driver",
     default="auto",
     show_default=True,
-    help="Miner firmware: auto, antminer, luxos, whatsminer, braiins, avalon.",
+    help="Miner firmware: auto, antminer, luxos, whatsminer, whatsminer3 (API v3), braiins, avalon, pyasic.",
 )
 @click.option(
     "--family",
