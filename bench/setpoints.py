@@ -3,7 +3,7 @@ pyasic path on the same simulated miners.
 
 One process plays the gateway: it applies `--setpoints` commands per firmware to the simulated miners (started in
 a separate process, so its CPU is not counted), `--concurrency` at a time, and measures wall time and its own CPU
-(time.process_time). What a "setpoint" is per firmware: LuxOS a power target (alternating two profiles),
+(time.process_time). What a "setpoint" is per firmware: LuxOS and Braiins OS a power target (alternating two profiles),
 Whatsminer API v2 and v3, stock Antminer and Avalon a sleep/wake order (the encrypted or signed write path that a
 power target also takes; their power targets reboot the simulated miner, which would make the run measure boots).
 pyasic's identification is paid before the clock starts (the agent warms it in the background), so the baseline
@@ -39,8 +39,9 @@ from agent.firmware import FAMILIES  # noqa: E402
 from sim.site import load_site  # noqa: E402
 
 FIRMWARE = {"luxos": ("luxos", "S19j Pro"), "btminer": ("whatsminer", "M30S"), "btminer3": ("whatsminer3", "M60"),
-            "bmminer": ("antminer", "S19j Pro"), "avalon": ("avalon", "A1246")}
-SIM_PASSWORDS = {"btminer": "admin", "btminer3": "super"}
+            "bmminer": ("antminer", "S19j Pro"), "avalon": ("avalon", "A1246"), "braiins": ("braiins", "S19j Pro")}
+SIM_PASSWORDS = {"btminer": "admin", "btminer3": "super", "braiins": "root"}
+NO_PYASIC_BASELINE = {"braiins"}  # pyasic sets a Braiins power target over gRPC or SSH, neither simulated
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,7 +68,7 @@ def site_file(directory: Path, miners: int, firmware: list[str]) -> Path:
 
 def order(fw: str, control: Control, i: int) -> Awaitable[None]:
     """The i-th setpoint for a miner of this firmware (alternating, so every order changes something)."""
-    if fw == "luxos":
+    if fw in ("luxos", "braiins"):
         return control.set_power_target(2900 if i % 2 else 2700, Reading())
     return control.wake() if i % 2 else control.sleep()
 
@@ -131,7 +132,8 @@ async def run(site: Any, args: argparse.Namespace, offset: int) -> list[tuple[st
         targets = [Target(m.ip, 4028 + offset, 80 + offset, 10.0, None, SIM_PASSWORDS.get(fw)) for m in miners]
         paths: list[tuple[str, list[Control]]] = []
         pyasic: list[Control] = []
-        if not args.no_pyasic:  # identified first: a sleeping Whatsminer refuses the devdetails pyasic needs
+        # pyasic identified first: a sleeping Whatsminer refuses the devdetails pyasic needs
+        if not args.no_pyasic and fw not in NO_PYASIC_BASELINE:
             pyasic = (v3_pyasic(targets) if fw == "btminer3" else await identified([PyasicControl(t) for t in targets]))
             if not pyasic:
                 print(f"  {fw:<9} pyasic identified none of the miners: no baseline", flush=True)

@@ -67,11 +67,11 @@ def collect_recordings(tests: Path) -> dict[str, tuple[str, ...]]:
 
 def firmware_versions() -> dict[str, str]:
     from sim.agent_config import FIRMWARE_DRIVERS
-    from sim.miners import avalon, bmminer, btminer, btminer_v3, luxos
+    from sim.miners import avalon, bmminer, braiins, btminer, btminer_v3, luxos
 
     by_sim = {"bmminer": f"bmminer {bmminer.MINER_VERSION}", "luxos": f"LuxOS {luxos.LUX_VERSION}",
               "btminer": f"btminer {btminer.FW_VERSION}", "btminer3": f"btminer {btminer_v3.FW_VERSION} (API v3)",
-              "avalon": f"cgminer {avalon.CGMINER} ({avalon.VERSION})"}
+              "avalon": f"cgminer {avalon.CGMINER} ({avalon.VERSION})", "braiins": f"Braiins OS+ {braiins.BOS_VERSION}"}
     return {FIRMWARE_DRIVERS[sim]: version for sim, version in sorted(by_sim.items())}
 
 

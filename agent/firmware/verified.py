@@ -7,6 +7,10 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {'antminer': {'reboot': ('test
               'sleep': ('tests/agent/test_control_sim.py::test_antminer_sleep_wake_one_web_request_each',)},
  'avalon': {'reboot': ('tests/agent/test_whatsminer_v3_sim.py::test_every_lean_path_reboots_its_miner',),
             'sleep': ('tests/agent/test_avalon_sim.py::test_avalon_soft_off_on_and_work_level_through_the_lean_path',)},
+ 'braiins': {'boards': ('tests/agent/test_braiins_sim.py::test_braiins_switches_single_hash_boards',),
+             'power_target': ('tests/agent/test_braiins_sim.py::test_braiins_power_target_and_pause_resume',),
+             'reboot': ('tests/agent/test_whatsminer_v3_sim.py::test_every_lean_path_reboots_its_miner',),
+             'sleep': ('tests/agent/test_braiins_sim.py::test_braiins_power_target_and_pause_resume',)},
  'luxos': {'power_target': ('tests/agent/test_control_sim.py::test_luxos_one_session_for_many_commands_and_one_request_per_setpoint',),
            'reboot': ('tests/agent/test_whatsminer_v3_sim.py::test_every_lean_path_reboots_its_miner',),
            'sleep': ('tests/agent/test_control_sim.py::test_luxos_expired_session_and_a_session_already_open',)},
@@ -19,6 +23,7 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {'antminer': {'reboot': ('test
 
 FIRMWARE_VERSIONS: dict[str, str] = {'antminer': 'bmminer 49.0.1.3',
  'avalon': 'cgminer 4.11.1 (1246-N-21061501_4ec6bb0_61407fa)',
+ 'braiins': 'Braiins OS+ 23.08.1',
  'luxos': 'LuxOS 2024.11.5.123125-0a1b2c3d',
  'whatsminer': 'btminer 20230626.12.REL',
  'whatsminer3': 'btminer 20241205.14.Rel (API v3)'}

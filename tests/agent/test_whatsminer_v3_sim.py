@@ -144,15 +144,17 @@ async def test_unmodified_pyasic_identifies_reads_and_controls_the_v3_miner(mix:
 @pytest.mark.verifies("whatsminer", "reboot")
 @pytest.mark.verifies("whatsminer3", "reboot")
 @pytest.mark.verifies("avalon", "reboot")
+@pytest.mark.verifies("braiins", "reboot")
 async def test_every_lean_path_reboots_its_miner(mix: SimServer) -> None:
     seen = set()
     for miner in mix.site.miners:
         if miner.d.firmware in seen:
             continue
         seen.add(miner.d.firmware)
-        driver = await open_miner(miner.ip, port_offset=mix.config.port_offset, timeout=5.0)
+        creds = {"password": miner.d.web_password} if miner.d.firmware == "braiins" else {}
+        driver = await open_miner(miner.ip, port_offset=mix.config.port_offset, timeout=5.0, **creds)
         await driver.read()
         await driver.reboot()
         await until(lambda m=miner: m.phys.phase() in (Phase.OFF, Phase.BOOTING, Phase.RAMPING),  # type: ignore[misc]
                     f"{miner.d.firmware} rebooting")
-    assert seen == {"bmminer", "luxos", "btminer", "btminer3", "avalon"}
+    assert seen == {"bmminer", "luxos", "btminer", "btminer3", "avalon", "braiins"}
