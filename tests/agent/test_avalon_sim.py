@@ -72,6 +72,6 @@ async def test_unmodified_pyasic_identifies_reads_and_stops_the_avalon(mix: SimS
     assert "AvalonMiner" in {c.__name__ for c in type(found).__mro__}
     found.rpc.port = 4028 + mix.config.port_offset
     data = await found.get_data()
-    assert float(data.hashrate) == pytest.approx(miner.phys.hashrate_ths(), rel=0.05)  # type: ignore[arg-type]
+    assert float(data.hashrate) == pytest.approx(miner.phys.hashrate_ths(), rel=0.05)
     assert await found.stop_mining() is True
     await until(lambda: miner.phys.phase() == Phase.SLEEPING, "asleep through pyasic")

@@ -28,7 +28,7 @@ __all__ = ["sim"]  # the fixture, imported for pytest
 
 def target(server: SimServer, ip: str, **kw: str) -> Target:
     off = server.config.port_offset
-    return Target(ip, 4028 + off, 80 + off, 5.0, **kw)  # type: ignore[arg-type]
+    return Target(ip, 4028 + off, 80 + off, 5.0, **kw)
 
 
 def rpc_replies(server: SimServer) -> int:
