@@ -55,7 +55,7 @@ async def _port_open(ip: str, port: int, timeout_s: float) -> bool:
 
 async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     if not await _port_open(ip, rpc_port, timeout_s):
-        return None
+        return await probe_whatsminer_v3(ip, 4433 + rpc_port - 4028, timeout_s)
     client = RpcClient(ip, rpc_port, timeout_s * 3)
     try:
         version = await client.command("version")
@@ -79,6 +79,27 @@ async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     rows = details.get("DEVDETAILS") if isinstance(details, dict) else None
     model = rows[0].get("Model") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
     return Found("miner", ip, family, str(model) if model else None, None)
+
+
+async def probe_whatsminer_v3(ip: str, port: int, timeout_s: float) -> Found | None:
+    """No cgminer RPC: a Whatsminer on API v3 firmware (2024.11 on) answers `get.device.info` on 4433."""
+    if not await _port_open(ip, port, timeout_s):
+        return None
+    from agent.firmware import whatsminer_v3
+    from agent.transport.btminer_v3 import V3Client
+
+    client = V3Client(ip, port, timeout_s * 3)
+    try:
+        info = await client.call("get.device.info")
+    except DeviceError as exc:
+        log.info("%s:%d is open but is no Whatsminer API v3: %s", ip, port, exc)
+        return None
+    finally:
+        await client.close()
+    if not isinstance(info, dict) or "miner" not in info:
+        return None
+    identity = whatsminer_v3.parse_device_info(info)
+    return Found("miner", ip, "whatsminer3", identity.model, identity.firmware)
 
 
 async def probe_pdu(ip: str, snmp_port: int, communities: list[str], timeout_s: float) -> Found | None:

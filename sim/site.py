@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kuat.catalog import MODELS
 from sim.physics import Fault
 
-Firmware = Literal["bmminer", "luxos", "btminer", "btminer3"]
+Firmware = Literal["bmminer", "luxos", "btminer", "btminer3", "avalon", "braiins"]
 PduFamily = Literal["apc_rpdu2", "raritan_px2", "sentry4"]
 
 FIRMWARE_MAKES: dict[str, set[str]] = {
@@ -28,6 +28,8 @@ FIRMWARE_MAKES: dict[str, set[str]] = {
     "luxos": {"Antminer"},
     "btminer": {"Whatsminer"},
     "btminer3": {"Whatsminer"},
+    "avalon": {"Avalon"},
+    "braiins": {"Antminer"},
 }
 
 

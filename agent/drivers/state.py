@@ -33,10 +33,14 @@ def _family_capabilities(family: str) -> v1.Capabilities:
 
 
 def capabilities_for(family: str, model: str | None, presets: list[str] | None = None,
-                     preset_watts: list[float] | None = None) -> v1.Capabilities:
+                     preset_watts: list[float] | None = None, *, gate: bool = True) -> v1.Capabilities:
     """What the firmware can be told. The power-target range is the model's, narrowed to the firmware's own presets
-    where it lists their power (LuxOS: a target below the lowest profile is refused)."""
+    where it lists their power (LuxOS: a target below the lowest profile is refused). With `gate`, a power target
+    or sleep that no test verified on the wire is reported as absent (agent.firmware.matrix): the quota engine
+    then never relies on it."""
     caps = _family_capabilities(family)
+    if gate:
+        _hide_unverified(family, caps)
     if presets:
         caps.presets = list(presets)
     spec = catalog.lookup(model)
@@ -47,6 +51,18 @@ def capabilities_for(family: str, model: str | None, presets: list[str] | None =
         caps.power_min_w = max(caps.power_min_w or 0, math.ceil(min(preset_watts)))
         caps.power_max_w = max(caps.power_min_w, round(max(preset_watts)))
     return caps
+
+
+def _hide_unverified(family: str, caps: v1.Capabilities) -> None:
+    from agent.firmware import FAMILIES, matrix
+
+    if family not in FAMILIES:
+        return  # the long tail: pyasic's own claims (PyasicMiner), outside the matrix
+    if caps.power_target and not matrix.is_verified(family, "power_target"):
+        caps.power_target = False
+        caps.power_target_reboots = False
+    if caps.sleep and not matrix.is_verified(family, "sleep"):
+        caps.sleep = False
 
 
 def miner_device_id(ip: str, mac: str | None) -> str:

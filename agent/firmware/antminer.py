@@ -265,6 +265,8 @@ FIRMWARE = Firmware(
     priority=90,  # last: LuxOS and Braiins OS replies also say "Antminer"
     read_commands=("stats", "pools"),
     parse=parse_with_model,
+    recordings=("foreman_antminer_s1*", "foreman_antminer_t17*", "foreman_antminer_s9_hiveon*",
+                "foreman_antminer_s9_bad*", "protofleet_antminer_*", "pyasic_mskminer_*"),
     capabilities=v1.Capabilities(sleep=True),  # web miner-mode sleep; no power target
     control=antminer_web_control,
     identify=identify,

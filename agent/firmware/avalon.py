@@ -10,18 +10,38 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.control.pyasic import pyasic_control
+from agent.control.avalon import avalon_control
 from agent.drivers.parsers import GH_PER_TH, MH_PER_TH, Reading, Reply, first, parse_pools, pick
 from agent.firmware.record import Firmware
 from agent.transport.jsonfix import integer, num
+from kuat import catalog
 from kuat.wire import v1
 
 
 def version_identity(entry: dict[str, Any], description: str) -> Reading | None:
     if not isinstance(entry.get("PROD"), str) and "AVA" not in str(entry.get("MODEL", "")).upper():
         return None
-    model = str(entry.get("MODEL") or entry.get("PROD") or "") or None
-    return Reading(make="Avalon", model=model, firmware=f"cgminer {entry.get('CGMiner', '')}".strip())
+    model = catalog_model(str(entry.get("MODEL") or entry.get("PROD") or "")) or None
+    mac = entry.get("MAC")
+    return Reading(make="Avalon", model=model, firmware=f"cgminer {entry.get('CGMiner', '')}".strip(),
+                   serial=entry.get("DNA") if isinstance(entry.get("DNA"), str) else None,
+                   mac=_mac(mac) if isinstance(mac, str) else None)
+
+
+def catalog_model(name: str) -> str:
+    """'1246' or 'AvalonMiner 1246-N' -> 'A1246' when the catalogue has it, else the name as given."""
+    digits = re.search(r"(\d{3,4})", name)
+    if digits:
+        spec = catalog.lookup(f"A{digits.group(1)}")
+        if spec is not None:
+            return spec.key
+    return name
+
+
+def _mac(text: str) -> str | None:
+    """'0a1b2c3d4e5f' or '0A:1B:...' -> '0a:1b:2c:3d:4e:5f'."""
+    hexes = re.sub(r"[^0-9a-fA-F]", "", text).lower()
+    return ":".join(hexes[i:i + 2] for i in range(0, 12, 2)) if len(hexes) == 12 else None
 
 
 _BRACKETS = re.compile(r"(\w+)\[([^\]]*)\]")
@@ -54,7 +74,7 @@ def parse(replies: dict[str, Reply], model: str | None = None) -> Reading:
     version = mm.get("Ver", "")
     return Reading(
         make="Avalon",
-        model=f"Avalon {version.split('-')[0]}" if version else None,
+        model=model or (catalog_model(f"Avalon {version.split('-')[0]}") if version else None),
         firmware=f"cgminer {version}" if version else None,
         hashrate_ths=hashrate,
         power_w=num(mm.get("WALLPOWER")),
@@ -75,6 +95,7 @@ FIRMWARE = Firmware(
     priority=40,
     read_commands=("summary", "stats", "pools"),
     parse=parse,
+    recordings=("foreman_avalon_*",),
     capabilities=v1.Capabilities(sleep=True),
-    control=pyasic_control,
+    control=avalon_control,
 )

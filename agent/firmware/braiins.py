@@ -7,11 +7,13 @@ power limit). Control: power targets, pause/resume and hash boards through Braii
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from agent.control.pyasic import pyasic_control
+from agent.control.braiins import BraiinsControl, braiins_control
 from agent.drivers.parsers import MH_PER_TH, Reading, Reply, first, hottest, model_name, parse_pools, pick, section
-from agent.firmware.record import Firmware
+from agent.errors import DeviceError
+from agent.firmware.record import Firmware, MinerIO
 from agent.transport.jsonfix import integer, num
 from kuat import catalog
 from kuat.wire import v1
@@ -61,15 +63,41 @@ def parse(replies: dict[str, Reply], model: str | None = None) -> Reading:
     )
 
 
+log = logging.getLogger(__name__)
+
+
+def parse_details(details: dict[str, Any]) -> Reading:
+    """REST `GET /api/v1/miner/details`: serial, MAC, hostname, model (`miner_identity.miner_model`)."""
+    identity = details.get("miner_identity") if isinstance(details.get("miner_identity"), dict) else {}
+    assert isinstance(identity, dict)
+    text = {k: v.strip() for k, v in details.items() if isinstance(v, str) and v.strip()}
+    return Reading(make="Antminer", model=model_name(identity.get("miner_model") or identity.get("name")),
+                   serial=text.get("serial_number"), mac=(text.get("mac_address") or "").lower() or None,
+                   hostname=text.get("hostname"))
+
+
+async def identify(io: MinerIO, identity: Reading) -> None:
+    """The legacy RPC has no serial, MAC or model: the REST API's miner details have them."""
+    control = getattr(io, "control", None)
+    if not isinstance(control, BraiinsControl):
+        return
+    try:
+        identity.merge(parse_details(await control.details()))
+    except DeviceError as exc:
+        log.info("%s: no Braiins identity (serial, MAC): %s", io.ip, exc)
+
+
 FIRMWARE = Firmware(
     name="braiins",
     make="Antminer",
     version_identity=version_identity,
     version_needles=("BOSMINER",),
-    pyasic_classes=("BOSMiner",),
+    pyasic_classes=("BOSMiner", "BOSer"),  # BOSer: pyasic's gRPC class for newer BOS+ models
     priority=20,
     read_commands=("summary", "devs", "temps", "fans", "pools", "tunerstatus"),
     parse=parse,
+    recordings=("foreman_antminer_s9_bosplus_*",),
     capabilities=v1.Capabilities(sleep=True, power_target=True),
-    control=pyasic_control,
+    control=braiins_control,
+    identify=identify,
 )

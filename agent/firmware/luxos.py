@@ -84,6 +84,7 @@ FIRMWARE = Firmware(
     priority=10,
     read_commands=("stats", "pools", "power"),
     parse=parse,
+    recordings=("luxos_*",),
     capabilities=v1.Capabilities(sleep=True, power_target=True, presets=[]),
     control=luxos_control,
     identify=identify,

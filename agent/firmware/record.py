@@ -69,5 +69,6 @@ class Firmware:
     identify: Identify = _nothing_to_identify
     extra_reads: ExtraReads = _no_extra_reads
     web_fallback: bool = False  # stock Antminer: read the web API when the RPC is switched off
+    recordings: tuple[str, ...] = ()  # name patterns of its real replies in ../shared/fixtures/miners
     driver: Callable[..., Any] | None = None  # a firmware off the cgminer RPC brings its own driver class
     notes: tuple[str, ...] = field(default=())

@@ -139,6 +139,7 @@ FIRMWARE = Firmware(
     priority=30,
     read_commands=("summary", "edevs", "pools"),
     parse=parse,
+    recordings=("foreman_whatsminer_*",),
     capabilities=v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
     control=whatsminer_v2_control,
     identify=identify,

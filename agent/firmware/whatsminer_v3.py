@@ -96,6 +96,7 @@ FIRMWARE = Firmware(
     priority=25,
     read_commands=("summary", "edevs", "pools"),
     parse=parse,
+    recordings=(),
     capabilities=v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
     control=whatsminer_v3_control,
     driver=_driver,

@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sim.miners import antminer_web
+from sim.miners import antminer_web, braiins
+from sim.miners.avalon import AvalonApi
 from sim.miners.bmminer import BmminerApi
 from sim.miners.btminer import BtminerApi
 from sim.miners.btminer_v3 import BtminerV3Api
@@ -34,8 +35,9 @@ MAX_REQUEST = 64 * 1024
 READ_TIMEOUT_S = 5.0
 HOLD_MAX_S = 300.0  # a `timeout` miner keeps a silent connection open at most this long
 
-APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi()}
-WEB_FIRMWARE = {"bmminer"}
+APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi(),
+                               "avalon": AvalonApi(), "braiins": braiins.BraiinsApi()}
+WEB_FIRMWARE = {"bmminer", "braiins"}
 V3_API = BtminerV3Api()
 V3_FIRMWARE = {"btminer3"}  # Whatsminer API v3 (port 4433, length-prefixed frames); no cgminer RPC on 4028
 V3_PORT = 4433
@@ -228,7 +230,8 @@ class MinerServers:
                 except BadRequest as exc:
                     writer.write(text_response(400, str(exc), "text/plain").encode())
                 else:
-                    writer.write(antminer_web.handle(miner, req).encode())
+                    web = braiins.handle if miner.d.firmware == "braiins" else antminer_web.handle
+                    writer.write(web(miner, req).encode())
                 await writer.drain()
                 self.stats.replies["web"] += 1
             except (TimeoutError, ConnectionError, OSError):

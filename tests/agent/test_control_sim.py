@@ -28,13 +28,14 @@ __all__ = ["sim"]  # the fixture, imported for pytest
 
 def target(server: SimServer, ip: str, **kw: str) -> Target:
     off = server.config.port_offset
-    return Target(ip, 4028 + off, 80 + off, 5.0, **kw)  # type: ignore[arg-type]
+    return Target(ip, 4028 + off, 80 + off, 5.0, **kw)
 
 
 def rpc_replies(server: SimServer) -> int:
     return server.miners.stats.replies["rpc"]
 
 
+@pytest.mark.verifies("luxos", "power_target")
 async def test_luxos_one_session_for_many_commands_and_one_request_per_setpoint(sim: SimServer) -> None:
     miner = first(sim, "luxos")
     control = LuxosControl(target(sim, miner.ip))
@@ -51,6 +52,7 @@ async def test_luxos_one_session_for_many_commands_and_one_request_per_setpoint(
     assert "lux_session" not in miner.proto  # logoff closed it
 
 
+@pytest.mark.verifies("luxos", "sleep")
 async def test_luxos_expired_session_and_a_session_already_open(sim: SimServer) -> None:
     miner = first(sim, "luxos")
     other = RpcClient(miner.ip, 4028 + sim.config.port_offset)
@@ -70,6 +72,7 @@ async def test_luxos_target_below_the_lowest_profile_is_refused(sim: SimServer) 
         await control.set_power_target(100, Reading())
 
 
+@pytest.mark.verifies("whatsminer", "sleep")
 async def test_whatsminer_one_token_for_many_writes_and_a_new_one_when_refused(sim: SimServer) -> None:
     miner = first(sim, "btminer")
     control = WhatsminerV2Control(target(sim, miner.ip))
@@ -92,6 +95,7 @@ async def test_whatsminer_wrong_password_is_a_device_error(sim: SimServer) -> No
         await control.sleep()
 
 
+@pytest.mark.verifies("whatsminer", "power_target")
 async def test_whatsminer_power_limit_lands_on_the_curve(sim: SimServer) -> None:
     miner = first(sim, "btminer")
     driver = await open_miner(miner.ip, port_offset=sim.config.port_offset, timeout=5.0)
@@ -101,6 +105,7 @@ async def test_whatsminer_power_limit_lands_on_the_curve(sim: SimServer) -> None
     assert miner.phys.hashrate_ths() == pytest.approx(hashrate_at_power(miner.phys.spec, 2600), rel=0.05)
 
 
+@pytest.mark.verifies("antminer", "sleep")
 async def test_antminer_sleep_wake_one_web_request_each(sim: SimServer) -> None:
     miner = first(sim, "bmminer")
     driver = await open_miner(miner.ip, driver="antminer", port_offset=sim.config.port_offset, timeout=5.0)

@@ -9,6 +9,7 @@ import errno
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from tests.conftest import requires_root
 pytestmark = pytest.mark.integration
 
 SMALL_SITE = Path(__file__).resolve().parents[2] / "sim" / "sites" / "small.toml"
-QUICK = {"boot_s": 0.5, "wake_s": 0.5, "ramp_s": 0.5, "sleep_s": 0.2}
+QUICK: dict[str, Any] = {"boot_s": 0.5, "wake_s": 0.5, "ramp_s": 0.5, "sleep_s": 0.2}
 
 
 @pytest.fixture

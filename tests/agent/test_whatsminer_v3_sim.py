@@ -36,7 +36,9 @@ async def mix() -> AsyncIterator[SimServer]:
     for _ in range(8):
         nets = random.sample(range(20, 251), 2)
         site = load_site(MIX, miner_net=f"127.{nets[0]}", pdu_net=f"127.{nets[1]}")
-        server = SimServer(site, SimConfig(port_offset=random.randint(20000, 40000), control_port=None, **QUICK))
+        server = SimServer(site, SimConfig(port_offset=random.randint(20000, 40000), control_port=None,
+                                           boot_s=QUICK["boot_s"], wake_s=QUICK["wake_s"], ramp_s=QUICK["ramp_s"],
+                                           sleep_s=QUICK["sleep_s"]))
         try:
             await server.start()
         except OSError as exc:
@@ -71,6 +73,8 @@ async def test_found_and_read_through_api_v3(mix: SimServer) -> None:
     assert sample.capabilities.power_target and sample.capabilities.power_target_reboots
 
 
+@pytest.mark.verifies("whatsminer3", "sleep")
+@pytest.mark.verifies("whatsminer3", "power_target")
 async def test_sleep_wake_and_power_limit_through_api_v3(mix: SimServer) -> None:
     miner = v3_miner(mix)
     driver = await open_miner(miner.ip, driver="whatsminer3", port_offset=mix.config.port_offset, timeout=5.0)
@@ -131,7 +135,42 @@ async def test_unmodified_pyasic_identifies_reads_and_controls_the_v3_miner(mix:
     data = await found.get_data()
     assert data.serial_number == miner.serial and (data.mac or "").lower() == (miner.d.mac or "").lower()
     assert data.wattage == pytest.approx(miner.phys.power_w(), rel=0.03)
-    assert float(data.hashrate) == pytest.approx(miner.phys.hashrate_ths(), rel=0.05)  # type: ignore[arg-type]
+    assert float(data.hashrate) == pytest.approx(miner.phys.hashrate_ths(), rel=0.05)
     assert len(data.hashboards) == 3
     assert await found.stop_mining() is True
     await until(lambda: miner.phys.phase() == Phase.SLEEPING, "asleep through pyasic's v3 client")
+
+
+@pytest.mark.verifies("antminer", "reboot")
+@pytest.mark.verifies("luxos", "reboot")
+@pytest.mark.verifies("whatsminer", "reboot")
+@pytest.mark.verifies("whatsminer3", "reboot")
+@pytest.mark.verifies("avalon", "reboot")
+@pytest.mark.verifies("braiins", "reboot")
+async def test_every_lean_path_reboots_its_miner(mix: SimServer) -> None:
+    seen = set()
+    for miner in mix.site.miners:
+        if miner.d.firmware in seen:
+            continue
+        seen.add(miner.d.firmware)
+        password = miner.d.web_password if miner.d.firmware == "braiins" else None
+        driver = await open_miner(miner.ip, port_offset=mix.config.port_offset, timeout=5.0, password=password)
+        await driver.read()
+        await driver.reboot()
+        await until(lambda m=miner: m.phys.phase() in (Phase.OFF, Phase.BOOTING, Phase.RAMPING),  # type: ignore[misc]
+                    f"{miner.d.firmware} rebooting")
+    assert seen == {"bmminer", "luxos", "btminer", "btminer3", "avalon", "braiins"}
+
+
+async def test_scan_finds_api_v3_miners_beside_the_others(mix: SimServer) -> None:
+    from agent.discovery import scan
+
+    first, last = mix.site.miners[0], mix.site.miners[-1]
+    assert first.ip is not None and last.ip is not None
+    found = await scan(f"{first.ip.rsplit('.', 1)[0]}.0/28", rpc_port=4028 + mix.config.port_offset, pdus=False,
+                       timeout_s=1.0)
+    drivers = {f.ip: f.driver for f in found if f.kind == "miner"}
+    for miner in mix.site.miners:
+        expected = {"btminer3": "whatsminer3", "btminer": "whatsminer", "bmminer": "antminer"}.get(
+            miner.d.firmware, miner.d.firmware)
+        assert drivers.get(str(miner.ip)) == expected, miner.d.firmware
