@@ -221,9 +221,11 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
     state = view.get("state") if view["available"] else "offline"
     pools = view.get("pools") or []
     active = next((p for p in pools if p.get("active")), pools[0] if pools else None)
+    placed = view.get("placement") or {}
     return {
         "device_id": view["device_id"], "site": view["site"], "gateway": view["gateway"], "serial": view.get("serial"),
-        "ip": view["ip"], "mac": view.get("mac"), "rack": (entry or {}).get("rack"), "model": view.get("model"),
+        "ip": view["ip"], "mac": view.get("mac"), "hall": placed.get("hall"),
+        "rack": placed.get("rack") or (entry or {}).get("rack"), "slot": placed.get("slot"), "model": view.get("model"),
         "firmware": view.get("firmware"), "state": state, "hashrate_ths": view.get("hashrate_ths"),
         "power_w": view.get("power_w"), "power_source": view.get("power_source"), "temp_c": view.get("temp_c"),
         "pool": active["url"] if active else None, "owner": (entry or {}).get("owner_name") or view["owner"],
