@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ async def until(check: Callable[[], Awaitable[Any]], what: str, within_s: float 
 
 
 @pytest.fixture
-def controller(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Services]:
+def controller(tmp_path: Path, broker: Mosquitto) -> Iterator[Services]:
     site = f"ops{random.randint(1000, 9999)}"
     settings = make_settings(tmp_path, sites=[site], broker={"port": broker.port, "client_id": f"ctl-{site}"},
                              api_keys=[{"name": "t-op", "role": "operator", "key": KEY}])  # fmt: skip
@@ -48,7 +48,7 @@ def controller(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Services]:
     assert svc.ingest is not None
     svc.ingest.start()
     assert svc.ingest.wait_connected(10)
-    yield svc  # type: ignore[misc]
+    yield svc
     svc.close()
 
 
