@@ -8,6 +8,8 @@ has no limit and the power history comes from this module's own sampler.
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 from collections import deque
@@ -20,6 +22,7 @@ from sqlmodel import col
 
 from controller.runtime import Services
 from kuat import clock
+from serverkit.timeutil import ASTANA
 
 HISTORY_POINTS = 900  # ~30 min of 2 s snapshots
 
@@ -162,8 +165,25 @@ def ledger_csv(services: Services, site: str | None, now: datetime, hours: int =
     if quota is None:
         return None
     start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
-    text: str = quota.ledger_csv(site, start, now, "hour")
-    return text
+    return with_astana_hours(quota.ledger_csv(site, start, now, "hour"))
+
+
+def with_astana_hours(text: str) -> str:
+    """The quota's ledger CSV (UTC instants with their offset) with the hour's start in Astana time in front, so a
+    spreadsheet shows the same hours as the schedule (which is in Astana hours)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return text
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["hour_astana", *rows[0]])
+    for row in rows[1:]:
+        try:
+            local = datetime.fromisoformat(row[0]).astimezone(ASTANA).strftime("%Y-%m-%d %H:%M")
+        except (ValueError, IndexError):
+            local = ""
+        w.writerow([local, *row])
+    return out.getvalue()
 
 
 def _iso(value: Any) -> Any:

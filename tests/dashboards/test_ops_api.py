@@ -156,3 +156,13 @@ def test_bulk_validation_and_machines_that_cannot_be_sent_to(services: Services,
     again = client.get(f"/api/v1/commands/bulk/{doc['batch_id']}", headers=as_("regulator"))
     assert again.status_code == 200 and again.json()["items"] == doc["items"]
     assert client.get("/api/v1/commands/bulk/unknown", headers=as_("operator")).status_code == 404
+
+
+def test_ledger_csv_hours_in_astana_time() -> None:
+    from controller.dashboard.views import with_astana_hours
+
+    text = "hour,period_end,kind\n2026-12-02T19:00:00+00:00,2026-12-02T20:00:00+00:00,site\n"
+    assert with_astana_hours(text).splitlines() == [
+        "hour_astana,hour,period_end,kind",
+        "2026-12-03 00:00,2026-12-02T19:00:00+00:00,2026-12-02T20:00:00+00:00,site",  # 19:00 UTC is Astana midnight
+    ]
