@@ -200,14 +200,19 @@ function drawHourBars(canvas, rows, line) {
   const dpr = window.devicePixelRatio || 1, W = canvas.clientWidth, H = canvas.clientHeight || 200;
   canvas.width = W * dpr; canvas.height = H * dpr; const g = canvas.getContext("2d"); g.scale(dpr, dpr); g.clearRect(0, 0, W, H);
   const pad = {l: 56, r: 8, t: 8, b: 34}, n = Math.max(rows.length, 1);
-  const max = Math.max(...rows.map(r => r.kwh), ...(line || []), 1) * 1.08, bw = (W - pad.l - pad.r) / n;
+  let max = Math.max(...rows.map(r => r.kwh), ...(line || []), 1) * 1.08;
+  const usual = Math.max(...(line || []), ...rows.filter(r => !r.warn).map(r => r.kwh), 1);
+  if (max > 2.5 * usual) max = 1.5 * usual;  // one absurd hour must not flatten the others: it is clipped, marked ▲
+  const bw = (W - pad.l - pad.r) / n;
   const y = v => H - pad.b - (H - pad.t - pad.b) * v / max;
   g.font = "11px system-ui"; g.strokeStyle = cssVar("--line"); g.fillStyle = cssVar("--muted"); g.lineWidth = 1;
   for (let i = 0; i <= 4; i++) { const v = max * i / 4; g.beginPath(); g.moveTo(pad.l, y(v)); g.lineTo(W - pad.r, y(v)); g.stroke(); g.fillText(v.toFixed(v < 10 ? 1 : 0) + " kWh", 2, y(v) + 4); }
   rows.forEach((r, i) => {
     const X = pad.l + i * bw;
     g.fillStyle = r.warn ? cssVar("--over") : r.current ? cssVar("--limit") : cssVar("--accent");
-    g.fillRect(X + 1, y(r.kwh), Math.max(bw - 2, 1), y(0) - y(r.kwh));
+    const top = Math.min(r.kwh, max);
+    g.fillRect(X + 1, y(top), Math.max(bw - 2, 1), y(0) - y(top));
+    if (r.kwh > max) { g.fillStyle = cssVar("--text"); g.fillText("▲ " + Math.round(r.kwh), X + 1, pad.t + 10); }
     g.strokeStyle = cssVar("--muted"); g.beginPath(); g.moveTo(X, y(0)); g.lineTo(X, y(0) + (i % 3 === 0 ? 6 : 3)); g.stroke();
     g.fillStyle = cssVar("--muted"); if (i % 3 === 0) g.fillText(String(r.hour - 1).padStart(2, "0") + ":00", X + 1, H - pad.b + 16);
   });

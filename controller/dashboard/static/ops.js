@@ -195,6 +195,7 @@
     clearTimeout(racks.timer);
     if (active()) racks.timer = setTimeout(loadRacks, 5000);
   }
+  const SHORT_STATE = {mining: "mine", sleeping: "sleep", degraded: "degr", rebooting: "boot", offline: "off"};
   const powerColour = (w, max) => w == null ? "" : `hsl(${220 - 220 * Math.min(1, w / Math.max(max, 1))}, 70%, 55%)`;
   const tempColour = t => t == null ? "" : `hsl(${120 - 120 * Math.min(1, Math.max(0, (t - 40) / 50))}, 70%, 50%)`;
   function drawRacks(doc) {
@@ -215,7 +216,7 @@
     const pct = r.load_pct == null ? 0 : Math.min(100, r.load_pct);
     const slot = s => {
       const colour = by === "power" ? powerColour(s.state === "offline" ? null : s.power_w, maxW) : by === "temp" ? tempColour(s.temp_c) : "";
-      const value = by === "power" ? (s.power_w == null ? "—" : fmt.num(s.power_w / 1000, 1) + "k") : by === "temp" ? (s.temp_c == null ? "—" : fmt.num(s.temp_c) + "°") : esc(s.state.slice(0, 5));
+      const value = by === "power" ? (s.power_w == null ? "—" : fmt.num(s.power_w / 1000, 1) + "k") : by === "temp" ? (s.temp_c == null ? "—" : fmt.num(s.temp_c) + "°") : esc(SHORT_STATE[s.state] || s.state);
       return `<button type="button" class="slot st-${esc(s.state)}${s.live ? "" : " stale"}" data-id="${esc(s.device_id)}" data-state="${esc(s.state)}"
         ${colour ? `style="background:${colour}"` : ""} title="${esc(`${s.serial || s.device_id} · ${s.model || ""} · ${s.state} · ${fmt.num(s.power_w)} W · ${fmt.num(s.temp_c)} °C`)}">
         ${s.slot ?? "?"}<small>${value}</small></button>`;
