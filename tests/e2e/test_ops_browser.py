@@ -121,6 +121,28 @@ def test_bulk_sleep_acked_per_machine(page: Any, demo: RunningDemo) -> None:  # 
     page.click("#bulk-clear")
 
 
+def test_bulk_approve_names_what_it_could_not_approve(page: Any, demo: RunningDemo) -> None:  # noqa: F811
+    open_tab(page, "fleet")
+    page.wait_for_function("[...document.querySelectorAll('#fleet-table tbody tr')]"
+                           ".some(r => r.lastElementChild.textContent.trim() === 'pending')",
+                           timeout=90_000)  # fmt: skip
+    rows = page.eval_on_selector_all("#fleet-table tbody tr", "rs => rs.map(r => [r.dataset.id, "
+                                     "r.children[1].textContent.trim(), r.lastElementChild.textContent.trim()])")
+    pending = next(r for r in rows if r[2] == "pending")
+    registered = next(r for r in rows if r[2] == "registered")
+    for device_id in (pending[0], registered[0]):
+        page.check(f"#fleet-table .pick[value='{device_id}']")
+    page.wait_for_function("document.querySelectorAll('#bulk-owner option').length >= 1", timeout=20_000)
+    page.click("#bulk-bar button[data-bulk=approve]")
+    page.wait_for_function("document.querySelectorAll('#bulk-items tbody tr').length === 2", timeout=20_000)
+    outcome = dict(page.eval_on_selector_all("#bulk-items tbody tr", "rs => rs.map(r => [r.dataset.id, "
+                                             "r.children[2].textContent + ' ' + r.children[3].textContent])"))
+    assert outcome[pending[0]] == "acked registration approved"
+    assert outcome[registered[0]] == "failed not a pending registration (registered)"
+    assert demo.api(f"/api/v1/registry/hscs/{pending[1]}")["hsc"]["status"] == "registered"
+    page.click("#bulk-clear")
+
+
 def test_schedule_uploaded_from_a_file_takes_effect(page: Any, demo: RunningDemo, tmp_path: Path) -> None:  # noqa: F811
     snap = demo.api("/api/v1/dashboard/snapshot")
     site = snap["site"]["name"]
