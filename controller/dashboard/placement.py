@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, bindparam, delete, insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from kuat.wire import v1
@@ -73,26 +73,36 @@ class PlacementStore:
     def sync(self, seen: Iterable[tuple[str, str, v1.Placement]], now: datetime) -> int:
         """Store the placements of live machines that changed since the last sync; the number of rows written."""
         with self._lock, Session(self.engine) as session:
-            if self._written is None:
-                self._written = self._load(session)
-            changed = 0
+            written = self._cache(session)
+            changed = {}
             for site, device_id, p in seen:
                 spot: Spot = (p.hall, p.rack, p.slot)
-                if self._written.get((site, device_id)) == spot:
-                    continue
-                session.merge(DevicePlacement(site=site, device_id=device_id, hall=p.hall, rack=p.rack,
-                                              slot=p.slot, updated_at=now))  # fmt: skip
-                self._written[(site, device_id)] = spot
-                changed += 1
-            if changed:
-                session.commit()
-            return changed
+                if written.get((site, device_id)) != spot:
+                    changed[(site, device_id)] = spot
+            if not changed:
+                return 0
+            moved = [{"s": site, "d": device_id} for site, device_id in changed if (site, device_id) in written]
+            if moved:  # one DELETE and one INSERT per batch of rows, not a SELECT per machine (session.merge)
+                one = delete(DevicePlacement).where(col(DevicePlacement.site) == bindparam("s"),
+                                                    col(DevicePlacement.device_id) == bindparam("d"))  # fmt: skip
+                session.connection().execute(one, moved)
+            session.execute(insert(DevicePlacement), [
+                {"site": site, "device_id": device_id, "hall": hall, "rack": rack, "slot": slot, "updated_at": now}
+                for (site, device_id), (hall, rack, slot) in changed.items()])  # fmt: skip
+            session.commit()
+            written.update(changed)
+            return len(changed)
+
+    def _cache(self, session: Session) -> dict[tuple[str, str], Spot]:
+        if self._written is None:
+            self._written = self._load(session)
+        return self._written
 
     def placements(self, site: str) -> dict[str, Spot]:
-        """device id -> (hall, rack, slot) of every machine ever placed on `site`."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(DevicePlacement).where(col(DevicePlacement.site) == site)).all()
-            return {r.device_id: (r.hall, r.rack, r.slot) for r in rows}
+        """device id -> (hall, rack, slot) of every machine ever placed on `site` (from the cache of what this store
+        read and wrote: one controller process writes the table)."""
+        with self._lock, Session(self.engine) as session:
+            return {d: spot for (s, d), spot in self._cache(session).items() if s == site}
 
     def feeds(self, site: str) -> dict[str, list[Feed]]:
         """rack -> its feeds, by name."""

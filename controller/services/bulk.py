@@ -59,10 +59,15 @@ class BulkCommands:
     def send(self, kind: v1.CommandKind, device_ids: list[str], power_w: float | None, issued_by: str) -> BulkBatch:
         """Send `kind` to every machine; a machine that cannot be sent to is recorded as failed, not raised."""
         batch = BulkBatch(uuid.uuid4().hex, kind, power_w, issued_by, clock.now())
+        sites: dict[str, list[str]] = {}  # device id -> its sites, read once (a lookup per machine scans them all)
+        for d in self.commands.live.device_list():
+            sites.setdefault(d.device_id, []).append(d.site)
         for device_id in device_ids:
             item = BulkItem(device_id)
+            found = sites.get(device_id, [])
+            site = found[0] if len(found) == 1 else None  # none or several: send() says why it cannot
             try:
-                item.command_id = self.commands.send(kind, device_id, power_w, None, None, issued_by).command.id
+                item.command_id = self.commands.send(kind, device_id, power_w, None, site, issued_by).command.id
             except (UnknownDevice, NotConnected, ConnectionError) as exc:
                 item.error = f"not sent: {exc}"
             batch.items.append(item)
