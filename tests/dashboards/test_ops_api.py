@@ -72,7 +72,8 @@ def test_placements_are_stored_and_only_rewritten_when_they_change(services: Ser
     one, two = placed(1, "A01", 1).device_id, placed(2, "A01", 2).device_id
     assert second[one] == first[one]  # unchanged: not rewritten (same updated_at)
     assert second[two][:2] == ("A02", 7)
-    services.live.devices.clear()  # a controller restart: nothing live, the stored layout remains
+    services.live.devices.clear()  # a controller restart: nothing live, a new store reads the table
+    client.app.state.placements = None  # type: ignore[attr-defined]
     doc = client.get("/api/v1/dashboard/racks", headers=as_("operator")).json()
     slots = [s for h in doc["halls"] for r in h["racks"] for s in r["slots"]]
     assert {(s["device_id"], s["state"], s["live"]) for s in slots} == {(one, "offline", False),
