@@ -21,6 +21,9 @@ const fmt = {
 };
 const ASTANA_OFFSET_MS = 5 * 3600e3;
 function astanaIso(ts) { const t = typeof ts === "number" ? ts : Date.parse(ts); return new Date(t + ASTANA_OFFSET_MS).toISOString(); }
+// UTC instants inside server text (order descriptions, the limit's reason) shown as Astana wall time
+const astanaText = text => String(text ?? "").replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})/g,
+  iso => astanaIso(iso).slice(0, 16).replace("T", " ") + " Astana");
 const cssVar = name => getComputedStyle(document.body).getPropertyValue(name).trim();
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
@@ -80,7 +83,7 @@ function render(snap) {
   $("#v-hour-purchased").textContent = fmt.kwh(h.purchased_kwh);
   $("#v-hour-bar").style.width = h.purchased_kwh ? Math.min(100, 100 * h.used_kwh / h.purchased_kwh) + "%" : "0";
   $("#v-states").innerHTML = Object.entries(s.states || {}).map(([k, v]) => `<span class="pill ${esc(k)}">${esc(k)} ${v}</span>`).join("");
-  $("#v-reason").textContent = s.limit_reason || "no limit in force";
+  $("#v-reason").textContent = astanaText(s.limit_reason || "no limit in force");
   $("#v-gateways").innerHTML = (s.gateways || []).map(g => `<span class="pill ${g.online ? "online" : "offline"}">gateway ${esc(g.id)} ${g.online ? "online" : "OFFLINE"}</span>`).join("");
   drawChart($("#chart"), snap.history || []);
   if ($("#tab-quota").classList.contains("active")) renderQuota(snap.quota);
@@ -229,7 +232,7 @@ function renderQuota(q) {
   const sc = $("#schedule-chart"), rows = q.schedule || [];
   drawHourBars(sc, rows.map(r => ({hour: r.hour, kwh: r.kwh ?? 0, current: r.current})));
   $("#emergencies").innerHTML = (q.emergencies || []).map(e => `<div><span class="pill ${e.active ? "open" : ""}">${e.active ? "ACTIVE" : "ended"}</span>
-    ${esc(e.reference)}: ${esc(e.describe)} ${e.active ? `<button data-lift="${esc(e.id)}">Lift</button>` : ""}</div>`).join("") || "<p class='muted'>no emergency orders</p>";
+    ${esc(e.reference)}: ${esc(astanaText(e.describe))} ${e.active ? `<button data-lift="${esc(e.id)}">Lift</button>` : ""}</div>`).join("") || "<p class='muted'>no emergency orders</p>";
   $$("#emergencies button[data-lift]").forEach(b => b.addEventListener("click", async () => {
     if (!confirm("Lift this emergency order?")) return;
     try { await api(`/api/v1/quota/emergencies/${b.dataset.lift}/lift`, {method: "POST"}); toast("lifted"); } catch (e) { toast(e.message, true); }
