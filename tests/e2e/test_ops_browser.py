@@ -165,6 +165,10 @@ def test_schedule_uploaded_from_a_file_takes_effect(page: Any, demo: RunningDemo
     assert page.locator("#sched-preview tbody .pill.ok").count() == 23
     assert "1 hour(s) with a warning" in page.text_content("#sched-status")
     assert int(page.get_attribute("#sched-chart", "data-ticks") or 0) == 24
+    page.click("#sched-preview thead th >> nth=0")  # sort by hour: numbers as numbers (2 before 10)
+    page.click("#sched-preview thead th >> nth=0")
+    order = page.eval_on_selector_all("#sched-preview tbody tr", "rs => rs.map(r => Number(r.dataset.hour))")
+    assert order == list(range(24, 0, -1))
     page.screenshot(path=str(ARTIFACTS / "ops-schedule-preview.png"), full_page=True)
     page.click("#sched-push")
     page.wait_for_selector("#sched-status:has-text('is in force')", timeout=20_000)
@@ -229,20 +233,23 @@ def test_tables_sort_and_export(page: Any, demo: RunningDemo) -> None:  # noqa: 
     lines = text.strip().splitlines()
     assert lines[0].startswith("Device,IP,Rack / slot,Model") and len(lines) == SMALL_SITE_MINERS + 1
     assert lines[1].split(",")[1] == ips_desc[0]  # the rows as shown, in the order shown
-    # a table the page renders itself (the registry's violations): sorted by a header click, both ways
-    open_tab(page, "registry")
-    page.wait_for_function("document.querySelectorAll('#violations tbody tr').length >= 2", timeout=120_000)
-    kinds = "#violations tbody tr td:first-child"
-    page.click("#violations thead th >> nth=0")
-    first = page.eval_on_selector_all(kinds, "tds => tds.map(t => t.textContent)")
-    assert first == sorted(first)
-    page.click("#violations thead th >> nth=0")
-    assert page.eval_on_selector_all(kinds, "tds => tds.map(t => t.textContent)") == sorted(first, reverse=True)
-    assert page.get_attribute("#violations thead th >> nth=0", "class") == "sorted-desc"
+    # a table the page renders itself (the Schedule tab's machine rules): sorted by a header click, both ways
+    open_tab(page, "schedule")
+    page.wait_for_function(f"document.querySelectorAll('#rules tbody tr').length === {SMALL_SITE_MINERS}",
+                           timeout=60_000)  # fmt: skip
+    serials = "#rules tbody tr td:nth-child(2)"
+    page.click("#rules thead th >> nth=1")
+    first = page.eval_on_selector_all(serials, "tds => tds.map(t => t.textContent)")
+    assert first == sorted(first) and len(set(first)) == SMALL_SITE_MINERS
+    page.click("#rules thead th >> nth=1")
+    assert page.eval_on_selector_all(serials, "tds => tds.map(t => t.textContent)") == sorted(first, reverse=True)
+    assert page.get_attribute("#rules thead th >> nth=1", "class") == "sorted-desc"
     with page.expect_download() as info:
-        page.click("#tab-registry .tabletools:has(+ #violations) .csv-export")
+        page.click("#tab-schedule .tabletools:has(+ .tablewrap #rules) .csv-export")
     exported = Path(info.value.path()).read_text().splitlines()
-    assert exported[0] == "Kind,Subject,First seen (Astana),Status,Evidence" and len(exported) == len(first) + 1
+    assert exported[0] == "Machine,Serial,Model,Rack,State,Protected,Priority" and len(exported) == len(first) + 1
+    assert exported[1].split(",")[1] == sorted(first, reverse=True)[0]
+    open_tab(page, "registry")
     with page.expect_download() as info:
         page.click("#registry-csv")  # the registry export, with the key in a header
     assert Path(info.value.path()).read_text().startswith("id,serial,") and info.value.url.startswith("blob:")

@@ -27,12 +27,15 @@
 
   // ------------------------------------------------------------ every table: sortable, exportable as CSV
   const cellKey = td => td ? (td.dataset.sort ?? td.textContent.trim()) : "";
-  const asNumber = s => { const n = parseFloat(String(s).replace(/,/g, "")); return /^-?[\d.,]+/.test(String(s)) && isFinite(n) ? n : null; };
+  // a cell is a number when it is one, optionally with a unit ("3 068 W" no, "3068 W" / "72 %" / "1.5 kWh" yes);
+  // anything else (serials, MACs, addresses) compares as text, character by character
+  const NUMBER = /^-?\d[\d,]*(\.\d+)?\s*[A-Za-z%°/]*$/;
+  const asNumber = s => NUMBER.test(String(s).trim()) ? parseFloat(String(s).replace(/,/g, "")) : null;
   function compare(a, b) {
     const x = asNumber(a), y = asNumber(b);
     if (x != null && y != null) return x - y;
-    if (x != null) return -1; if (y != null) return 1;  // numbers before "—"
-    return String(a).localeCompare(String(b), undefined, {numeric: true});
+    if (x != null) return -1; if (y != null) return 1;  // numbers before text and "—"
+    return a < b ? -1 : a > b ? 1 : 0;
   }
   function applySort(table) {
     const s = table._sort, body = table.tBodies[0];
