@@ -103,3 +103,17 @@ async def test_rack_view_and_bulk_sleep_acked_per_machine(
             return all(now.get(d, ("", "", 0, ""))[3] == "sleeping" for d in mining)
 
         await until(asleep, "the three machines shown sleeping in the rack view")
+
+        # stock Antminer firmware has no power target: its agent refuses, and the batch says why, per machine
+        stock = [m.d.mac for m in miners if m.d.firmware == "bmminer"][3:5]
+        r = await http.post("/api/v1/commands/bulk", json={"device_ids": stock, "kind": "set_power_target",
+                                                           "power_w": 2500})  # fmt: skip
+        refused = r.json()["batch_id"]
+
+        async def answered() -> Any:
+            doc = (await http.get(f"/api/v1/commands/bulk/{refused}")).json()
+            return doc if doc["pending"] == 0 else None
+
+        doc = await until(answered, "the agent's answers to the power targets")
+        assert doc["failed"] == 2 and doc["acked"] == 0
+        assert all(i["reason"].startswith("rejected: ") and len(i["reason"]) > 10 for i in doc["items"]), doc["items"]
