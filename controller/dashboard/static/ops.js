@@ -102,9 +102,11 @@
       <table id="bulk-items"><thead><tr><th>Machine</th><th>Serial</th><th>Outcome</th><th>Reason</th><th>Acked (Astana)</th></tr></thead><tbody></tbody></table></div>`;
   $("main").appendChild(panel);
   const bulkTabs = () => ["fleet", "racks"].some(t => $("#tab-" + t) && $("#tab-" + t).classList.contains("active"));
+  const bulk = {timer: null, batch: null};
   function selectionChanged() {
     $("#bulk-count").textContent = `${selection.size} selected`;
     $("#bulk-bar").hidden = !selection.size || !bulkTabs();
+    $("#bulk-result").hidden = !bulk.batch || !bulkTabs();  // the outcomes belong with the Fleet and Racks tabs
     $$("#fleet-table .pick").forEach(c => { c.checked = selection.has(c.value); });
     $$(".slot[data-id]").forEach(b => b.classList.toggle("selected", selection.has(b.dataset.id)));
   }
@@ -123,7 +125,6 @@
     } catch (e) { /* a regulator's key: no approvals anyway */ }
   }
 
-  const bulk = {timer: null, batch: null};
   $$("#bulk-bar button[data-bulk]").forEach(b => b.addEventListener("click", () => runBulk(b.dataset.bulk)));
   async function runBulk(kind) {
     const ids = [...selection], watts = Number($("#bulk-watts").value);
