@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.drivers import parsers
+from agent import firmware
 from agent.drivers.base import DeviceError
 from agent.drivers.pdu import identify_family as identify_pdu_family
 from agent.transport.cgminer import RpcClient
@@ -62,9 +62,9 @@ async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     except DeviceError as exc:
         version = None
         log.debug("%s:%d did not answer 'version' (%s): asking 'devdetails'", ip, rpc_port, exc)
-    family = parsers.firmware_family(version) if version is not None else None
+    family = firmware.family_from_reply(version) if version is not None else None
     if family is not None:
-        identity = parsers.parse_version(version)
+        identity = firmware.parse_version(version)
         return Found("miner", ip, family, identity.model, identity.firmware)
     # Whatsminer firmware from 2023 on refuses `version` (Invalid command, code 14): `devdetails`, which every
     # cgminer-family API answers, names the firmware (btminer) and the model
@@ -73,7 +73,7 @@ async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     except DeviceError as exc:
         log.info("%s:%d is open but answered neither 'version' nor 'devdetails': %s", ip, rpc_port, exc)
         return None
-    family = parsers.firmware_family(details)
+    family = firmware.family_from_reply(details)
     if family is None:
         return None
     rows = details.get("DEVDETAILS") if isinstance(details, dict) else None

@@ -38,6 +38,14 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.planner.api import router as planner_router
 
         app.include_router(planner_router)
+    if services.registry_link is not None:
+        from controller.registry_link.api import install as install_registry_link
+
+        install_registry_link(app)
+    if services.alerts is not None:
+        from controller.alerts.api import router as alerts_router
+
+        app.include_router(alerts_router)
     dashboard.install(app)
     return app
 

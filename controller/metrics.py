@@ -40,6 +40,8 @@ class IngestMetrics:
         self.quota_sites: dict[str, tuple[float, float, float]] = {}  # site -> (limit W, target W, measured W)
         self.queue_depth: Callable[[], int] = lambda: 0
         self.gauges: dict[str, Callable[[], float]] = {}
+        # labelled counters owned by other services: name -> (help, () -> [(labels, value)])
+        self.counters: dict[str, tuple[str, Callable[[], list[tuple[str, float]]]]] = {}
 
     def count_samples(self, n: int, lag_s: float, historical: bool) -> None:
         if historical:
@@ -133,4 +135,6 @@ class IngestMetrics:
                                           sorted(self.quota_sites.items())])
         for name, fn in sorted(self.gauges.items()):
             metric(name, "gauge", name.replace("_", " "), [("", fn())])
+        for name, (help_, values) in sorted(self.counters.items()):
+            metric(name, "counter", help_, values())
         return "\n".join(lines) + "\n"

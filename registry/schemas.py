@@ -96,6 +96,8 @@ class LicenseeOut(_Out):
 
 class DpcPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=200)
+    code: str | None = Field(None, min_length=2, max_length=20, pattern=r"^[A-Z0-9][A-Z0-9-]*$",
+                             description="the national registry's code of this DPC (upper case, digits, dashes)")
     address: str | None = Field(None, min_length=1, max_length=500)
     zone: Zone | None = None
     operator_id: int | None = None
@@ -115,6 +117,7 @@ class DpcIn(DpcPatch):
 class DpcOut(_Out):
     id: int
     name: str
+    code: str | None = None
     address: str
     zone: str
     operator_id: int

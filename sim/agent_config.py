@@ -11,7 +11,7 @@ import yaml
 from sim.site import MinerDef, SiteFile
 
 # simulator firmware -> the agent's miner driver family
-FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer"}
+FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer", "btminer3": "whatsminer3"}
 
 
 def agent_config_dict(
@@ -56,7 +56,7 @@ def agent_config_dict(
 
 def _miner(m: MinerDef, auto_detect: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"ip": m.ip, "id": m.mac, "driver": "auto" if auto_detect else FIRMWARE_DRIVERS[m.firmware]}
-    password = {"bmminer": m.web_password, "btminer": m.api_password}.get(m.firmware)
+    password = {"bmminer": m.web_password, "btminer": m.api_password, "btminer3": m.api_password}.get(m.firmware)
     if password:
         entry["credentials"] = {"password": password}
     if m.pdu and m.outlet:

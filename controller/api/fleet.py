@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from controller.api.deps import read_fleet, services
 from controller.runtime import Services
@@ -35,9 +35,4 @@ def one_device(
     minutes: int = Query(180, ge=1, le=2 * 366 * 24 * 60, description="minutes of history"),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    try:
-        return svc.fleet.device(device_id, site, minutes)
-    except KeyError:
-        raise HTTPException(404, f"no live device {device_id!r}") from None
-    except LookupError as exc:
-        raise HTTPException(409, str(exc)) from None
+    return svc.fleet.device(device_id, site, minutes)  # NotFound 404, Conflict 409 (serverkit.errors)

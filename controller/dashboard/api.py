@@ -33,7 +33,7 @@ from controller.dashboard import ops, views
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
-from registry.auth import authenticate
+from registry.auth import authenticate, require_role
 from registry.models import Role
 from serverkit.auth import Principal, token_from
 
@@ -95,6 +95,7 @@ def key_in_query_or_header(*roles: Role) -> Callable[[Request], Principal]:
 
 
 read_by_link = key_in_query_or_header(Role.OPERATOR, Role.REGULATOR, Role.GRID)
+read_registry = require_role(Role.OPERATOR, Role.REGULATOR)
 
 
 # ------------------------------------------------------------------ read
@@ -150,15 +151,10 @@ def fleet(svc: Services = Depends(services), ui: DashboardState = Depends(dashbo
 def device(
     device_id: str, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> dict[str, Any]:
-    try:
-        return views.device_page(svc, ui.index, device_id)
-    except KeyError:
-        raise HTTPException(404, f"no live device {device_id!r}") from None
-    except LookupError as exc:
-        raise HTTPException(409, str(exc)) from None
+    return views.device_page(svc, ui.index, device_id)  # NotFound 404, Conflict 409 (serverkit.errors)
 
 
-@router.get("/registry", dependencies=[Depends(read_fleet)])
+@router.get("/registry", dependencies=[Depends(read_registry)])  # registry data: never for grid keys
 def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
     return views.registry_page(svc)
 

@@ -20,8 +20,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from controller.quota.errors import NotUnderQuota
 from controller.runtime import Services
 from kuat import clock
+from kuat.wire import v1
 from serverkit.timeutil import ASTANA
 
 HISTORY_POINTS = 900  # ~30 min of 2 s snapshots
@@ -39,7 +41,7 @@ def quota_for(services: Services, site: str | None) -> Any | None:
         return None
     try:
         quota.state(site)
-    except KeyError:
+    except NotUnderQuota:
         return None
     return quota
 
@@ -231,8 +233,17 @@ def fleet_rows(services: Services, index: RegistryIndex) -> list[dict[str, Any]]
     for d in services.live.device_list():
         if d.kind != "miner":
             continue
-        rows.append(fleet_row(services.fleet.view(d, now), index))
+        rows.append({**fleet_row(services.fleet.view(d, now), index), **power_columns(services, d)})
     return sorted(rows, key=lambda r: (r.get("rack") or "", r["ip"] or ""))
+
+
+def power_columns(services: Services, d: Any) -> dict[str, Any]:
+    """Why the machine has or has no power (controller/registry_link; none without a registry link)."""
+    link = services.registry_link
+    if link is None or not isinstance(d.sample, v1.MinerSample):
+        return {"power_right": None, "power_why": None}
+    known = link.gate.check(d.device_id, d.sample)
+    return {"power_right": known.right.reason.value, "power_why": known.right.detail}
 
 
 def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
@@ -254,7 +265,7 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
 
 
 def device_page(services: Services, index: RegistryIndex, device_id: str, minutes: int = 180) -> dict[str, Any]:
-    """One machine: its row, its minute history and its command log (KeyError/LookupError from the fleet)."""
+    """One machine: its row, its minute history and its command log (NotFound/Conflict from the fleet)."""
     data = services.fleet.device(device_id, None, minutes)
     index.refresh(services.registry)
     device = {**data["device"], **fleet_row(data["device"], index)}

@@ -28,6 +28,7 @@ from controller.planner import fleet as site_fleet
 from controller.planner import formats, inputs
 from controller.planner.models import PlannerAward, PlannerBidSet, PlannerImport, PlannerResult
 from controller.planner.settings import PlannerSettings
+from controller.quota.errors import NotUnderQuota
 from controller.quota.models import utc
 from kuat import clock
 from planner.award import HourAward, split_award
@@ -101,7 +102,7 @@ class PlannerService:
     def _site(self, site: str) -> Any:
         try:
             cfg = self.quota.state(site).site
-        except KeyError:
+        except NotUnderQuota:
             raise planner_issue("site", f"site {site!r} is not under quota control; set its limits first") from None
         if not cfg.zone:
             raise planner_issue("site", f"site {site!r} has no zone in its limits: bids are made per zone")

@@ -32,6 +32,7 @@ SendJson = Callable[[str, str, bytes, float, str | None], object]
 ISSUER = "quota-loop"
 RUN, TARGET, SLEEP, OFF = (m.value for m in (v1.SetpointMode.RUN, v1.SetpointMode.POWER_TARGET,
                                               v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF))  # fmt: skip
+MODE_OF = {RUN: Mode.RUN, TARGET: Mode.POWER_TARGET, SLEEP: Mode.SLEEP, OFF: Mode.OUTLET_OFF}  # wire -> engine
 
 
 @dataclass

@@ -23,10 +23,11 @@ from sqlmodel import Session, col, select
 
 from controller.db import init_controller_db
 from controller.quota import ledger as ledger_view
+from controller.quota.errors import NotUnderQuota
+from controller.quota.grid_intake import PRIMARY, GridIntake
 from controller.quota.models import (
     EmergencyOrder,
     QuotaGridContract,
-    QuotaGridMessage,
     QuotaInputLog,
     QuotaMachineRule,
     QuotaSchedule,
@@ -39,12 +40,12 @@ from kuat import clock
 from kuat.wire import v1
 from quota import limits
 from quota.errors import Issue, QuotaInputError
+from quota.grid import Skew
 from quota.limits import (
     DaySchedule,
     EffectiveLimit,
     EffectivePlan,
     GridContract,
-    GridReading,
     QuotaState,
     SiteConfig,
     accept_orders,
@@ -52,11 +53,11 @@ from quota.limits import (
     effective_limit,
     hour_bounds,
     purchased_kwh,
-    validate_grid_reading,
     validate_site,
 )
 from quota.timebase import hour_window, hours_in_day, local_day_and_hour, require_aware
 from serverkit.db import SQLITE_BEGIN
+from serverkit.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +111,17 @@ class QuotaService:
         engine: Engine,
         settings: QuotaSettings,
         loop_factory: Callable[[QuotaService], Any] | None = None,
+        grid_brokers: list[str] | None = None,
     ) -> None:
+        """`grid_brokers`: the names of the grid signal's brokers, in preference order (default: one, primary)."""
         self.engine = engine
         self.write_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self.settings = settings
         init_controller_db(engine)  # a no-op when the controller's runtime migrated the database already
         self._lock = threading.RLock()
         self._states: dict[str, QuotaState] = {}
-        self._grid: dict[str, GridReading] = {}
+        self.grid = GridIntake(engine, self._session, Skew(settings.grid_future_skew_s, settings.grid_past_skew_s),
+                               grid_brokers)
         self.loop: Any = loop_factory(self) if loop_factory is not None else None
 
     # ------------------------------------------------------------ storage helpers
@@ -155,13 +159,14 @@ class QuotaService:
             return sorted(s.exec(select(QuotaSiteLimits.site)).all())
 
     def state(self, site: str) -> QuotaState:
-        """Everything in force for `site` (KeyError: the site is not under quota control)."""
+        """Everything in force for `site` (NotUnderQuota: the site has no limits set)."""
         with self._lock:
             cached = self._states.get(site)
             if cached is None:
                 cached = self._states[site] = self._load_state(site)
-            grid = self._grid.get(site)
-            return cached if grid is None else replace(cached, grid=grid)
+        contract = cached.site.grid
+        followed = None if contract is None else self.grid.reading(site, clock.now(), contract.stale_after_s)
+        return cached if followed is None else replace(cached, grid=followed[1])
 
     def _invalidate(self) -> None:
         with self._lock:
@@ -171,7 +176,7 @@ class QuotaService:
         with Session(self.engine) as s:
             cfg_row = s.get(QuotaSiteLimits, site)
             if cfg_row is None:
-                raise KeyError(f"site {site!r} is not under quota control (no site limits set)")
+                raise NotUnderQuota(site)
             cfg = self._site_config(s, cfg_row)
             today = local_day_and_hour(clock.now())[0]
             rows = s.exec(select(QuotaSchedule).where(col(QuotaSchedule.area).in_(cfg.areas()),
@@ -179,7 +184,7 @@ class QuotaService:
                                                       col(QuotaSchedule.day) >= today - timedelta(days=1))).all()
             orders = s.exec(select(EmergencyOrder).where(col(EmergencyOrder.area).in_(cfg.areas()))).all()
         schedules = tuple(DaySchedule.from_kwh(r.area, r.day, json.loads(r.hours_json), r.reference) for r in rows)
-        return QuotaState(cfg, schedules, tuple(_engine_order(o) for o in orders), self._grid.get(site))
+        return QuotaState(cfg, schedules, tuple(_engine_order(o) for o in orders))
 
     @staticmethod
     def _site_config(s: Session, row: QuotaSiteLimits) -> SiteConfig:
@@ -195,7 +200,7 @@ class QuotaService:
     def _configured(self, site: str, field: str = "site") -> QuotaState:
         try:
             return self.state(site)
-        except KeyError:
+        except NotUnderQuota:
             raise _issue(field, f"site {site!r} is not under quota control; set its limits first") from None
 
     def machine_rules(self, site: str) -> dict[str, QuotaMachineRule]:
@@ -278,13 +283,19 @@ class QuotaService:
         self._kick(site)
         return row
 
+    def emergency_site(self, order_id: int) -> str | None:
+        """The site of an emergency order (None: no such order)."""
+        with Session(self.engine) as s:
+            found = s.get(EmergencyOrder, order_id)
+        return None if found is None else found.site
+
     def lift_emergency(self, order_id: int, actor: str, source: str = "api") -> EmergencyOrder:
-        """Lift an order now (KeyError: no such order; QuotaInputError: already lifted or over)."""
+        """Lift an order now (NotFound: no such order; QuotaInputError: already lifted or over)."""
         now = clock.now()
         with Session(self.engine) as s:  # checked first: a refusal is logged in a transaction of its own
             found = s.get(EmergencyOrder, order_id)
         if found is None:
-            raise KeyError(f"no emergency order {order_id}")
+            raise NotFound("emergency order", order_id)
         stopped = [t for t in (utc(found.end), utc(found.lifted_at)) if t is not None]
         if stopped and min(stopped) <= now:
             err = _issue("order_id", f"order {order_id} ({found.reference}) is no longer in force "
@@ -360,7 +371,7 @@ class QuotaService:
         with self._lock, self._session() as s:
             row = s.get(QuotaSiteLimits, site)
             if row is None:
-                raise KeyError(f"site {site!r} is not under quota control")
+                raise NotUnderQuota(site)
             s.delete(row)
             s.add(_entry(site, "site_limits", "deleted", site, {}, actor, source))  # fmt: skip
             self._invalidate()
@@ -387,10 +398,10 @@ class QuotaService:
         with self._lock, self._session() as s:
             row = s.get(QuotaGridContract, site)
             if row is None:
-                raise KeyError(f"site {site!r} has no grid contract")
+                raise NotFound("grid contract of site", site)
             s.delete(row)
             s.add(_entry(site, "grid_contract", "deleted", site, {}, actor, source))  # fmt: skip
-            self._grid.pop(site, None)
+            self.grid.forget(site)
             self._invalidate()
         self._kick(site)
 
@@ -422,7 +433,7 @@ class QuotaService:
             row = s.exec(select(QuotaTenantContract).where(col(QuotaTenantContract.site) == site,
                                                            col(QuotaTenantContract.tenant) == tenant)).first()
             if row is None:
-                raise KeyError(f"no tenant contract for {tenant!r} on {site!r}")
+                raise NotFound("tenant contract", f"{tenant} on {site}")
             s.delete(row)
             s.add(_entry(site, "tenant", "deleted", tenant, {}, actor, source))  # fmt: skip
             self._invalidate()
@@ -443,63 +454,29 @@ class QuotaService:
         with self._session() as s:
             row = s.get(QuotaMachineRule, (site, device_id))
             if row is None:
-                raise KeyError(f"no rule for {device_id!r} on {site!r}")
+                raise NotFound("machine rule", f"{device_id} on {site}")
             s.delete(row)
             s.add(_entry(site, "rule", "deleted", device_id, {}, actor, source))  # fmt: skip
 
     # ------------------------------------------------------------ inputs: the live grid signal
 
     def on_grid_signal(self, site: str, signal: v1.GridSignal | None, error: str | None = None,
-                       actor: str = "mqtt") -> bool:
-        """Record one grid-signal message (valid or not); a valid one for a site under a grid contract becomes the
-        site's reading, timed by our clock at receipt (the grid side's clock may differ). True if accepted."""
-        now = clock.now()
-        accepted = signal is not None and error is None
-        if accepted and signal is not None:
-            try:
-                state = self.state(site)
-                if state.site.grid is None:
-                    error = "the site has no grid-signal contract"
-                else:
-                    reading = GridReading(now, signal.target_pct, signal.target_mw, signal.reference)
-                    validate_grid_reading(reading)
-            except KeyError:
-                error = "the site is not under quota control"
-            except QuotaInputError as err:
-                error = str(err)
-            accepted = error is None
-        with self._session() as s:
-            s.add(QuotaGridMessage(site=site, ts=None if signal is None else signal.ts,
-                                   target_pct=None if signal is None else signal.target_pct,
-                                   target_mw=None if signal is None else signal.target_mw,
-                                   reference=None if signal is None else signal.reference, accepted=accepted,
-                                   error=error, actor=actor, source="mqtt", received_at=now))  # fmt: skip
-        if not accepted:
-            log.warning("grid signal for %s refused: %s", site, error)
-            return False
-        assert signal is not None
-        with self._lock:
-            previous = self._grid.get(site)
-            self._grid[site] = GridReading(now, signal.target_pct, signal.target_mw, signal.reference)
-        changed = previous is None or (previous.target_pct, previous.target_mw) != (signal.target_pct,
-                                                                                     signal.target_mw)
-        if changed:
-            log.info("grid signal for %s: %s", site, f"{signal.target_pct} %" if signal.target_mw is None
-                     else f"{signal.target_mw} MW")  # fmt: skip
+                       actor: str = "mqtt", broker: str = PRIMARY, retained: bool = False) -> bool:
+        """Record one grid-signal message from `broker` (valid or not, controller.quota.grid_intake); a valid,
+        timely one for a site under a grid contract becomes that broker's reading, counting from its own
+        timestamp. True if accepted; the loop runs at once when the target the site follows changed."""
+        try:
+            contract = self.state(site).site.grid
+        except NotUnderQuota:
+            contract = None
+        accepted = self.grid.receive(site, signal, error, contract, actor, broker, retained)
+        if accepted and contract is not None and self.grid.changed(site, contract.stale_after_s):
             self._kick(site)
-        return True
+        return accepted
 
     def restore_grid_readings(self) -> None:
-        """After a restart: the last accepted message of each site (it may well be stale by now, which is right)."""
-        with Session(self.engine) as s:
-            for site in self.sites():
-                row = s.exec(select(QuotaGridMessage).where(col(QuotaGridMessage.site) == site,
-                                                            col(QuotaGridMessage.accepted))
-                             .order_by(col(QuotaGridMessage.id).desc())).first()
-                if row is not None:
-                    received = utc(row.received_at)
-                    assert received is not None
-                    self._grid[site] = GridReading(received, row.target_pct, row.target_mw, row.reference)
+        """After a restart: each broker's last accepted message (it may well be stale by now, which is right)."""
+        self.grid.restore(self.sites())
 
     # ------------------------------------------------------------ read side
 
@@ -510,7 +487,7 @@ class QuotaService:
         """What applies now and why, what the loop asks for and what the site draws (the dashboard's panel)."""
         try:
             state = self.state(site)
-        except KeyError:
+        except NotUnderQuota:
             return _unconfigured_status(site)
         at = clock.now() if at is None else require_aware(at, "at")
         point = self.loop.latest(site) if self.loop is not None else None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from controller import influx
-from controller.quota.grid_signal import GridSignalListener
+from controller.quota.grid_signal import GridSignalListener, broker_names
 from controller.quota.loop import LoopPoint, QuotaLoop
 from controller.quota.service import QuotaService
 
@@ -25,13 +25,17 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
                          noncompliant, settings, command_record=services.commands.get,
                          stale_s=services.settings.device_stale_s)  # fmt: skip
 
-    quota = QuotaService(services.engine, settings, make_loop)
+    grid_brokers = settings.grid_brokers or [services.settings.broker]
+    quota = QuotaService(services.engine, settings, make_loop, grid_brokers=broker_names(len(grid_brokers)))
     if quota.loop is not None:
         quota.loop.observers.append(loop_observer(services))
     quota.restore_grid_readings()
     services.quota = quota
+    services.metrics.counters["kuat_grid_signal_messages_total"] = (
+        "Grid-signal messages by broker and outcome (accepted, future, too_old, not_newer, no_ts, invalid...).",
+        lambda: list(quota.grid.counted()))
     if with_grid_signal and settings.grid_signal:
-        services.grid_signal = GridSignalListener(services.settings.broker, services.settings.sites, quota)
+        services.grid_signal = GridSignalListener(grid_brokers, services.settings.sites, quota)
     return quota
 
 

@@ -18,6 +18,7 @@ from controller.settings import ControllerSettings, EnergySource
 from kuat import clock
 from kuat.wire import v1
 from money.timebase import astana_date
+from serverkit.errors import Conflict, NotFound
 
 EnergyGroup = Literal["device", "owner", "site", "source"]
 GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -93,9 +94,9 @@ class FleetService:
     def device(self, device_id: str, site: str | None = None, history_minutes: int = 180) -> dict[str, Any]:
         found = self.live.find(device_id, site)
         if not found:
-            raise KeyError(device_id)
+            raise NotFound("live device", device_id)
         if len(found) > 1:
-            raise LookupError(f"device {device_id!r} is on several sites; add ?site=")
+            raise Conflict(f"device {device_id!r} is on several sites; add ?site=")
         d = found[0]
         since = clock.now() - timedelta(minutes=history_minutes)
         rows = history.device_history(self.engine, d.site, d.device_id, since)

@@ -123,11 +123,13 @@ def test_bulk_sleep_acked_per_machine(page: Any, demo: RunningDemo) -> None:  # 
 
 def test_bulk_approve_names_what_it_could_not_approve(page: Any, demo: RunningDemo) -> None:  # noqa: F811
     open_tab(page, "fleet")
-    page.wait_for_function("[...document.querySelectorAll('#fleet-table tbody tr')]"
-                           ".some(r => r.lastElementChild.textContent.trim() === 'pending')",
+    col = page.evaluate("[...document.querySelectorAll('#fleet-table thead th')]"
+                        ".findIndex(th => th.dataset.k === 'registration')")  # fmt: skip
+    page.wait_for_function("i => [...document.querySelectorAll('#fleet-table tbody tr')]"
+                           ".some(r => r.children[i].textContent.trim() === 'pending')", arg=col,
                            timeout=90_000)  # fmt: skip
-    rows = page.eval_on_selector_all("#fleet-table tbody tr", "rs => rs.map(r => [r.dataset.id, "
-                                     "r.children[1].textContent.trim(), r.lastElementChild.textContent.trim()])")
+    rows = page.eval_on_selector_all("#fleet-table tbody tr", "(rs, i) => rs.map(r => [r.dataset.id, "
+                                     "r.children[1].textContent.trim(), r.children[i].textContent.trim()])", col)
     pending = next(r for r in rows if r[2] == "pending")
     registered = next(r for r in rows if r[2] == "registered")
     for device_id in (pending[0], registered[0]):

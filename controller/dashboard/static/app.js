@@ -158,7 +158,8 @@ function renderFleet() {
     <td>${esc(d.serial || d.device_id)}</td><td>${esc(d.ip)}</td><td>${esc(d.rack)}${d.slot ? " / " + esc(d.slot) : ""}</td><td>${esc(d.model)}</td><td>${esc(d.firmware)}</td>
     <td><span class="pill ${esc(d.state)}">${esc(d.state)}</span></td><td class="num">${fmt.num(d.hashrate_ths, 1)}</td>
     <td class="num">${fmt.num(d.power_w)}</td><td>${esc(d.power_source)}</td><td class="num">${fmt.num(d.temp_c)}</td>
-    <td>${esc(d.pool)}</td><td>${esc(d.owner)}</td><td><span class="pill ${esc(d.registration)}">${esc(d.registration)}</span></td></tr>`).join("");
+    <td>${esc(d.pool)}</td><td>${esc(d.owner)}</td><td><span class="pill ${esc(d.registration)}">${esc(d.registration)}</span></td>
+    <td title="${esc(d.power_why)}"><span class="pill ${esc(d.power_right)}">${esc(d.power_right ?? "")}</span></td></tr>`).join("");
 }
 $("#fleet-search").addEventListener("input", renderFleet);
 $("#fleet-state").addEventListener("change", renderFleet);

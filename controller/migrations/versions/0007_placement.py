@@ -1,7 +1,7 @@
 """rack view tables (controller/dashboard/placement.py)
 
 Revision ID: 0007_placement
-Revises: 0003_planner
+Revises: 0005_registry_link
 Create Date: 2026-12-02 13:40:00
 
 Where each machine sits (`device_placement`: hall, rack, slot from the agents' config) and the capacity of each
@@ -18,7 +18,7 @@ from alembic import op
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 revision: str = '0007_placement'
-down_revision: str | None = '0003_planner'
+down_revision: str | None = '0005_registry_link'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

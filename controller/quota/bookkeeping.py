@@ -1,0 +1,143 @@
+"""Energy and ledger bookkeeping of the quota loop: the hour's energy so far (what the pace of the hour steers by),
+the open ledger period's samples, and the rows of every period that closed, written through LoopStore. The
+arithmetic is the engine's (quota.ledger: energy between samples, allotments, excursions above the caps).
+
+Two loop samples more than `MAX_GAP_S` clock seconds apart are not integrated (a stopped loop knows nothing of
+what the site drew meanwhile): the stretch is logged and left out, and the open period starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+
+from controller.quota.loop_store import LoopStore
+from controller.quota.memory import SiteRuntime
+from controller.settings import QuotaSettings
+from quota.ledger import (
+    Allotment,
+    CapWindow,
+    PowerSample,
+    energy_excursions,
+    energy_kwh,
+    excursions,
+    ledger_rows,
+    tenant_allotments,
+)
+from quota.limits import QuotaState, constraints_at, hour_bounds, most_restrictive, purchased_kwh
+from quota.timebase import local_day_and_hour
+
+log = logging.getLogger(__name__)
+
+MAX_GAP_S = 120.0  # clock seconds between two loop samples beyond which the energy between them is not integrated
+
+
+class Bookkeeper:
+    def __init__(self, store: LoopStore, settings: QuotaSettings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def account(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, watts: float,
+                tenant_w: dict[str, float]) -> None:
+        """The hour's energy so far, and the ledger rows of every period that closed since the last run."""
+        sample = PowerSample(now, watts)
+        hour_start = hour_bounds(now, state.tz)[0]
+        if rt.hour_start != hour_start:
+            rt.hour_start = hour_start
+            rt.hour_used_kwh = self.store.stored_kwh(site, hour_start, now) if rt.last is None else 0.0
+        gap_ok = rt.last is not None and (now - rt.last.t).total_seconds() <= MAX_GAP_S
+        if rt.last is not None and gap_ok:
+            rt.hour_used_kwh += energy_kwh([rt.last, sample], max(rt.last.t, hour_start), now)
+        cap = most_restrictive(now, constraints_at(state, now, energy=False))
+        if rt.last is not None and gap_ok:
+            rt.caps.append(CapWindow(rt.last.t, now, cap.limit_w, cap.binding.source.value, cap.binding.reason,
+                                     cap.binding.reference))  # fmt: skip
+        elif rt.last is not None:
+            log.warning("quota %s: %.0f s without a loop run; that stretch is not integrated", site,
+                        (now - rt.last.t).total_seconds())  # fmt: skip
+            rt.samples, rt.tenant_samples, rt.caps = [], {}, []
+        rt.samples.append(sample)
+        for tenant in set(rt.tenant_samples) | set(tenant_w) | set(state.site.tenant_shares):
+            rt.tenant_samples.setdefault(tenant, []).append(PowerSample(now, tenant_w.get(tenant, 0.0)))
+        rt.period_limit_w = min(rt.period_limit_w, cap.limit_w)
+        rt.last = sample
+        self._close_periods(site, state, rt, now)
+
+    def _close_periods(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime) -> None:
+        period = timedelta(seconds=self.settings.ledger_period_s)
+        if rt.period_start is None:
+            rt.period_start = _floor(now, self.settings.ledger_period_s)
+            return
+        while rt.period_start + period <= now:
+            a, b = rt.period_start, rt.period_start + period
+            self._write_period(site, state, rt, a, b)
+            rt.period_start = b
+            rt.samples = _tail(rt.samples, b)
+            rt.tenant_samples = {t: _tail(v, b) for t, v in rt.tenant_samples.items()}
+            rt.caps = [c for c in rt.caps if c.end > b]
+            rt.period_limit_w = math.inf
+
+    def _write_period(self, site: str, state: QuotaState, rt: SiteRuntime, a: datetime, b: datetime) -> None:
+        period_s = self.settings.ledger_period_s
+        allot = _allotments(state, a)
+        site_row = ledger_rows("site", site, rt.samples, allot, a, b, period_s)
+        tenant_rows = [r for tenant, samples in rt.tenant_samples.items() if tenant in state.site.tenant_shares
+                       for r in ledger_rows("tenant", tenant, samples,
+                                            tenant_allotments(allot, state.site.tenant_shares[tenant]), a, b,
+                                            period_s)]  # fmt: skip
+        inside = [p for p in rt.points if a <= p.ts < b]
+        mean_w = site_row[0].consumed_kwh * 3.6e6 / (b - a).total_seconds() if site_row else 0.0
+        target = inside[-1].target_w if inside else 0.0
+        limit = rt.period_limit_w if math.isfinite(rt.period_limit_w) else 0.0
+        try:
+            self.store.write_period(site, [*site_row, *tenant_rows], mean_w, limit, target,
+                                    excursions(_clip(rt.samples, a, b), rt.caps))  # fmt: skip
+            if b == hour_bounds(b - timedelta(microseconds=1), state.tz)[1]:
+                self._close_hour(site, state, b)
+        except Exception:
+            log.exception("quota %s: ledger rows for %s..%s not written", site, a.isoformat(), b.isoformat())
+
+    def _close_hour(self, site: str, state: QuotaState, end: datetime) -> None:
+        """An hour above its purchased energy is an excursion of its own (cause purchased_energy)."""
+        start = end - timedelta(hours=1)
+        if _purchased(state, start) is None:
+            return
+        self.store.write_excursions(site, energy_excursions(self.store.hour_rows(site, end)))
+
+
+def _floor(t: datetime, period_s: int) -> datetime:
+    epoch = t.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % period_s, t.tzinfo)
+
+
+def _tail(samples: list[PowerSample], t: datetime) -> list[PowerSample]:
+    """Samples from the last one at or before `t` on (the next period integrates from there)."""
+    keep = [i for i, s in enumerate(samples) if s.t <= t]
+    return samples[keep[-1]:] if keep else samples
+
+
+def _clip(samples: list[PowerSample], a: datetime, b: datetime) -> list[PowerSample]:
+    """The samples inside [a, b], with values interpolated at both ends."""
+    out = [s for s in samples if a < s.t < b]
+    for edge in (a, b):
+        before = [s for s in samples if s.t <= edge]
+        after = [s for s in samples if s.t >= edge]
+        if before and after:
+            p, q = before[-1], after[0]
+            span = (q.t - p.t).total_seconds()
+            w = p.watts if span <= 0 else p.watts + (q.watts - p.watts) * (edge - p.t).total_seconds() / span
+            out.append(PowerSample(edge, w))
+    return sorted(out, key=lambda s: s.t)
+
+
+def _purchased(state: QuotaState, at: datetime) -> float | None:
+    day, hour = local_day_and_hour(at, state.tz)
+    bought = purchased_kwh(state, day, hour)
+    return None if bought is None else bought[0]
+
+
+def _allotments(state: QuotaState, at: datetime) -> list[Allotment]:
+    start, end, _ = hour_bounds(at, state.tz)
+    kwh = _purchased(state, at)
+    return [] if kwh is None else [Allotment(start, end, kwh)]
