@@ -63,6 +63,8 @@ def _miner(m: MinerDef, auto_detect: bool) -> dict[str, Any]:
         entry["credentials"] = {"password": password}
     if m.pdu and m.outlet:
         entry["outlet"] = {"pdu": m.pdu, "outlet": m.outlet}
+    if m.rack or m.slot:
+        entry["placement"] = {"hall": m.hall, "rack": m.rack, "slot": m.slot}
     return entry
 
 

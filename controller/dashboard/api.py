@@ -29,8 +29,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.api.deps import operate, read_fleet, services
+from controller.dashboard import ops, views
 from controller.dashboard import schemas as S
-from controller.dashboard import views
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
@@ -58,6 +58,7 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/ui", index, methods=["GET"], include_in_schema=False)
     app.add_api_route("/ui/", index, methods=["GET"], include_in_schema=False)
     app.include_router(router)
+    app.include_router(ops.router)
 
 
 class DashboardState:

@@ -146,7 +146,8 @@ def test_stream_sends_events_after_last_event_id(site: Site, client: TestClient)
     site.feed(miner(1, temp_c=70))
     site.at(10)
     site.alerts.evaluate()
-    with client.stream("GET", "/api/v1/alerts/stream", headers={"X-API-Key": "op-key-0123456789", "Last-Event-ID": "1"}) as r:  # fmt: skip
+    headers = {"X-API-Key": "op-key-0123456789", "Last-Event-ID": "1"}
+    with client.stream("GET", "/api/v1/alerts/stream", headers=headers) as r:
         assert r.status_code == 200
         lines: list[str] = []
         for line in r.iter_lines():

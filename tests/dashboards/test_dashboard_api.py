@@ -186,4 +186,6 @@ def test_emergency_order_by_hand_and_the_ledger(services: Services, client: Test
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     from controller.quota.ledger import CSV_COLUMNS
 
-    assert csv.text.splitlines()[0].split(",") == list(CSV_COLUMNS)
+    lines = csv.text.splitlines()
+    assert lines[0].split(",") == ["hour_astana", *CSV_COLUMNS]  # the hour in Astana time first, then the quota's
+
