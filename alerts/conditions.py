@@ -8,6 +8,7 @@ evaluator keeps one alert per (rule, subject).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from alerts.facts import Facts, GatewayFact, MachineFact, SiteFact, ViolationFact
@@ -22,12 +23,20 @@ class Observation:
     site: str | None = None
 
 
-def observe(rule: Rule, facts: Facts) -> dict[str, Observation]:
-    """Every subject of `rule`'s scope with what the condition says about it."""
+def observe(rule: Rule, facts: Facts, keep: AbstractSet[str] | None = None) -> dict[str, Observation]:
+    """Every subject of `rule`'s scope with what the condition says about it. With `keep` (the subjects that have
+    an open alert), machines whose condition does not hold and who have none are left out: on a large fleet
+    that is nearly all of them, and the evaluator would do nothing with them anyway."""
     c = rule.condition
     if c in MACHINE_TESTS:
-        test = MACHINE_TESTS[c]
-        return {f"machine:{m.site}/{m.device_id}": test(rule, m) for m in _machines(rule.scope, facts.machines)}
+        check, say = MACHINE_TESTS[c]
+        out = {}
+        for m in _machines(rule.scope, facts.machines):
+            subject = f"machine:{m.site}/{m.device_id}"
+            holds, value = check(rule, m)
+            if holds or keep is None or subject in keep:
+                out[subject] = Observation(holds, value, say(rule, m), m.site)
+        return out
     if c in SITE_TESTS:
         site_test = SITE_TESTS[c]
         return {f"site:{s.site}": site_test(rule, s) for s in facts.sites if _site_in(rule.scope, s.site)}
@@ -76,43 +85,70 @@ def _name(m: MachineFact) -> str:
     return f"{m.model or 'machine'} {m.serial or m.device_id}" + (f" (rack {m.rack})" if m.rack else "")
 
 
-def _offline(rule: Rule, m: MachineFact) -> Observation:
-    return Observation(not m.online, None, f"{_name(m)} is {'online' if m.online else 'offline'}", m.site)
+Check = Callable[[Rule, MachineFact], tuple[bool | None, float | None]]
+Say = Callable[[Rule, MachineFact], str]
 
 
-def _hashrate_low(rule: Rule, m: MachineFact) -> Observation:
+def _offline(rule: Rule, m: MachineFact) -> tuple[bool | None, float | None]:
+    return not m.online, None
+
+
+def _say_offline(rule: Rule, m: MachineFact) -> str:
+    return f"{_name(m)} is {'online' if m.online else 'offline'}"
+
+
+def _hashrate_low(rule: Rule, m: MachineFact) -> tuple[bool | None, float | None]:
     assert rule.threshold is not None
     if not m.online or not m.mining:  # offline has its own condition; sleeping on purpose is no fault
-        return Observation(False if m.online else None, m.hashrate_ths, f"{_name(m)} is not mining", m.site)
+        return (False if m.online else None), m.hashrate_ths
     if m.hashrate_ths is None or not m.nominal_ths:
-        return Observation(None, m.hashrate_ths, f"{_name(m)}: hash rate or nominal unknown", m.site)
+        return None, m.hashrate_ths
     share = m.hashrate_ths / m.nominal_ths
-    return Observation(share < rule.threshold, round(share, 4),
-                       f"{_name(m)} hashes {m.hashrate_ths:.1f} TH/s, {share:.0%} of its nominal "
-                       f"{m.nominal_ths:.1f} (threshold {rule.threshold:.0%})", m.site)  # fmt: skip
+    return share < rule.threshold, round(share, 4)
 
 
-def _temperature_high(rule: Rule, m: MachineFact) -> Observation:
+def _say_hashrate(rule: Rule, m: MachineFact) -> str:
+    assert rule.threshold is not None
+    if not m.online or not m.mining:
+        return f"{_name(m)} is not mining"
+    if m.hashrate_ths is None or not m.nominal_ths:
+        return f"{_name(m)}: hash rate or nominal unknown"
+    share = m.hashrate_ths / m.nominal_ths
+    return (f"{_name(m)} hashes {m.hashrate_ths:.1f} TH/s, {share:.0%} of its nominal {m.nominal_ths:.1f} "
+            f"(threshold {rule.threshold:.0%})")
+
+
+def _temperature_high(rule: Rule, m: MachineFact) -> tuple[bool | None, float | None]:
     assert rule.threshold is not None
     if m.temp_c is None or not m.online:
-        return Observation(None, m.temp_c, f"{_name(m)}: temperature unknown", m.site)
-    return Observation(m.temp_c > rule.threshold, m.temp_c,
-                       f"{_name(m)} at {m.temp_c:.1f} °C (threshold {rule.threshold:g} °C)", m.site)  # fmt: skip
+        return None, m.temp_c
+    return m.temp_c > rule.threshold, m.temp_c
 
 
-def _board_dead(rule: Rule, m: MachineFact) -> Observation:
+def _say_temperature(rule: Rule, m: MachineFact) -> str:
+    if m.temp_c is None or not m.online:
+        return f"{_name(m)}: temperature unknown"
+    return f"{_name(m)} at {m.temp_c:.1f} °C (threshold {rule.threshold:g} °C)"
+
+
+def _board_dead(rule: Rule, m: MachineFact) -> tuple[bool | None, float | None]:
     assert rule.threshold is not None
     if m.boards_dead is None or not m.online:
-        return Observation(None, None, f"{_name(m)}: boards unknown", m.site)
-    return Observation(m.boards_dead >= rule.threshold, float(m.boards_dead),
-                       f"{_name(m)} has {m.boards_dead} dead hash board(s)", m.site)  # fmt: skip
+        return None, None
+    return m.boards_dead >= rule.threshold, float(m.boards_dead)
 
 
-MACHINE_TESTS: dict[Condition, Callable[[Rule, MachineFact], Observation]] = {
-    Condition.MACHINE_OFFLINE: _offline,
-    Condition.HASHRATE_LOW: _hashrate_low,
-    Condition.TEMPERATURE_HIGH: _temperature_high,
-    Condition.BOARD_DEAD: _board_dead,
+def _say_boards(rule: Rule, m: MachineFact) -> str:
+    if m.boards_dead is None or not m.online:
+        return f"{_name(m)}: boards unknown"
+    return f"{_name(m)} has {m.boards_dead} dead hash board(s)"
+
+
+MACHINE_TESTS: dict[Condition, tuple[Check, Say]] = {
+    Condition.MACHINE_OFFLINE: (_offline, _say_offline),
+    Condition.HASHRATE_LOW: (_hashrate_low, _say_hashrate),
+    Condition.TEMPERATURE_HIGH: (_temperature_high, _say_temperature),
+    Condition.BOARD_DEAD: (_board_dead, _say_boards),
 }
 
 

@@ -98,7 +98,8 @@ def evaluate(rules: Iterable[Rule], facts: Facts, open_states: Mapping[tuple[int
             continue
         live.add(rule.id)
         absent_clears = rule.level is Level.VIOLATION and facts.violations is not None
-        t, u = step(rule, observe(rule, facts), by_rule.get(rule.id, {}), now, absent_clears)
+        states = by_rule.get(rule.id, {})
+        t, u = step(rule, observe(rule, facts, states.keys()), states, now, absent_clears)
         transitions += t
         updated += u
     for rule_id, states in by_rule.items():
@@ -148,6 +149,8 @@ def _fire(st: AlertState, now: datetime) -> Transition:
 
 
 def _advance(rule: Rule, st: AlertState, obs: Observation, now: datetime) -> Transition | None:
+    if obs.holds and st.status is Status.FIRING and (rule.repeat_s is None or st.acknowledged_by is not None):
+        return None  # the common case on a large fleet: still firing, nothing to say
     fresh = replace(st, value=obs.value, message=obs.message)
     if not obs.holds:
         if st.status is Status.PENDING:

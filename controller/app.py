@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from controller.api import commands, fleet, health, site
+from controller.api import session as api_session
 from controller.dashboard import api as dashboard
 from controller.runtime import Services
 from controller.settings import ControllerSettings
@@ -24,6 +25,7 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     mount_registry(app, services)
+    api_session.install(app)  # browser sessions; which sites a request is about (scoped keys)
     for router in (fleet.router, site.router, commands.router, health.router):
         app.include_router(router)
     if services.quota is not None:

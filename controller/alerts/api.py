@@ -26,8 +26,13 @@ from controller.api.deps import operate, read_fleet, services
 from controller.dashboard.api import read_by_link
 from controller.runtime import Services
 from serverkit.auth import Principal
+from serverkit.db import ROW_ID_MAX, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "description": "one event of the stream",
+             "properties": {"event": {"enum": ["alert", "alerts"]},
+                            "data": {"type": "string", "description": "JSON: EventOut, or a list of AlertOut"}}}
+
 STREAM_MAX_S = 60.0  # EventSource reconnects (with Last-Event-ID) after this
 STREAM_POLL_S = 1.0
 
@@ -73,18 +78,18 @@ def create_rule(doc: Any = Depends(json_body), a: AlertService = Depends(alerts_
 
 
 @router.get("/rules/{rule_id}", response_model=schemas.RuleOut, dependencies=[Depends(read_fleet)])
-def get_rule(rule_id: int, a: AlertService = Depends(alerts_of)) -> Any:
+def get_rule(rule_id: RowId, a: AlertService = Depends(alerts_of)) -> Any:
     return a.rule(rule_id)
 
 
 @router.put("/rules/{rule_id}", response_model=schemas.RuleOut, openapi_extra=_doc(schemas.RuleIn))
-def replace_rule(rule_id: int, doc: Any = Depends(json_body), a: AlertService = Depends(alerts_of),
+def replace_rule(rule_id: RowId, doc: Any = Depends(json_body), a: AlertService = Depends(alerts_of),
                  who: Principal = Depends(operate)) -> Any:  # fmt: skip
     return a.replace_rule(rule_id, doc, who.actor)
 
 
 @router.delete("/rules/{rule_id}", status_code=204)
-def delete_rule(rule_id: int, a: AlertService = Depends(alerts_of), who: Principal = Depends(operate)) -> Response:
+def delete_rule(rule_id: RowId, a: AlertService = Depends(alerts_of), who: Principal = Depends(operate)) -> Response:
     a.delete_rule(rule_id, who.actor)
     return Response(status_code=204)
 
@@ -128,20 +133,25 @@ def list_deliveries(status: str | None = Query(None, pattern="^(pending|sent|fai
 
 @router.get("", response_model=list[schemas.AlertOut], dependencies=[Depends(read_fleet)])
 def list_alerts(status: str = Query("open", pattern="^(open|pending|firing|resolved|cleared|closed|all)$"),
-                site: str | None = None, limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0),
+                site: str | None = None, limit: int = Query(500, ge=1, le=5000),
+                offset: int = Query(0, ge=0, le=ROW_ID_MAX),
                 a: AlertService = Depends(alerts_of)) -> Any:  # fmt: skip
     """Alerts, newest first: `open` (pending and firing, the default), one status, or `all`."""
     return a.alerts(None if status == "all" else status, site, limit, offset)
 
 
 @router.get("/history", response_model=list[schemas.EventOut], dependencies=[Depends(read_fleet)])
-def history(after_id: int = Query(0, ge=0), since: datetime | None = None, limit: int = Query(500, ge=1, le=5000),
+def history(after_id: int = Query(0, ge=0, le=ROW_ID_MAX), since: datetime | None = None,
+            limit: int = Query(500, ge=1, le=5000),
             a: AlertService = Depends(alerts_of)) -> Any:  # fmt: skip
     """Every alert's transitions, oldest first after `after_id` (or from `since`)."""
     return a.events(after_id, limit, since)
 
 
-@router.get("/stream", dependencies=[Depends(read_by_link)])
+@router.get("/stream", dependencies=[Depends(read_by_link)], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
+                             "description": "`alert` per new history event (SSE id = event id), `alerts` with the "
+                                            "open alerts when they change"}})
 async def stream(request: Request, a: AlertService = Depends(alerts_of)) -> StreamingResponse:
     """Server-Sent Events: `alert` for each new event of the history (its id is the SSE id, so a reconnecting
     EventSource resumes after the last one it saw), `alerts` with the open alerts whenever they change."""
@@ -171,12 +181,12 @@ async def _events(request: Request, a: AlertService, after: int | None) -> Async
 
 
 @router.get("/{alert_id}", response_model=schemas.AlertDetailOut, dependencies=[Depends(read_fleet)])
-def get_alert(alert_id: int, a: AlertService = Depends(alerts_of)) -> Any:
+def get_alert(alert_id: RowId, a: AlertService = Depends(alerts_of)) -> Any:
     """One alert with its history of events and its deliveries."""
     return a.alert(alert_id)
 
 
 @router.post("/{alert_id}/acknowledge", response_model=schemas.AlertDetailOut)
-def acknowledge(alert_id: int, a: AlertService = Depends(alerts_of), who: Principal = Depends(operate)) -> Any:
+def acknowledge(alert_id: RowId, a: AlertService = Depends(alerts_of), who: Principal = Depends(operate)) -> Any:
     """Take the alert: who and when are recorded, and its repeats stop. 409 for an alert that has ended."""
     return a.acknowledge(alert_id, who.actor)

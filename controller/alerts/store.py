@@ -84,49 +84,71 @@ def channel_kinds(session: Session) -> dict[str, str]:
 
 def apply(engine: Engine, ev: Evaluation, rules: Mapping[int, Rule], now: datetime, payload: Payload) -> int:
     """Write the evaluation in one transaction; returns the deliveries queued. An alert row whose state changed
-    since the evaluation read it (acknowledged meanwhile) keeps its acknowledgement."""
-    queued = 0
+    since the evaluation read it (acknowledged meanwhile) keeps its acknowledgement. Rows are loaded and written
+    in batches (a site-wide outage opens an alert per machine at once)."""
     with writing(engine) as s:
         kinds = channel_kinds(s)
+        rows = _load(s, [st.id for st in ev.updated] + [t.state.id for t in ev.transitions])
         for st in ev.updated:
-            row = s.get(AlertInstance, st.id)
+            row = rows.get(st.id or -1)
             if row is not None and row.status in OPEN_STATUSES:
                 row.value, row.message, row.updated_at = st.value, st.message, now
                 s.add(row)
-        for tr in ev.transitions:
-            queued += _transition(s, tr, rules.get(tr.state.rule_id), kinds, now, payload)
+        written = [(tr, row) for tr in ev.transitions if (row := _transition_row(s, tr, rows, now)) is not None]
+        s.flush()  # ids for the new alerts
+        events = [(tr, row, AlertEvent(alert_id=_id(row), at=now, event=tr.event.value, status=row.status,
+                                       value=tr.state.value, message=tr.state.message)) for tr, row in written]
+        s.add_all([e for _, _, e in events])
+        s.flush()  # ids for the events
+        queued = 0
+        for tr, row, event in events:
+            rule = rules.get(tr.state.rule_id)
+            if tr.notify and rule is not None:
+                assert event.id is not None and row.id is not None
+                queued += _queue(s, row, rule, tr.event, event.id, kinds, now, payload)
         s.commit()
     return queued
 
 
-def _transition(s: Session, tr: Transition, rule: Rule | None, kinds: Mapping[str, str], now: datetime,
-                payload: Payload) -> int:
+def _id(row: AlertInstance) -> int:
+    assert row.id is not None
+    return row.id
+
+
+def _load(s: Session, ids: list[int | None], chunk: int = 5000) -> dict[int, AlertInstance]:
+    wanted = sorted({i for i in ids if i is not None})
+    out: dict[int, AlertInstance] = {}
+    for k in range(0, len(wanted), chunk):
+        for row in s.exec(select(AlertInstance).where(col(AlertInstance.id).in_(wanted[k:k + chunk]))):
+            assert row.id is not None
+            out[row.id] = row
+    return out
+
+
+def _transition_row(s: Session, tr: Transition, rows: Mapping[int, AlertInstance],
+                    now: datetime) -> AlertInstance | None:
     st = tr.state
-    row = s.get(AlertInstance, st.id) if st.id is not None else None
+    row = rows.get(st.id) if st.id is not None else None
     if row is None:
         row = AlertInstance(rule_id=st.rule_id, subject=st.subject, status=st.status.value, since=st.since,
                             updated_at=now)  # fmt: skip
     acked_by, acked_at = row.acknowledged_by, row.acknowledged_at
+    if acked_by is not None and tr.event is Event.REPEAT:
+        return None  # acknowledged after the evaluation read the row: no repeat
     fill_instance(row, st, now)
-    if acked_by is not None:  # acknowledged after the evaluation read the row
+    if acked_by is not None:
         row.acknowledged_by, row.acknowledged_at = acked_by, acked_at
-        if tr.event is Event.REPEAT:
-            return 0
     s.add(row)
-    s.flush()
-    assert row.id is not None
-    event = AlertEvent(alert_id=row.id, at=now, event=tr.event.value, status=row.status, value=st.value,
-                       message=st.message)  # fmt: skip
-    s.add(event)
-    s.flush()
-    assert event.id is not None
-    if not tr.notify or rule is None:
-        return 0
-    body = json.dumps(payload(state_of(row), rule, tr.event, event.id), default=str)
+    return row
+
+
+def _queue(s: Session, row: AlertInstance, rule: Rule, event: Event, event_id: int, kinds: Mapping[str, str],
+           now: datetime, payload: Payload) -> int:
+    body = json.dumps(payload(state_of(row), rule, event, event_id), default=str)
     for name in rule.channels:
         kind = kinds.get(name, "missing")
         done = kind == DASHBOARD  # the dashboard shows the alert rows: nothing left to send
-        s.add(AlertDelivery(alert_id=row.id, event_id=event.id, channel=name, kind=kind, event=tr.event.value,
+        s.add(AlertDelivery(alert_id=row.id, event_id=event_id, channel=name, kind=kind, event=event.value,
                             status="sent" if done else "pending", attempts=1 if done else 0, next_attempt_at=now,
                             payload_json=body, created_at=now, sent_at=now if done else None))  # fmt: skip
     return len(rule.channels)

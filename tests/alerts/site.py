@@ -21,12 +21,13 @@ def as_(role: str) -> dict[str, str]:
     return {"X-API-Key": KEYS[role]}
 
 
-def settings(tmp_path: Path, smtp_port: int | None = None, **alerts: Any) -> ControllerSettings:
+def settings(tmp_path: Path, smtp_port: int | None = None, database_url: str | None = None,
+             **alerts: Any) -> ControllerSettings:
     cfg: dict[str, Any] = {"backoff_s": 1.0, "backoff_max_s": 8.0, "max_attempts": 4, "webhook_timeout_s": 5.0,
                            **alerts}
     if smtp_port is not None:
         cfg["smtp"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "kuat@site.test"}
-    return load_settings(None, database_url=f"sqlite:///{tmp_path / 'kuat.sqlite'}", sites=[SITE],
+    return load_settings(None, database_url=database_url or f"sqlite:///{tmp_path / 'kuat.sqlite'}", sites=[SITE],
                          api_keys=[{"name": f"t-{r}", "role": r, "key": k} for r, k in KEYS.items()],
                          alerts=cfg)  # fmt: skip
 

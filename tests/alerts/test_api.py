@@ -146,8 +146,8 @@ def test_stream_sends_events_after_last_event_id(site: Site, client: TestClient)
     site.feed(miner(1, temp_c=70))
     site.at(10)
     site.alerts.evaluate()
-    with client.stream("GET", "/api/v1/alerts/stream", params={"key": "op-key-0123456789"},
-                       headers={"Last-Event-ID": "1"}) as r:  # fmt: skip
+    headers = {"X-API-Key": "op-key-0123456789", "Last-Event-ID": "1"}
+    with client.stream("GET", "/api/v1/alerts/stream", headers=headers) as r:
         assert r.status_code == 200
         lines: list[str] = []
         for line in r.iter_lines():
@@ -157,3 +157,46 @@ def test_stream_sends_events_after_last_event_id(site: Site, client: TestClient)
     ids = [line for line in lines if line.startswith("id: ")]
     assert ids == ["id: 2"]  # the firing (id 1) was seen already: only the resolution comes
     assert any('"event": "resolved"' in line for line in lines)
+
+
+def test_check_config_masks_the_smtp_password(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import check_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"database_url: sqlite:///{tmp_path}/x.sqlite\nalerts:\n  smtp: {{host: mail.test, port: 587, "
+                   "starttls: true, username: kuat, password: relay-password-123}\n")
+    out = CliRunner().invoke(check_config, ["-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert "relay-password-123" not in out.output and '"password": "***"' in out.output
+
+
+def test_grid_signal_stale_and_excursions_from_the_quota_side(site: Site) -> None:
+    from datetime import timedelta
+
+    from controller.quota.ledger import write_excursions
+    from kuat.wire import v1
+    from quota.ledger import Excursion
+
+    quota = site.services.quota
+    assert quota is not None
+    quota.set_site_limits(SITE, connection_kw=100.0, actor="test")
+    quota.set_grid_contract(SITE, contract_mw=0.1, stale_after_s=240, actor="test")  # no reading yet: stale
+    for doc in ({"name": "grid", "condition": "grid_signal_stale"},
+                {"name": "over the allotment", "condition": "excursion", "threshold": 0.5}):
+        site.alerts.create_rule(doc, "operator:test")
+    site.feed(miner(1))
+    site.alerts.evaluate()
+    assert [a["rule"] for a in site.alerts.alerts()] == ["grid"]  # no excursion booked yet
+    now = clock.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    write_excursions(site.services.engine, SITE, [Excursion(hour, hour + timedelta(seconds=60), 2000.0, 0.8,
+                                                            "allotment")])  # 0.8 kWh > 0.5 this hour
+    assert quota.on_grid_signal(SITE, v1.GridSignal(target_pct=80, ts=clock.now()))  # a fresh reading
+    site.at(30)
+    site.alerts.evaluate()
+    [alert] = site.alerts.alerts()
+    assert alert["rule"] == "over the allotment" and alert["value"] == 0.8
+    assert "0.800 kWh above its allotment" in alert["message"]
+    assert [a["rule"] for a in site.alerts.alerts("resolved")] == ["grid"]

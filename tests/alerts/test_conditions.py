@@ -86,3 +86,10 @@ def test_gateway_silent_and_violations() -> None:
     seen = observe(rule(Condition.COMPLIANCE_VIOLATION, sites={"kz1"}), facts)
     assert list(seen) == ["violation:4"] and "unaccredited_pool on S1" in seen["violation:4"].message
     assert observe(rule(Condition.COMPLIANCE_VIOLATION), Facts(violations=None)) == {}
+
+
+def test_with_keep_only_holding_machines_and_those_with_open_alerts_are_returned() -> None:
+    facts = Facts(machines=[m(1, temp_c=90.0), m(2), m(3), m(4, online=False)])
+    seen = observe(rule(Condition.TEMPERATURE_HIGH, 85), facts, keep={"machine:kz1/mac2"})
+    assert {k: o.holds for k, o in seen.items()} == {"machine:kz1/mac1": True, "machine:kz1/mac2": False}
+    assert seen["machine:kz1/mac2"].message == "S21 S2 (rack A1) at 70.0 °C (threshold 85 °C)"

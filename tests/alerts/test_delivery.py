@@ -13,6 +13,7 @@ import pytest
 from controller.runtime import build_services
 from tests.alerts.receivers import SmtpServer, WebhookReceiver
 from tests.alerts.site import SECRET, Site, make_site, miner, settings
+from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +32,17 @@ def hook() -> Iterator[WebhookReceiver]:
     receiver.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kuat.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
+
+
 @pytest.fixture
-def site(tmp_path: Path, smtp: SmtpServer, hook: WebhookReceiver) -> Iterator[Site]:
-    s = make_site(settings(tmp_path, smtp.port))
+def site(tmp_path: Path, smtp: SmtpServer, hook: WebhookReceiver, database_url: str) -> Iterator[Site]:
+    s = make_site(settings(tmp_path, smtp.port, database_url))
     s.alerts.put_channel("ops-hook", {"kind": "webhook", "url": hook.url, "secret": SECRET}, "operator:test")
     s.alerts.put_channel("night-mail", {"kind": "email", "recipients": ["duty@site.test", "chief@site.test"]},
                          "operator:test")

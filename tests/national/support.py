@@ -70,7 +70,8 @@ class RegistryProcess:
                "KUAT_REGISTRY_SIGNING_KEY_FILE": str(self.log.parent / "registry-signing.pem")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "kuat.cli", "registry", "serve", "--database-url",
-                                          self.database_url, "--port", str(self.port)], cwd=PROJECT, env=env,
+                                          self.database_url, "--port", str(self.port), "--signing-key",
+                                          str(self.log.parent / "registry-signing.pem")], cwd=PROJECT, env=env,
                                          stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             wait_port("127.0.0.1", self.port, 30)

@@ -67,8 +67,12 @@
         api("/api/v1/alerts/conditions"), api("/api/v1/alerts/channels"), api("/api/v1/alerts/rules"),
         api("/api/v1/alerts"), api("/api/v1/alerts/history?limit=200")]);
       ui.history.reverse();
+      link.hidden = false;
       render();
-    } catch (e) { toast("alerts: " + e.message, true); }
+    } catch (e) {
+      if (e.message.startsWith("503")) { link.hidden = true; if (ui.es) ui.es.close(); return; }  // alerts.enabled: false
+      toast("alerts: " + e.message, true);
+    }
   }
 
   function render() {
@@ -182,9 +186,11 @@
   });
 
   // the dashboard channel: new history events arrive over SSE; the open list comes with them
-  function connectStream() {
+  // no key in the URL: the session cookie (POST /api/v1/session, the key in a header) authenticates the stream
+  async function connectStream() {
     if (ui.es) ui.es.close();
-    ui.es = new EventSource("/api/v1/alerts/stream?key=" + encodeURIComponent(key()));
+    await fetch("/api/v1/session", {method: "POST", headers: {"X-API-Key": key()}}).catch(() => null);
+    ui.es = new EventSource("/api/v1/alerts/stream");
     ui.es.addEventListener("alerts", ev => { ui.open = JSON.parse(ev.data); renderOpen(); $("#alerts-live").textContent = "(live)"; });
     ui.es.addEventListener("alert", ev => {
       const e = JSON.parse(ev.data);
@@ -192,7 +198,9 @@
       ui.history.unshift(e); if (active()) renderHistory();
       if (e.event === "firing") toast(`ALERT ${e.severity}: ${e.message}`, e.severity !== "info");
     });
-    ui.es.onerror = () => { $("#alerts-live").textContent = "(reconnecting…)"; };
+    ui.es.onerror = () => {  // a new session (it may have expired), then reconnect
+      $("#alerts-live").textContent = "(reconnecting…)"; ui.es.close(); setTimeout(connectStream, 2000);
+    };
   }
 
   link.addEventListener("click", e => { e.preventDefault(); location.hash = "alerts"; showTab("alerts"); loadAll(); });
