@@ -129,6 +129,22 @@ class QuotaSettings(_Section):
         return v
 
 
+class LeaseSettings(_Section):
+    """Active/standby controllers on one PostgreSQL (controller.lease, docs/operations.md). The standby takes over
+    within ttl_s + renew_s of the active's death: keep that well under the agents' lease_s + grace_s."""
+
+    enabled: bool = False
+    name: str = "controller"  # one active controller per name (per database)
+    ttl_s: float = Field(10.0, gt=0)
+    renew_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_below_ttl(self) -> LeaseSettings:
+        if self.renew_s >= self.ttl_s:
+            raise ValueError(f"renew_s ({self.renew_s:g}) must be below ttl_s ({self.ttl_s:g})")
+        return self
+
+
 class RequestedAsset(_Section):
     """An asset a pool asked the Committee to publish (seed para 8): valued for a year from the next day."""
 
@@ -186,6 +202,7 @@ class ControllerSettings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     money: MoneySettings = Field(default_factory=MoneySettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
+    lease: LeaseSettings = Field(default_factory=LeaseSettings)  # active/standby (controller/lease)
 
     @field_validator("sites")
     @classmethod
