@@ -155,11 +155,7 @@ class Publisher:
         before = self.endpoints[self.endpoint]
         self.endpoint = (self.endpoint + 1) % len(self.endpoints)
         host, port = self.endpoints[self.endpoint]
-        try:
-            client.host, client.port = host, port
-        except RuntimeError:  # paho says the connection is not closed after all: the next failure tries again
-            self.endpoint = (self.endpoint - 1) % len(self.endpoints)
-            return
+        client.connect_async(host, port, keepalive=self.cfg.broker.keepalive_s)  # paho's next attempt goes there
         self.switches += 1
         log.warning("MQTT: %s:%d unreachable after %d attempts; trying %s:%d", *before,
                     self.cfg.broker.fallback_after, host, port)
