@@ -45,6 +45,8 @@ class Bookkeeper:
         `write=False` (a standby): closed periods are kept in memory (the last `KEEP_UNWRITTEN`); the first run
         that writes again writes those the ledger does not have yet, so a takeover leaves no gap."""
         sample = PowerSample(now, watts)
+        if rt.last is None and write:
+            self._flag_restart_gap(site, now)
         hour_start = hour_bounds(now, state.tz)[0]
         if rt.hour_start != hour_start:
             rt.hour_start = hour_start
@@ -59,6 +61,8 @@ class Bookkeeper:
         elif rt.last is not None:
             log.warning("quota %s: %.0f s without a loop run; that stretch is not integrated", site,
                         (now - rt.last.t).total_seconds())  # fmt: skip
+            if write:
+                self._flag(site, rt.last.t, now, "the loop did not run: not integrated", now)
             rt.samples, rt.tenant_samples, rt.caps = [], {}, []
         rt.samples.append(sample)
         for tenant in set(rt.tenant_samples) | set(tenant_w) | set(state.site.tenant_shares):
@@ -68,6 +72,26 @@ class Bookkeeper:
         if write and rt.unwritten:
             self._catch_up(site, rt)
         self._close_periods(site, state, rt, now, write)
+
+    def _flag_restart_gap(self, site: str, now: datetime) -> None:
+        """The first sample of this process: periods between the ledger's last one and this one are a gap (the
+        controller was down), flagged in `quota_ledger_gap`."""
+        try:
+            stored_until = self.store.last_period_end(site)
+        except Exception:
+            log.exception("quota %s: cannot read the ledger's last period", site)
+            return
+        starts_at = _floor(now, self.settings.ledger_period_s)
+        if stored_until is not None and stored_until < starts_at:
+            self._flag(site, stored_until, starts_at, "no controller measured the site (down or restarted)", now)
+
+    def _flag(self, site: str, start: datetime, end: datetime, reason: str, now: datetime) -> None:
+        log.warning("quota %s: ledger gap %s..%s (%.0f s): %s", site, start.isoformat(), end.isoformat(),
+                    (end - start).total_seconds(), reason)  # fmt: skip
+        try:
+            self.store.flag_gap(site, start, end, reason, now)
+        except Exception:
+            log.exception("quota %s: the ledger gap %s..%s could not be flagged", site, start, end)
 
     def _catch_up(self, site: str, rt: SiteRuntime) -> None:
         """Write the periods closed while standby that the ledger does not hold (the old active wrote the rest)."""

@@ -46,6 +46,7 @@ from kuat import clock
 from quota.allocate import Allocation, Mode, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
+from quota.policies import initial_correction, model_now_w
 
 if TYPE_CHECKING:
     from controller.quota.service import QuotaService
@@ -265,6 +266,9 @@ class QuotaLoop:
         # power once every metered machine has reported since the change.
         # what nobody measures of the machines the loop cannot steer is counted at what they are expected to draw
         steer_w = measured.watts + view.held_unmetered_w if is_settled else rt.planned_w * rt.loop_state.correction
+        if rt.loop_state.budget_w is None:  # no memory of a plan: learn the model's error from the plant as it is
+            rt.loop_state = LoopState(initial_correction(measured.watts, model_now_w(view.fleet) + view.held_w,
+                                                         self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
         fleet = view.fleet
         plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))

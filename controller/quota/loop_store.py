@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from controller.quota import ledger as ledger_store
+from controller.quota.gaps import QuotaLedgerGap
 from controller.quota.models import QuotaDispatch, QuotaLedgerMinute, utc
 from quota.ledger import Excursion, LedgerRow
 
@@ -32,6 +33,11 @@ class LoopStore:
             end = s.exec(select(func.max(QuotaLedgerMinute.end)).where(col(QuotaLedgerMinute.site) == site,
                                                                        col(QuotaLedgerMinute.kind) == "site")).one()
         return utc(end)
+
+    def flag_gap(self, site: str, start: datetime, end: datetime, reason: str, at: datetime) -> None:
+        with Session(self.write_engine) as s:
+            s.add(QuotaLedgerGap(site=site, start=start, end=end, reason=reason[:200], detected_at=at))
+            s.commit()
 
     def hour_rows(self, site: str, end: datetime) -> list[LedgerRow]:
         """The site's ledger for the hour ending at `end`, as the engine's rows."""

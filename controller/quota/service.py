@@ -576,6 +576,19 @@ class QuotaService:
             raise _issue("kind", "must be site, tenant or zone")
         return ledger_view.rows(self.engine, site, kind, entity, start, end, period)
 
+    def ledger_gaps(self, site: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Stretches the ledger does not cover (controller down, loop stalled), flagged as they were found."""
+        self._configured(site)
+        from controller.quota.gaps import QuotaLedgerGap
+
+        with Session(self.engine) as s:
+            rows = s.exec(select(QuotaLedgerGap).where(col(QuotaLedgerGap.site) == site,
+                                                       col(QuotaLedgerGap.end) > require_aware(start, "start"),
+                                                       col(QuotaLedgerGap.start) < require_aware(end, "end"))
+                          .order_by(col(QuotaLedgerGap.start))).all()
+        return [{"start": utc(r.start), "end": utc(r.end), "reason": r.reason, "detected_at": utc(r.detected_at)}
+                for r in rows]
+
     def ledger_csv(self, site: str, start: datetime, end: datetime, period: str = "hour", kind: str = "site",
                    entity: str | None = None) -> str:
         return ledger_view.to_csv(self.ledger(site, start, end, period, kind, entity))

@@ -1,10 +1,10 @@
-"""controller lease (controller/lease/models.py)
+"""controller lease (controller/lease/models.py) and ledger gaps (controller/quota/gaps.py)
 
 Revision ID: 0006_lease
 Revises: 0003_planner
 
-The active/standby lease row: holder, epoch, expiry by the database's clock. A new table only; kept if a
-create_all of the current models made it already.
+The active/standby lease row (holder, epoch, expiry by the database's clock) and the ledger's flagged gaps. New
+tables only; each kept if a create_all of the current models made it already.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString
+from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 revision: str = '0006_lease'
 down_revision: str | None = '0003_planner'
@@ -22,6 +22,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    if not sa.inspect(op.get_bind()).has_table('quota_ledger_gap'):
+        op.create_table('quota_ledger_gap',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('site', AutoString(length=64), nullable=False),
+        sa.Column('start', UTCDateTime(), nullable=False),
+        sa.Column('end', UTCDateTime(), nullable=False),
+        sa.Column('reason', AutoString(length=200), nullable=False),
+        sa.Column('detected_at', UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint('id')
+        )
+        with op.batch_alter_table('quota_ledger_gap', schema=None) as batch_op:
+            batch_op.create_index(batch_op.f('ix_quota_ledger_gap_site'), ['site'], unique=False)
+            batch_op.create_index(batch_op.f('ix_quota_ledger_gap_start'), ['start'], unique=False)
     if sa.inspect(op.get_bind()).has_table('controller_lease'):
         return
     op.create_table('controller_lease',
@@ -37,3 +50,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('controller_lease')
+    op.drop_table('quota_ledger_gap')
