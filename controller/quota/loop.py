@@ -266,7 +266,8 @@ class QuotaLoop:
         # power once every metered machine has reported since the change.
         # what nobody measures of the machines the loop cannot steer is counted at what they are expected to draw
         steer_w = measured.watts + view.held_unmetered_w if is_settled else rt.planned_w * rt.loop_state.correction
-        if rt.loop_state.budget_w is None:  # no memory of a plan: learn the model's error from the plant as it is
+        if not rt.sent and len(view.fleet):  # nothing dispatched yet (a start, a restart, a takeover; a first run
+            # may have seen no telemetry yet): learn the model's error from the plant as it is, and start afresh
             rt.loop_state = LoopState(initial_correction(measured.watts, model_now_w(view.fleet) + view.held_w,
                                                          self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
