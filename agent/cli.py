@@ -14,6 +14,8 @@ _COMMANDS = {
     "scan": ("agent.cli_field", "scan", "Find miners and PDUs on an address range; table, or an agent config."),
     "run": ("agent.cli_daemon", "run", "Run the gateway agent daemon (poll, publish, obey commands)."),
     "command": ("agent.cli_daemon", "command", "Send one power command to one device directly (bench work)."),
+    "capabilities": ("agent.cli_capabilities", "capabilities",
+                     "The capability matrix (verified controls per firmware/model), or one miner's."),
 }
 
 

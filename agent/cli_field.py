@@ -34,7 +34,7 @@ from kuat.wire import v1
     "--driver",
     default="auto",
     show_default=True,
-    help="Miner firmware: auto, antminer, luxos, whatsminer, braiins, avalon.",
+    help="Miner firmware: auto, antminer, luxos, whatsminer, whatsminer3 (API v3), braiins, avalon, pyasic.",
 )
 @click.option(
     "--family",
@@ -104,7 +104,7 @@ def probe(
 
 async def _probe_miner(host: str, **kwargs: Any) -> v1.MinerSample:
     offset, limit = kwargs.get("port_offset", 0), kwargs.get("timeout", 5.0)
-    await _tcp_reachable(host, [4028 + offset, 80 + offset], limit)
+    await _tcp_reachable(host, [4028 + offset, 80 + offset, 4433 + offset], limit)  # 4433: Whatsminer API v3
     miner = await open_miner(host, **kwargs)
     return await miner.read()
 

@@ -100,6 +100,14 @@ class OutletConfig(_Strict):
     outlet: int = Field(ge=1)
 
 
+class PlacementConfig(_Strict):
+    """Where the miner sits (the site's own names): sent with every sample, shown in the dashboard's rack view."""
+
+    hall: str | None = Field(None, max_length=64)
+    rack: str | None = Field(None, max_length=64)
+    slot: int | None = Field(None, ge=1)
+
+
 class MinerCredentials(_Strict):
     username: str | None = None  # Antminer web API (digest auth), pyasic logins
     password: str | None = None  # default: the firmware's factory password
@@ -112,6 +120,7 @@ class MinerConfig(_Strict):
     credentials: MinerCredentials = Field(default_factory=MinerCredentials)
     protected: bool = False  # the failsafe leaves it alone (e.g. a customer with a firm contract)
     outlet: OutletConfig | None = None
+    placement: PlacementConfig | None = None
     rpc_port: int | None = Field(None, ge=1, le=65535)  # overrides 4028 + port_offset
     web_port: int | None = Field(None, ge=1, le=65535)  # overrides 80 + port_offset
 

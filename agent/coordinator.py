@@ -180,6 +180,8 @@ class Coordinator:
         ref = self.fleet.outlets.outlet_of(sample.device_id)
         merged = self.fleet.outlets.merge(sample, outlets.get((ref.pdu, ref.outlet)) if ref else None)
         dev = self.fleet.miner(sample.device_id)
+        if dev is not None and dev.cfg.placement is not None:
+            merged.placement = v1.Placement(**dev.cfg.placement.model_dump())
         if dev is not None and merged.available:
             dev.last = merged  # what commands and the failsafe look at: measured power, outlet, capabilities
         return merged

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.drivers import parsers
+from agent import firmware
 from agent.drivers.base import DeviceError
 from agent.drivers.pdu import identify_family as identify_pdu_family
 from agent.transport.cgminer import RpcClient
@@ -55,16 +55,16 @@ async def _port_open(ip: str, port: int, timeout_s: float) -> bool:
 
 async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     if not await _port_open(ip, rpc_port, timeout_s):
-        return None
+        return await probe_whatsminer_v3(ip, 4433 + rpc_port - 4028, timeout_s)
     client = RpcClient(ip, rpc_port, timeout_s * 3)
     try:
         version = await client.command("version")
     except DeviceError as exc:
         version = None
         log.debug("%s:%d did not answer 'version' (%s): asking 'devdetails'", ip, rpc_port, exc)
-    family = parsers.firmware_family(version) if version is not None else None
+    family = firmware.family_from_reply(version) if version is not None else None
     if family is not None:
-        identity = parsers.parse_version(version)
+        identity = firmware.parse_version(version)
         return Found("miner", ip, family, identity.model, identity.firmware)
     # Whatsminer firmware from 2023 on refuses `version` (Invalid command, code 14): `devdetails`, which every
     # cgminer-family API answers, names the firmware (btminer) and the model
@@ -73,12 +73,33 @@ async def probe_miner(ip: str, rpc_port: int, timeout_s: float) -> Found | None:
     except DeviceError as exc:
         log.info("%s:%d is open but answered neither 'version' nor 'devdetails': %s", ip, rpc_port, exc)
         return None
-    family = parsers.firmware_family(details)
+    family = firmware.family_from_reply(details)
     if family is None:
         return None
     rows = details.get("DEVDETAILS") if isinstance(details, dict) else None
     model = rows[0].get("Model") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
     return Found("miner", ip, family, str(model) if model else None, None)
+
+
+async def probe_whatsminer_v3(ip: str, port: int, timeout_s: float) -> Found | None:
+    """No cgminer RPC: a Whatsminer on API v3 firmware (2024.11 on) answers `get.device.info` on 4433."""
+    if not await _port_open(ip, port, timeout_s):
+        return None
+    from agent.firmware import whatsminer_v3
+    from agent.transport.btminer_v3 import V3Client
+
+    client = V3Client(ip, port, timeout_s * 3)
+    try:
+        info = await client.call("get.device.info")
+    except DeviceError as exc:
+        log.info("%s:%d is open but is no Whatsminer API v3: %s", ip, port, exc)
+        return None
+    finally:
+        await client.close()
+    if not isinstance(info, dict) or "miner" not in info:
+        return None
+    identity = whatsminer_v3.parse_device_info(info)
+    return Found("miner", ip, "whatsminer3", identity.model, identity.firmware)
 
 
 async def probe_pdu(ip: str, snmp_port: int, communities: list[str], timeout_s: float) -> Found | None:

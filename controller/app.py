@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from controller.api import commands, fleet, health, site
+from controller.api import session as api_session
 from controller.dashboard import api as dashboard
 from controller.runtime import Services
 from controller.settings import ControllerSettings
@@ -24,6 +25,7 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     mount_registry(app, services)
+    api_session.install(app)  # browser sessions; which sites a request is about (scoped keys)
     for router in (fleet.router, site.router, commands.router, health.router):
         app.include_router(router)
     if services.quota is not None:
@@ -38,6 +40,14 @@ def create_app(settings: ControllerSettings, services: Services) -> FastAPI:
         from controller.planner.api import router as planner_router
 
         app.include_router(planner_router)
+    if services.registry_link is not None:
+        from controller.registry_link.api import install as install_registry_link
+
+        install_registry_link(app)
+    if services.alerts is not None:
+        from controller.alerts.api import router as alerts_router
+
+        app.include_router(alerts_router)
     dashboard.install(app)
     return app
 

@@ -102,6 +102,9 @@ def check_config(config: Path | None) -> None:
         data["broker"]["password"] = "***"
     if data.get("influx") and data["influx"].get("token"):
         data["influx"]["token"] = "***"
+    smtp = (data.get("alerts") or {}).get("smtp") or {}
+    if smtp.get("password"):
+        smtp["password"] = "***"
     data["database_url"] = _safe_url(settings)
     click.echo(json.dumps(data, indent=2))
 

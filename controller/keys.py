@@ -12,6 +12,7 @@ from typing import Any
 from controller.settings import ApiKey as ApiKeySetting
 from registry import auth
 from registry.models import Role
+from serverkit.auth import Scope
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,11 @@ def ensure_api_keys(registry: Any, keys: list[ApiKeySetting]) -> int:
         with registry.transaction() as session:
             if auth.authenticate(session, key.key) is not None:
                 continue
-            auth.store_key(session, key.name, role, key.key)
+            try:
+                scope = Scope.from_json(key.scope)
+            except ValueError as exc:
+                raise ValueError(f"api_keys[{key.name}].scope: {exc}") from None
+            auth.store_key(session, key.name, role, key.key, scope)
             added += 1
             log.info("API key %s (%s) added from the settings", key.name, role.value)
     return added

@@ -53,6 +53,8 @@ class Services:
     grid_signal: Any | None = None  # controller.quota.grid_signal.GridSignalListener
     money: Any | None = None  # controller.money.service.MoneyService
     planner: Any | None = None  # controller.planner.service.PlannerService
+    registry_link: Any | None = None  # controller.registry_link.client.RegistryLink
+    alerts: Any | None = None  # controller.alerts.service.AlertService
     lease: Any | None = None  # controller.lease.keeper.LeaseKeeper (active/standby), None: always active
 
     def close(self) -> None:
@@ -122,15 +124,21 @@ def build_services(
         ensure_api_keys(registry, settings.api_keys)
     metrics = IngestMetrics()
     live, book = LiveState(), RollupBook()
-    owners = OwnerDirectory((lambda: owners_from_registry(engine)) if registry is not None else None)
+    link = None
+    if settings.registry is not None:
+        from controller.registry_link.wiring import make_link
+
+        link = make_link(settings.registry, engine)
+        owners = OwnerDirectory(link.owners)
+    else:
+        owners = OwnerDirectory((lambda: owners_from_registry(engine)) if registry is not None else None)
     owners.refresh()
 
     def count_sent(n: int) -> None:
         metrics.sightings_sent += n
 
-    sightings = SightingsBridge(
-        registry.record_sightings if registry is not None else None, count_sent, settings.sightings_heartbeat_s
-    )
+    sink = link.offer_sightings if link is not None else registry.record_sightings if registry is not None else None
+    sightings = SightingsBridge(sink, count_sent, settings.sightings_heartbeat_s)
     influx = _make_influx(settings, metrics)
     telemetry = TelemetryService(settings, live, book, metrics, owners, sightings, influx)
     gateways = GatewayService(live, settings.gateway_timeout_s)
@@ -139,6 +147,7 @@ def build_services(
     rollups = RollupWriter(engine, book, on_flush=metrics.record_flush)
     services = Services(settings, engine, live, book, metrics, owners, sightings, telemetry, gateways, commands,
                         fleet, rollups, registry, influx)  # fmt: skip
+    services.registry_link = link
     metrics.gauges["kuat_gateways_online"] = lambda: sum(g.online for g in live.gateway_list())
     metrics.gauges["kuat_devices_live"] = lambda: len(live.devices)
     metrics.gauges["kuat_rollup_buckets_pending"] = lambda: len(book.buckets)
@@ -150,6 +159,9 @@ def build_services(
         from controller.quota.wiring import attach_quota
 
         attach_quota(services, with_grid_signal=with_ingest)
+        from controller.registry_link.wiring import attach_power_gate
+
+        attach_power_gate(services)
     if settings.money.enabled:
         from controller.money.service import MoneyService
 
@@ -158,6 +170,9 @@ def build_services(
         from controller.planner.wiring import attach_planner
 
         attach_planner(services)
+    from controller.alerts.wiring import attach_alerts
+
+    attach_alerts(services)
     return services
 
 

@@ -28,6 +28,8 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
 
 def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
     """(name, every seconds, function) for every periodic task."""
+    from controller.alerts.wiring import alert_jobs
+
     s = services.settings
     return [
         ("rollup_flush", s.rollup_flush_s, lambda: runtime.flush_rollups(services)),
@@ -37,6 +39,9 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
         ("compliance_check", s.compliance_check_s, lambda: runtime.check_compliance(services)),
         ("retention", 24 * 3600.0, lambda: runtime.prune_history(services)),
         ("money_checks", s.money.readiness_check_s, lambda: runtime.money_checks(services)),
+        *([("registry_link", s.registry.sync_s, services.registry_link.sync)]
+          if s.registry is not None and services.registry_link is not None else []),
+        *alert_jobs(services),
     ]
 
 

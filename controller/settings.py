@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from controller.alerts.settings import AlertSettings
 from controller.planner.settings import PlannerSettings
 
 # secrets that ship in examples and docs; refused when production=true
@@ -77,6 +78,8 @@ class ApiKey(_Section):
     name: str
     role: str  # operator / regulator / grid / agent
     key: str
+    # what the key reaches beyond its role (serverkit.auth.Scope): e.g. a grid key {"sites": [...], "zones": [...]}
+    scope: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class QuotaSettings(_Section):
@@ -145,6 +148,33 @@ class LeaseSettings(_Section):
         return self
 
 
+class RegistryLinkSettings(_Section):
+    """The link to the national HSC registry (controller/registry_link, docs/national.md).
+
+    `embedded`: the registry runs in this controller, on its database (one DPC on one machine, the demo);
+    `remote`: the national registry's DPC API over HTTP at `url`, with the DPC key read from `key_file`."""
+
+    mode: Literal["embedded", "remote"] = "embedded"
+    dpc: str = Field(min_length=1, max_length=64, description="this DPC's code in the registry")
+    url: str | None = None
+    key_file: Path | None = None
+    trust_window_h: float = Field(72.0, gt=0, le=24 * 30)  # last-known decisions are trusted this long
+    sync_s: float = Field(5.0, gt=0)  # real seconds between outbox drains and feed reads
+    feed_page: int = Field(1000, ge=1, le=5000)
+    timeout_s: float = Field(10.0, gt=0)
+    retry_min_s: float = Field(2.0, gt=0)  # an unavailable registry: retried after this, doubling...
+    retry_max_s: float = Field(300.0, gt=0)  # ...up to this
+    max_allowance_h: float = Field(72.0, gt=0)  # the longest commissioning allowance an operator may grant
+
+    @model_validator(mode="after")
+    def _remote_needs_url_and_key(self) -> RegistryLinkSettings:
+        if self.mode == "remote":
+            missing = [name for name in ("url", "key_file") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"registry.mode=remote needs {' and '.join(missing)}")
+        return self
+
+
 class RequestedAsset(_Section):
     """An asset a pool asked the Committee to publish (seed para 8): valued for a year from the next day."""
 
@@ -202,6 +232,9 @@ class ControllerSettings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     money: MoneySettings = Field(default_factory=MoneySettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
+    # the national registry: None = no link, power rights are not enforced (a loud warning at start)
+    registry: RegistryLinkSettings | None = None
+    alerts: AlertSettings = Field(default_factory=AlertSettings)  # alert rules and channels (controller/alerts)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)  # active/standby (controller/lease)
 
     @field_validator("sites")

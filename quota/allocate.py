@@ -62,6 +62,7 @@ class Allocation:
     ratio: F64  # planned hash ratio (0 when idle)
     price: F64  # per machine: its group's multiplier (TH/s per W at the margin)
     bound_ths: float  # relaxation upper bound for the same budget and hard rules (before churn/ramp limits)
+    pool_budgets: dict[int, float] = field(default_factory=dict)  # owner code -> watts of its share (free machines)
     over_budget_w: float = 0.0  # > 0: floors (protected machines, idle draw) exceed the budget
     deferred_wakes: int = 0
     pinned: int = 0  # reboot-on-change machines kept at their limit
@@ -213,7 +214,8 @@ def _modes(f: FleetArrays, r: _Rules, sel: I64, kind: I64, ratio: F64, width: in
     return np.asarray(np.where(kind == -1, idle, running), dtype=np.int64)
 
 
-def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Allocation:
+def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy,
+           shares: dict[int, float] | None = None) -> Allocation:  # fmt: skip
     n = len(f)
     out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
     out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w, policy.cut_outlets_below_floor)
@@ -225,12 +227,52 @@ def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy) -> Alloca
         out.power_w[p], out.hash_ths[p], out.ratio[p] = r.fixed_w[p], f.ths[p] * x, x
         out.mode[p] = np.where(x >= f.rmax[p] - 1e-9, Mode.RUN, Mode.POWER_TARGET)
     free = ~pinned
-    pools = _pool_budgets(f, r, free, budget_w - float(r.fixed_w[pinned].sum()), policy)
+    # each owner's share is of the whole budget, and a machine kept at its limit spends its own owner's share
+    # (taking pinned watts off the top instead let a pin push an owner past its contract share)
+    # the owners' split is made once per dispatch (the re-solve for pins and ramp limits keeps it, so the first
+    # pass's bound holds for the second); each owner's pins spend its own share
+    split = dict(shares) if shares is not None else _pool_budgets(f, r, np.ones(n, dtype=np.bool_), budget_w, policy)
+    out.pool_budgets = dict(split)
+    pools = _cover_floors(_spend_pins(split, f, r, pinned), f, r, free)
     bound = float(out.hash_ths[pinned].sum())
     for code, pool_budget in pools.items():
         bound += _solve_pool(f, r, np.flatnonzero(free & (f.owner == code)), pool_budget, out)
     out.bound_ths = bound
     return out
+
+
+def _spend_pins(pools: dict[int, float], f: FleetArrays, r: _Rules, pinned: BOOL) -> dict[int, float]:
+    """Each owner's pinned watts come out of its own share; a share a pin overdraws (rare: `_fits_share` keeps
+    pins within their room) is made good by the others, so the whole never exceeds the budget."""
+    over = 0.0
+    for code in pools:
+        pools[code] -= float(r.fixed_w[pinned & (f.owner == code)].sum())
+        if pools[code] < 0:
+            over, pools[code] = over - pools[code], 0.0
+    left = sum(pools.values())
+    if over > 0 and left > 0:
+        for code in pools:
+            pools[code] = max(0.0, pools[code] - over * pools[code] / left)
+    return pools
+
+
+def _cover_floors(pools: dict[int, float], f: FleetArrays, r: _Rules, free: BOOL) -> dict[int, float]:
+    """An owner whose machines cannot go below their floor (they can neither sleep nor be cut, or are protected)
+    gets at least that floor, paid by the owners with room above theirs: the site cap is the law, the split between
+    owners comes after it (without this, such a share overdrew and the whole site went over the cap)."""
+    min_run = f.min_run_power
+    floors = {}
+    for code in pools:
+        mine = free & (f.owner == code)
+        must_run = (r.forced_run | r.soft_run)[mine]
+        floors[code] = float(np.where(must_run, min_run[mine], r.p0[mine]).sum())
+    short = sum(max(0.0, floors[c] - pools[c]) for c in pools)
+    if short <= 0:
+        return pools
+    slack = {c: max(0.0, pools[c] - floors[c]) for c in pools}
+    room = sum(slack.values())
+    take = min(1.0, short / room) if room > 0 else 0.0
+    return {c: max(pools[c], floors[c]) if floors[c] > pools[c] else pools[c] - slack[c] * take for c in pools}
 
 
 def _ratio_at(f: FleetArrays, idx: I64, watts: F64) -> F64:
@@ -255,7 +297,24 @@ def _pins(f: FleetArrays, plan: Allocation, policy: Policy) -> tuple[I64, F64]:
     gain = (plan.hash_ths[idx] - price * plan.power_w[idx]) - (old_ths - price * cur)
     close = np.abs(plan.power_w[idx] - cur) < policy.hysteresis_w
     keep = close | (gain * policy.horizon_s < old_ths * policy.reboot_cost_s)
+    keep &= _fits_share(f, plan, idx, cur)
     return idx[keep], cur[keep]
+
+
+def _fits_share(f: FleetArrays, plan: Allocation, idx: I64, cur: F64) -> BOOL:
+    """Pins that keep more watts than planned only while their owner's share has that room (first come first)."""
+    fits = np.ones(len(idx), dtype=np.bool_)
+    room = {c: b - float(plan.power_w[f.owner == c].sum()) for c, b in plan.pool_budgets.items()}
+    for j, (i, watts) in enumerate(zip(idx, cur, strict=True)):
+        extra = float(watts - plan.power_w[i])
+        if extra <= 0:
+            continue
+        code = int(f.owner[i])
+        if room.get(code, 0.0) + 1e-6 < extra:
+            fits[j] = False
+        else:
+            room[code] = room.get(code, 0.0) - extra
+    return fits
 
 
 def _deferred(f: FleetArrays, plan: Allocation, policy: Policy) -> I64:
@@ -290,7 +349,7 @@ def allocate(fleet: FleetArrays, budget_w: float, policy: Policy | None = None) 
     allowed[np.flatnonzero((fleet.now != Now.RUNNING) & (first.mode <= Mode.PRESET))] = True
     allowed[late] = False
     rules.forced_idle |= (fleet.now != Now.RUNNING) & ~allowed & ~fleet.protected
-    second = _solve(fleet, rules, budget_w, policy)
+    second = _solve(fleet, rules, budget_w, policy, first.pool_budgets)
     second.bound_ths = first.bound_ths
     second.pinned, second.deferred_wakes = len(pin_idx), len(late)
     if len(late):

@@ -47,6 +47,7 @@ from registry.schemas import (
 )
 from registry.service import HscFilter, RegistryService
 from serverkit.auth import Principal
+from serverkit.db import RowId
 from serverkit.errors import install_error_handlers
 
 router = APIRouter(prefix="/api/v1")
@@ -86,13 +87,13 @@ def _crud_routes(entity: str, path: str, in_model: type[BaseModel], patch_model:
     def create(data: Any, svc: Service, who: Writer) -> Any:
         return svc.create(entity, data, who.actor)
 
-    def read(row_id: int, svc: Service, _: Reader) -> Any:
+    def read(row_id: RowId, svc: Service, _: Reader) -> Any:
         return svc.get(entity, row_id)
 
-    def update(row_id: int, patch: Any, svc: Service, who: Writer) -> Any:
+    def update(row_id: RowId, patch: Any, svc: Service, who: Writer) -> Any:
         return svc.update(entity, row_id, patch, who.actor)
 
-    def delete(row_id: int, svc: Service, who: Writer) -> Response:
+    def delete(row_id: RowId, svc: Service, who: Writer) -> Response:
         svc.delete(entity, row_id, who.actor)
         return Response(status_code=204)
 
@@ -120,9 +121,9 @@ _crud_routes("pool", "pools", PoolIn, PoolPatch, PoolOut)
 
 
 def hsc_filter(
-    owner_id: int | None = None,
+    owner_id: RowId | None = None,
     owner_bin: str | None = Query(None, description="owner licensee's BIN/IIN"),
-    dpc_id: int | None = None,
+    dpc_id: RowId | None = None,
     zone: Zone | None = None,
     status: HscStatus | None = None,
     model: str | None = None,

@@ -7,11 +7,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from registry.api import install
 from registry.db import init_db
+from registry.national import api as national_api
+from registry.national import api_dpc, web
+from registry.national.service import NationalRegistry
+from registry.national.sightings import close_unseen
+from registry.national.signing import Signer
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from serverkit.db import make_engine, session_factory
@@ -26,10 +33,13 @@ def build_service(settings: RegistrySettings) -> RegistryService:
                            fresh_for=timedelta(minutes=settings.fresh_minutes))
 
 
-async def _compliance_loop(service: RegistryService, settings: RegistrySettings) -> None:
+async def _compliance_loop(service: RegistryService, nat: NationalRegistry, settings: RegistrySettings) -> None:
     while True:
         await asyncio.sleep(settings.compliance_interval_s)
         try:
+            closed = await asyncio.to_thread(close_unseen, nat, nat.now())
+            if closed:
+                log.info("closed %d violation episodes of machines no DPC reports any more", closed)
             result = await asyncio.to_thread(service.check_compliance)
             log.info("compliance check: %d machines, %d opened, %d resolved, open %s", result.hscs_checked,
                      result.opened, result.resolved, result.open_by_kind)
@@ -38,15 +48,30 @@ async def _compliance_loop(service: RegistryService, settings: RegistrySettings)
             log.exception("compliance check failed")
 
 
-def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None) -> FastAPI:
+def national_for(service: RegistryService, settings: RegistrySettings) -> NationalRegistry:
+    """The national registry on the same database (and clock) as the reference service."""
+    return NationalRegistry(service._sessions, service._clock,
+                            fresh_for=timedelta(minutes=settings.fresh_minutes))
+
+
+def _signer(settings: RegistrySettings) -> Signer:
+    if settings.signing_key_file:
+        return Signer.from_file(Path(settings.signing_key_file))
+    log.warning("no KUAT_REGISTRY_SIGNING_KEY_FILE: the audit head is signed with a key that dies with this process")
+    return Signer(Ed25519PrivateKey.generate())
+
+
+def create_app(settings: RegistrySettings | None = None, service: RegistryService | None = None,
+               national: NationalRegistry | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
     svc = service or build_service(settings)
+    nat = national or national_for(svc, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
         if settings.compliance_interval_s > 0:
-            task = asyncio.create_task(_compliance_loop(svc, settings))
+            task = asyncio.create_task(_compliance_loop(svc, nat, settings))
         yield
         if task is not None:
             task.cancel()
@@ -56,6 +81,10 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     app = FastAPI(title="Kuat HSC registry", version="1", lifespan=lifespan,
                   description="State registry of hardware-software complexes (mining machines), compliance, audit.")
     install(app, svc)
+    app.state.national_registry = nat
+    app.include_router(api_dpc.router)
+    national_api.install(app, _signer(settings))
+    web.install(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -33,13 +33,18 @@ def cli() -> None:
 @click.option("--database-url", default=None, help=DB_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8700, show_default=True, type=int)
-def serve(database_url: str | None, host: str, port: int) -> None:
-    """Run the registry as its own HTTP service (OpenAPI at /docs). Controllers submit through their outbox."""
+@click.option("--signing-key", default=None, type=click.Path(dir_okay=False),
+              help="Ed25519 private key file (created on first start; default $KUAT_REGISTRY_SIGNING_KEY_FILE or "
+                   "./kuat-registry-signing.pem)")
+def serve(database_url: str | None, host: str, port: int, signing_key: str | None) -> None:
+    """Run the national registry as its own HTTP service (OpenAPI at /docs, web page at /ui)."""
     import uvicorn
 
     from registry.app import create_app
 
-    uvicorn.run(create_app(_settings(database_url)), host=host, port=port, log_config=None)
+    settings = _settings(database_url)
+    settings.signing_key_file = signing_key or settings.signing_key_file or "kuat-registry-signing.pem"
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 @cli.command("create-key")
@@ -98,9 +103,23 @@ def import_file(database_url: str | None, apply_: bool, actor: str, csv_file: Pa
 
 @cli.command("verify")
 @click.option("--database-url", default=None, help=DB_HELP)
+@click.option("--feed", "feed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="a downloaded audit feed (GET /api/v1/audit/events.jsonl): check it offline, no server needed")
+@click.option("--public-key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="the registry's public key (PEM, from GET /api/v1/audit/public-key)")
+@click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="with --feed: a current-state export (export.jsonl?audited=true) to compare with the chain")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def verify(database_url: str | None, as_json: bool) -> None:
-    """Verify the audit chain and the audited rows; exit 1 naming the first broken link."""
+def verify(database_url: str | None, feed_file: Path | None, key_file: Path | None, export_file: Path | None,
+           as_json: bool) -> None:
+    """Verify the audit chain; exit 1 naming the first broken link.
+
+    With --feed and --public-key it runs on a regulator's own machine against a downloaded feed: every link, the
+    head's Ed25519 signature, and (with --export) every exported row against the state its chain recorded.
+    Without them it checks the database directly (every link, and every audited row)."""
+    if feed_file is not None or key_file is not None:
+        _verify_offline(feed_file, key_file, export_file, as_json)
+        return
     from registry.app import build_service
 
     report = build_service(_settings(database_url)).verify_audit()
@@ -116,6 +135,57 @@ def verify(database_url: str | None, as_json: bool) -> None:
         click.echo(f"BROKEN: {report.first_broken.as_dict()}")
         sys.exit(1)
     click.echo("chain intact")
+
+
+class _Failed(click.ClickException):
+    exit_code = 2  # the CLI's rule: an error is one line and exit status 2
+
+
+def _verify_offline(feed_file: Path | None, key_file: Path | None, export_file: Path | None, as_json: bool) -> None:
+    from registry.national import chainfile
+    from serverkit.errors import InvalidInput
+
+    if feed_file is None or key_file is None:
+        raise click.UsageError("--feed and --public-key go together")
+    try:
+        with feed_file.open(encoding="utf-8") as feed:
+            if export_file is not None:
+                with export_file.open(encoding="utf-8") as export:
+                    report = chainfile.verify_with_export(feed, key_file.read_bytes(), export)
+            else:
+                report = chainfile.verify_feed(feed, key_file.read_bytes())
+    except (InvalidInput, ValueError) as exc:
+        raise _Failed(f"{key_file}: not the registry's public key ({exc})") from exc
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        click.echo(f"events: {report.events}, head seq: {report.head_seq}, signed at: {report.signed_at}, "
+                   f"rows compared: {report.rows_compared}")
+        click.echo("chain intact, head signature valid" if report.ok else f"BROKEN: {report.first_broken}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("as-of")
+@click.option("--feed", "feed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="a downloaded audit feed (verify it first)")
+@click.option("--at", "at", required=True, help="ISO 8601 instant with a time zone, e.g. 2026-03-02T08:00:00Z")
+def as_of(feed_file: Path, at: str) -> None:
+    """Print every machine (JSON Lines) as the chain recorded it at --at, rebuilt from the feed alone."""
+    from datetime import datetime
+
+    from registry.national import chainfile
+
+    try:
+        instant = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{at!r} is not an ISO 8601 instant", param_hint="--at") from exc
+    if instant.tzinfo is None:
+        raise click.BadParameter("give a time zone (Z or +05:00)", param_hint="--at")
+    with feed_file.open(encoding="utf-8") as feed:
+        rows = chainfile.state_as_of(feed, instant)
+    for key in sorted(rows, key=lambda v: int(v) if v.isdigit() else 0):
+        click.echo(json.dumps(rows[key], sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ HSC_KINDS = (*HSC_SIGHTING_KINDS, ViolationKind.MISSING)
 def endpoint_key(url: str) -> str:
     """A stratum URL reduced to host[:port], lower case: 'stratum+tcp://Pool.KZ:3333/x' -> 'pool.kz:3333'."""
     text = url.strip()
-    parts = urlsplit(text if "://" in text else f"stratum+tcp://{text}")
+    try:
+        parts = urlsplit(text if "://" in text else f"stratum+tcp://{text}")
+    except ValueError:  # "Invalid IPv6 URL" (an unbalanced '['): no host to compare, so never an accredited one
+        return text.lower()
     host = (parts.hostname or "").lower()
     try:
         port = parts.port

@@ -38,8 +38,9 @@ def registry_table_names() -> frozenset[str]:
     """Tables the registry's migrations own. SQLModel.metadata is process-wide and also holds the controller's quota
     tables once anything imported them; the controller's tables have their own migrations (controller/migrations)."""
     import registry.models as models
+    import registry.national.models as national
 
-    return frozenset(obj.__table__.name for obj in vars(models).values()
+    return frozenset(obj.__table__.name for module in (models, national) for obj in vars(module).values()
                      if isinstance(getattr(obj, "__table__", None), Table))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -80,10 +81,27 @@ def _row_errors(exc: Exception) -> list[dict[str, str]]:
     return [{"field": "serial", "reason": str(exc)}]
 
 
+def _rows(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) pairs; a line the csv module cannot read is a 422 naming it, never a 500."""
+    line = 1
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InvalidInput("file", f"line {reader.line_num}: {exc}") from None
+        line += 1
+        yield line, raw
+
+
 def import_csv(service: RegistryService, text: str, actor: str, dry_run: bool = True) -> ImportReport:
     """Check (and unless `dry_run`, apply) a CSV file; see the module docstring."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = set(reader.fieldnames or ())
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": a bare CR is the csv module's to read
+    try:
+        header = set(reader.fieldnames or ())
+    except csv.Error as exc:
+        raise InvalidInput("file", f"line {reader.line_num}: {exc}") from None
     if "serial" not in header:
         raise InvalidInput("file", "the header row must name a 'serial' column")
     if unknown := header - KNOWN_COLUMNS:
@@ -91,7 +109,7 @@ def import_csv(service: RegistryService, text: str, actor: str, dry_run: bool = 
     report = ImportReport(dry_run=dry_run, applied=False, rows=[], counts={})
     try:
         with service.transaction() as session:
-            for line, raw in enumerate(reader, start=2):
+            for line, raw in _rows(reader):
                 if line - 1 > MAX_ROWS:
                     raise InvalidInput("file", f"more than {MAX_ROWS} rows: split the file")
                 raw = {k: (v or "").strip() for k, v in raw.items() if k is not None}

@@ -59,6 +59,8 @@ class Role(StrEnum):
     GRID = "grid"  # quota side
     AGENT = "agent"  # gateways: MQTT credentials, sighting submissions
     TENANT = "tenant"  # a licensee's own key: its own money reports only (controller/money/access.py)
+    AUTHORITY = "authority"  # the authorized body: decides applications, issues numbers, keeps licences and pools
+    DPC = "dpc"  # a site controller: submits for the DPCs its key is bound to (Scope.dpcs), reads their feed
 
 
 class Licensee(SQLModel, table=True):
@@ -81,6 +83,7 @@ class Dpc(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)
+    code: str | None = Field(default=None, max_length=20, unique=True)  # the national registry's DPC code
     address: str = Field(max_length=500)
     zone: str = Field(max_length=10, index=True)
     operator_id: int = Field(foreign_key="licensee.id", index=True)

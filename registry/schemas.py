@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kuat.wire.v1 import MinerSample
 from registry.bin import bin_problem
 from registry.models import HscStatus, LicenceStatus, Subtype, ViolationKind, ViolationStatus, Zone
+from serverkit.db import RowId
 
 LICENCE_YEARS = 3  # Art. 9: a digital-mining licence is valid for three years
 
@@ -96,9 +97,11 @@ class LicenseeOut(_Out):
 
 class DpcPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=200)
+    code: str | None = Field(None, min_length=2, max_length=20, pattern=r"^[A-Z0-9][A-Z0-9-]*$",
+                             description="the national registry's code of this DPC (upper case, digits, dashes)")
     address: str | None = Field(None, min_length=1, max_length=500)
     zone: Zone | None = None
-    operator_id: int | None = None
+    operator_id: RowId | None = None
     capacity_mw: float | None = Field(None, gt=0, le=10_000)
     residential_zone_evidence: str | None = None
 
@@ -107,7 +110,7 @@ class DpcIn(DpcPatch):
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=500)
     zone: Zone
-    operator_id: int
+    operator_id: RowId
     capacity_mw: float = Field(gt=0, le=10_000)
     residential_zone_evidence: str = ""  # document reference showing the building is outside residential zones
 
@@ -115,9 +118,10 @@ class DpcIn(DpcPatch):
 class DpcOut(_Out):
     id: int
     name: str
+    code: str | None = None
     address: str
     zone: str
-    operator_id: int
+    operator_id: RowId
     capacity_mw: float
     residential_zone_evidence: str
     created_at: datetime
@@ -185,8 +189,8 @@ class HscPatch(_In):
     firmware: str | None = Field(None, max_length=200)
     nominal_ths: float | None = Field(None, gt=0, le=10_000)
     rated_w: float | None = Field(None, gt=0, le=100_000)
-    owner_id: int | None = None
-    dpc_id: int | None = None
+    owner_id: RowId | None = None
+    dpc_id: RowId | None = None
     hall: str | None = Field(None, max_length=50)
     rack: str | None = Field(None, max_length=50)
     slot: str | None = Field(None, max_length=50)
@@ -210,8 +214,8 @@ class HscOut(_Out):
     firmware: str | None
     nominal_ths: float | None
     rated_w: float | None
-    owner_id: int | None
-    dpc_id: int | None
+    owner_id: RowId | None
+    dpc_id: RowId | None
     hall: str | None
     rack: str | None
     slot: str | None
@@ -257,8 +261,8 @@ class HscPage(BaseModel):
 
 
 class ApproveIn(_In):
-    owner_id: int
-    dpc_id: int
+    owner_id: RowId
+    dpc_id: RowId
     registry_number: str | None = Field(None, min_length=1, max_length=100)  # default: KZ-HSC-<id>
     hall: str | None = Field(None, max_length=50)
     rack: str | None = Field(None, max_length=50)

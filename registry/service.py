@@ -105,13 +105,15 @@ def hsc_conditions(flt: HscFilter) -> list[Any]:
     if flt.owner_id is not None:
         conditions.append(Hsc.owner_id == flt.owner_id)
     if flt.owner_bin is not None:
-        owner = select(col(Licensee.id)).where(col(Licensee.bin) == flt.owner_bin).scalar_subquery()
+        # correlate_except: the export joins Licensee itself; auto-correlation would leave this subquery no FROM
+        owner = (select(col(Licensee.id)).where(col(Licensee.bin) == flt.owner_bin).correlate_except(Licensee)
+                 .scalar_subquery())
         conditions.append(Hsc.owner_id == owner)
     if flt.dpc_id is not None:
         conditions.append(Hsc.dpc_id == flt.dpc_id)
     if flt.zone is not None:  # EXISTS, not IN: the planner then walks (changed_at, id) and stops at a page
         conditions.append(select(col(Dpc.id)).where(col(Dpc.id) == col(Hsc.dpc_id), col(Dpc.zone) == flt.zone)
-                          .exists())
+                          .correlate_except(Dpc).exists())
     if flt.status is not None:
         conditions.append(Hsc.status == flt.status)
     if flt.model is not None:

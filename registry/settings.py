@@ -13,4 +13,7 @@ class RegistrySettings(BaseSettings):
     missing_after_days: float = Field(3.0, gt=0, description="a registered machine unseen this long is missing")
     fresh_minutes: float = Field(15.0, gt=0, description="a sighting this old still proves 'mining now'")
     compliance_interval_s: float = Field(300.0, ge=0, description="how often the app re-checks (0: never)")
+    signing_key_file: str | None = Field(
+        None, description="the registry's Ed25519 private key (PEM, created 0600 on first start); unset: a key that "
+                          "lives only as long as the process (tests; `kuat registry serve` always sets one)")
     idempotency_keep_days: float = Field(30.0, gt=0, description="how long applied Idempotency-Keys are kept")

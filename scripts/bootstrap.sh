@@ -7,7 +7,8 @@ VENV="${KUAT_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 # What the test suite and the demo use from Debian. Tests that need a missing one skip and say which.
 DEBIAN_PACKAGES=(mosquitto postgresql victoria-metrics snmpd chromium chromium-driver ansible ansible-lint logrotate python3-venv
-  jq prometheus-snmp-exporter)  # jq: the field-CLI pipe test; snmp_exporter: bench/pdu_read.py
+  jq prometheus-snmp-exporter prometheus)  # jq: the field-CLI pipe test; snmp_exporter: bench/pdu_read.py;
+  # prometheus: promtool, for the alert rules' unit tests (deploy/prometheus)
 
 log() { printf '[kuat setup] %s\n' "$*" >&2; }
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from serverkit.errors import PermissionDenied, Unauthenticated
+from serverkit.errors import PermissionDenied, RateLimited, Unauthenticated
+from serverkit.ratelimit import FailureLimiter
+
+if TYPE_CHECKING:
+    from serverkit.session import SessionSigner
 
 SCOPE_DIMENSIONS = ("sites", "zones", "dpcs", "licensees")
 
@@ -98,6 +103,14 @@ class Principal:
 
 Authenticate = Callable[[str], Principal | None]
 
+COOKIE = "kuat_session"  # the session cookie (serverkit.session)
+
+# Declared on every guarded route so that OpenAPI says how to authenticate (either one); `token_from` reads them.
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+SESSION_COOKIE = APIKeyCookie(name=COOKIE, auto_error=False, scheme_name="Session",
+                              description="set by POST /api/v1/session; only where a route says so")
+
 
 def token_from(request: Request) -> str | None:
     """The key a request carries: ``Authorization: Bearer`` or ``X-API-Key`` (never the URL)."""
@@ -107,38 +120,111 @@ def token_from(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+SitesOf = Callable[[Request], "Iterable[str] | None"]  # the sites a request is about
+
+
+def site_param(request: Request) -> list[str] | None:
+    """The default view of what a request is about: the site its path or query names ([] when none)."""
+    site = request.path_params.get("site") or request.query_params.get("site")
+    return [str(site)] if site else []
+
+
+@dataclass
+class _Realm:
+    """What `Guard.install` keeps on one app for one realm."""
+
+    authenticate: Authenticate
+    limiter: FailureLimiter
+    sessions: SessionSigner
+    sites_of: SitesOf = site_param
+
+
 class Guard:
-    """The keys of one realm (one service's key table) and the dependencies that check them."""
+    """The keys of one realm (one service's key table) and the dependencies that check them.
+
+    Per app: the authenticator, the failed-authentication limiter (serverkit.ratelimit), the session signer
+    (serverkit.session: routes that opt in with `cookie=True` also take the session cookie) and `sites_of`, which
+    says which sites a request is about so that a key scoped to some sites is refused the others (None: the request
+    spans sites it cannot name, which only an unrestricted key may do).
+    """
 
     def __init__(self, realm: str) -> None:
         self.realm = realm
         self._attr = f"kuat_auth_{realm}"
 
-    def install(self, app: FastAPI, authenticate: Authenticate) -> None:
-        setattr(app.state, self._attr, authenticate)
+    def install(self, app: FastAPI, authenticate: Authenticate, *, limiter: FailureLimiter | None = None,
+                sessions: SessionSigner | None = None) -> None:  # fmt: skip
+        from serverkit.session import SessionSigner
 
-    def principal(self, request: Request) -> Principal:
-        """The caller, whatever its role (401 when there is no valid key)."""
-        authenticate: Authenticate | None = getattr(request.app.state, self._attr, None)
-        if authenticate is None:
+        setattr(app.state, self._attr, _Realm(authenticate, limiter or FailureLimiter(),
+                                              sessions or SessionSigner(self.realm)))  # fmt: skip
+
+    def realm_of(self, app: Any) -> _Realm:
+        realm: _Realm | None = getattr(app.state, self._attr, None)
+        if realm is None:
             raise RuntimeError(f"no authenticator installed for realm {self.realm!r}")
+        return realm
+
+    def scope_sites(self, app: FastAPI, sites_of: SitesOf) -> None:
+        """Say which sites a request to `app` is about (the controller: its `site` parameter, else all its sites)."""
+        self.realm_of(app).sites_of = sites_of
+
+    def principal(self, request: Request, cookie: bool = False) -> Principal:
+        """The caller, whatever its role: 401 without a valid key (or session, where `cookie`), 429 when this
+        client failed too often lately."""
+        realm = self.realm_of(request.app)
+        client = request.client.host if request.client else "unknown"
+        wait = realm.limiter.retry_after(client)
+        if wait > 0:
+            raise RateLimited(wait, "too many failed authentications from this client")
         token = token_from(request)
+        if token is None and cookie and (session := request.cookies.get(COOKIE)):
+            found = realm.sessions.verify(session)
+            if found is None:
+                realm.limiter.failed(client)
+                raise Unauthenticated("session expired or not valid: POST /api/v1/session with the key again")
+            return found
         if token is None:
-            raise Unauthenticated("missing API key (Authorization: Bearer <key>)")
-        principal = authenticate(token)
+            raise Unauthenticated("missing API key (X-API-Key: <key> or Authorization: Bearer <key>)")
+        principal = realm.authenticate(token)
         if principal is None:
+            realm.limiter.failed(client)
             raise Unauthenticated("unknown or revoked API key")
         return principal
 
-    def require(self, *roles: str) -> Callable[[Request], Principal]:
-        """FastAPI dependency: the caller's `Principal` if its key is valid and of one of `roles`."""
+    def check_sites(self, request: Request, principal: Principal) -> None:
+        """403 when the key's scope restricts sites and the request is about one outside it (or spans sites)."""
+        if principal.scope.sites is None and principal.scope.zones is None:
+            return
+        sites = self.realm_of(request.app).sites_of(request)
+        if sites is None:
+            raise PermissionDenied(f"key {principal.name} is scoped to some sites; this request spans sites")
+        for site in sites:
+            principal.require_site(site)
+
+    def require(self, *roles: str, cookie: bool = False) -> Callable[..., Principal]:
+        """FastAPI dependency: the caller's `Principal` if its key is valid, of one of `roles`, and scoped to the
+        sites the request is about. `cookie=True` (GET routes a browser opens without headers) also takes the
+        session cookie. The allowed roles are on the dependency as `.roles` (the contract tests read them)."""
         allowed = frozenset(str(r) for r in roles)
 
-        def dependency(request: Request) -> Principal:
-            principal = self.principal(request)
+        def check(request: Request) -> Principal:
+            principal = self.principal(request, cookie)
             if principal.role not in allowed:
                 raise PermissionDenied(f"role {principal.role} may not do this (allowed: {', '.join(sorted(allowed))})")
+            self.check_sites(request, principal)
             return principal
 
+        if cookie:
+            def dependency(request: Request, _key: str | None = Security(API_KEY_HEADER),
+                           _bearer: HTTPAuthorizationCredentials | None = Security(BEARER),
+                           _session: str | None = Security(SESSION_COOKIE)) -> Principal:
+                return check(request)
+        else:
+            def dependency(request: Request, _key: str | None = Security(API_KEY_HEADER),  # type: ignore[misc]
+                           _bearer: HTTPAuthorizationCredentials | None = Security(BEARER)) -> Principal:
+                return check(request)
+
         dependency.__name__ = f"require_{self.realm}_{'_'.join(sorted(allowed))}"
+        dependency.roles = allowed  # type: ignore[attr-defined]
         return dependency

@@ -11,8 +11,9 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import annotated_types
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
@@ -21,6 +22,9 @@ from sqlmodel import Session
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
+
+ROW_ID_MAX = 2**63 - 1  # a BIGINT / SQLite INTEGER: a larger id is a 422 at the edge, never an overflow (500) below
+RowId = Annotated[int, annotated_types.Ge(1), annotated_types.Le(ROW_ID_MAX)]  # an id a route or body names
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -12,15 +12,22 @@ real bug (a KeyError from a typo) stays a 500 with a traceback instead of passin
     ├── PermissionDenied(reason)      403  a valid key whose role or scope does not allow this
     ├── RateLimited(retry_after_s)    429
     └── Unavailable(what, reason)     503  a dependency (database, remote registry) is down; try again later
+
+`install_error_handlers` also documents these answers in the app's OpenAPI (every operation lists 400, 401, 403,
+404, 409, 415, 422, 429 and 503 with the one `ErrorOut` body), so a client, and the schema fuzz tests, know every answer
+an operation can give.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 
 class KuatError(Exception):
@@ -100,6 +107,64 @@ async def _respond(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
+class ErrorItem(BaseModel):
+    """One bad field: where (`loc`, a path like FastAPI's or a name such as "line 4") and why."""
+
+    model_config = ConfigDict(extra="allow")  # importers add the file and the line number
+
+    loc: list[str | int] | str
+    msg: str
+    type: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """The body of every refusal: a sentence, or one item per bad field (a 422 names every bad field at once)."""
+
+    detail: str | list[ErrorItem]
+
+
+ERROR_ANSWERS = {
+    "400": "the request is not well-formed (a body that is not JSON, say)",
+    "401": "no API key, or one nobody issued (or revoked)",
+    "403": "the key's role or scope does not allow this",
+    "404": "no such thing",
+    "409": "valid, but it clashes with the current state",
+    "415": "the body is not of a media type this operation takes",
+    "422": "a bad value: every bad field is named",
+    "429": "too many failed attempts from this client: wait Retry-After seconds",
+    "503": "a part this needs is disabled or down",
+}
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error answers (one `ErrorOut` schema) to every operation of an OpenAPI document, in place."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    body = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(body.pop("$defs", {}))
+    components["ErrorOut"] = body
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for methods in schema.get("paths", {}).values():
+        for operation in methods.values():
+            answers = operation.setdefault("responses", {})
+            for code, why in ERROR_ANSWERS.items():
+                answers[code] = {"description": why, "content": {"application/json": {"schema": ref}}}
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    return schema
+
+
+def _openapi_with_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None or not app.openapi_schema.get("x-kuat-errors"):
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes, openapi_version=app.openapi_version)  # fmt: skip
+            app.openapi_schema = {**document_errors(schema), "x-kuat-errors": True}
+        return app.openapi_schema
+
+    return openapi
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Map the whole tree to HTTP on `app` (idempotent: FastAPI keeps one handler per class)."""
+    """Map the whole tree to HTTP on `app` (idempotent: FastAPI keeps one handler per class), and document it."""
     app.add_exception_handler(KuatError, _respond)
+    app.openapi = _openapi_with_errors(app)  # type: ignore[method-assign]

@@ -11,7 +11,8 @@ import yaml
 from sim.site import MinerDef, SiteFile
 
 # simulator firmware -> the agent's miner driver family
-FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer"}
+FIRMWARE_DRIVERS = {"bmminer": "antminer", "luxos": "luxos", "btminer": "whatsminer", "btminer3": "whatsminer3",
+                    "avalon": "avalon", "braiins": "braiins"}
 
 
 def agent_config_dict(
@@ -56,11 +57,14 @@ def agent_config_dict(
 
 def _miner(m: MinerDef, auto_detect: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"ip": m.ip, "id": m.mac, "driver": "auto" if auto_detect else FIRMWARE_DRIVERS[m.firmware]}
-    password = {"bmminer": m.web_password, "btminer": m.api_password}.get(m.firmware)
+    password = {"bmminer": m.web_password, "braiins": m.web_password, "btminer": m.api_password,
+                "btminer3": m.api_password}.get(m.firmware)
     if password:
         entry["credentials"] = {"password": password}
     if m.pdu and m.outlet:
         entry["outlet"] = {"pdu": m.pdu, "outlet": m.outlet}
+    if m.rack or m.slot:
+        entry["placement"] = {"hall": m.hall, "rack": m.rack, "slot": m.slot}
     return entry
 
 

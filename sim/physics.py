@@ -71,6 +71,7 @@ class MinerPhysics:
     # control state
     target_ratio: float = 1.0  # from a power limit, a preset or low-power mode
     power_limit_w: float | None = None
+    disabled_boards: set[int] = field(default_factory=set)  # hash boards switched off (Braiins OS)
     # internal
     _phase: Phase = Phase.MINING
     _phase_t: float = 0.0  # when the current phase started
@@ -149,8 +150,22 @@ class MinerPhysics:
             return min(1.0, (self.clock.now() - self._phase_t) / self.ramp_s) if self.ramp_s > 0 else 1.0
         return 0.0
 
+    def _dead_board(self) -> int:
+        return 0 if Fault.HASHBOARD in self.faults else -1
+
     def live_boards(self) -> int:
-        return self.spec.boards - (1 if Fault.HASHBOARD in self.faults else 0)
+        """Boards hashing: not dead, not switched off. Power and hash rate scale with them (one board's share of
+        the hashing power each; the control board and fans stay)."""
+        off = self.disabled_boards | ({self._dead_board()} - {-1})
+        return self.spec.boards - len(off & set(range(self.spec.boards)))
+
+    def set_boards_enabled(self, boards: set[int], enabled: bool) -> bool:
+        if Fault.IGNORE_COMMANDS in self.faults:
+            return False
+        self._change()
+        (self.disabled_boards.difference_update if enabled else self.disabled_boards.update)(boards)
+        self._last_p = self.power_w()
+        return True
 
     def hashrate_ths(self) -> float:
         """Hash rate right now (TH/s), with this unit's tolerance and its dead boards."""
@@ -164,8 +179,8 @@ class MinerPhysics:
         total = self.hashrate_ths()
         live = self.live_boards()
         per = total / live if live else 0.0
-        dead = 0 if Fault.HASHBOARD in self.faults else -1
-        return [0.0 if i == dead else per for i in range(self.spec.boards)]
+        dead = self._dead_board()
+        return [0.0 if i == dead or i in self.disabled_boards else per for i in range(self.spec.boards)]
 
     def _temp_factor(self) -> float:
         """Power rises with temperature at fixed frequency: ~0.4 % per degree of ambient above 25 C."""

@@ -20,13 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kuat.catalog import MODELS
 from sim.physics import Fault
 
-Firmware = Literal["bmminer", "luxos", "btminer"]
+Firmware = Literal["bmminer", "luxos", "btminer", "btminer3", "avalon", "braiins"]
 PduFamily = Literal["apc_rpdu2", "raritan_px2", "sentry4"]
 
 FIRMWARE_MAKES: dict[str, set[str]] = {
     "bmminer": {"Antminer"},
     "luxos": {"Antminer"},
     "btminer": {"Whatsminer"},
+    "btminer3": {"Whatsminer"},
+    "avalon": {"Avalon"},
+    "braiins": {"Antminer"},
 }
 
 
@@ -68,7 +71,7 @@ class MinerDef(_Strict):
     gateway: str | None = None
     faults: list[Fault] = Field(default_factory=list)
     web_password: str = "root"  # stock Antminer digest auth
-    api_password: str = "admin"  # Whatsminer API v2 write password
+    api_password: str = "admin"  # Whatsminer write password (API v3 firmware: the `super` account's, "super")
 
     @field_validator("model")
     @classmethod
@@ -82,6 +85,8 @@ class MinerDef(_Strict):
         make = MODELS[self.model].make
         if make not in FIRMWARE_MAKES[self.firmware]:
             raise ValueError(f"firmware {self.firmware} does not run on a {make} {self.model}")
+        if self.firmware == "btminer3" and "api_password" not in self.model_fields_set:
+            self.api_password = "super"  # API v3's factory password of the `super` account
         return self
 
 

@@ -3,7 +3,7 @@
 Entry points for the agent runtime and the field tools:
 
 - `open_miner(ip, driver="auto", ...)`: a MinerDriver; "auto" recognises the firmware from its RPC `version`
-  reply (cheap, works on any port); control goes through pyasic.
+  reply (cheap, works on any port); control through its firmware's path (agent.control).
 - `open_pdu(ip, family="auto", ...)`: a PduDriver; "auto" identifies the family by sysObjectID (+ probe column).
 - `apply_outlet_power(sample, outlet_sample)`: use a metered outlet's power as the miner's (source `pdu`).
 """
@@ -14,12 +14,28 @@ from typing import Any
 
 from agent.transport.snmp import SnmpSession, V3Auth
 
-from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, MinerDriver, PduDriver
-from .miner import RpcMiner, pyasic_for
+from .base import MINER_DRIVERS, PDU_DRIVERS, DeviceError, DeviceUnreachable, MinerDriver, PduDriver
 from .pdu import SnmpPdu
 from .pdu import identify_family as identify_pdu_family
-from .pyasic_generic import PyasicMiner, family_of
 from .state import apply_outlet_power
+
+# The miner drivers are imported on first use, not here: the firmware records (agent.firmware) and control paths
+# (agent.control) import this package's parsers, and importing them from here would make that a cycle.
+_LAZY = {"RpcMiner": ".miner", "PyasicMiner": ".pyasic_generic"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _miner_drivers() -> dict[str, Any]:
+    from . import miner, pyasic_generic  # noqa: F401 - registering the drivers is importing them
+
+    return MINER_DRIVERS
 
 __all__ = [
     "MINER_DRIVERS",
@@ -56,13 +72,26 @@ async def open_miner(
     unknown = set(credentials) - {"username", "password"}
     if unknown:
         raise TypeError(f"unknown miner credentials {sorted(unknown)} (username, password)")
+    from agent.control.pyasic import pyasic_for
+    from agent.firmware import family_of_pyasic
+
+    drivers = _miner_drivers()
     pyasic_miner = None
     if driver in ("auto", "pyasic"):
-        pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
-        driver = family_of(pyasic_miner) if driver == "auto" else driver
-    if driver not in MINER_DRIVERS:
-        raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(MINER_DRIVERS))}")
-    return MINER_DRIVERS[driver](
+        try:
+            pyasic_miner = await pyasic_for(ip, rpc_port=rpc_port, web_port=web_port, **credentials)
+        except DeviceUnreachable:
+            # no cgminer RPC: a Whatsminer on API v3 firmware answers on 4433 (same offset as the RPC port)
+            from .whatsminer_v3 import probe
+
+            if driver != "auto" or not await probe(ip, port=4433 + rpc_port - 4028, timeout_s=min(timeout, 3.0)):
+                raise
+            driver = "whatsminer3"
+        else:
+            driver = family_of_pyasic(pyasic_miner) if driver == "auto" else driver
+    if driver not in drivers:
+        raise DeviceError(f"unknown miner driver {driver!r}; known: auto, {', '.join(sorted(drivers))}")
+    return drivers[driver](
         ip,
         rpc_port=rpc_port,
         web_port=web_port,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agent.control.pyasic import pyasic_call
 from kuat.wire import v1
 
 from . import state
 from .base import CommandUnsupported, DeviceError, DeviceUnreachable, MinerDriver, register_miner
-from .miner import pyasic_call
 from .parsers import Reading, plausible_temp
 
 log = logging.getLogger(__name__)
@@ -114,22 +114,6 @@ class PyasicMiner(MinerDriver):
         if watts is None:
             raise CommandUnsupported(f"{self.ip}: unknown model, cannot restore its nominal power")
         await pyasic_call(self.ip, f"power target {watts:.0f} W", self.miner.set_power_limit(int(watts)))
-
-
-def family_of(miner: Any) -> str:
-    """Which Kuat driver reads this pyasic miner: a lean RPC family, or "pyasic" for everything else."""
-    names = {cls.__name__ for cls in type(miner).__mro__}
-    if "LUXMiner" in names:
-        return "luxos"
-    if "BOSMiner" in names:
-        return "braiins"
-    if "BTMinerV2" in names:
-        return "whatsminer"
-    if "AvalonMiner" in names:
-        return "avalon"
-    if "BMMiner" in names and "VNish" not in names:
-        return "antminer"
-    return "pyasic"
 
 
 register_miner("pyasic")(PyasicMiner)

@@ -21,22 +21,26 @@ BOOT_WINDOW_S = 240
 DEGRADED_RATIO = 0.6  # hash rate below 60 % of nominal (at its power target) counts as degraded
 SLOW_FAN_RPM = 2000  # a sleeping miner idles its fans (~1,200-1,600 rpm); hashing or booting ones run faster
 
-# What each firmware can be told to do (DEVICES.md "Control by firmware").
-CAPABILITIES: dict[str, v1.Capabilities] = {
-    "antminer": v1.Capabilities(sleep=True),  # web miner-mode sleep; no power target
-    "luxos": v1.Capabilities(sleep=True, power_target=True, presets=[]),
-    "whatsminer": v1.Capabilities(sleep=True, power_target=True, power_target_reboots=True),
-    "braiins": v1.Capabilities(sleep=True, power_target=True),
-    "avalon": v1.Capabilities(sleep=True),
-    "unknown": v1.Capabilities(sleep=False, reboot=True),
-}
+UNKNOWN_CAPABILITIES = v1.Capabilities(sleep=False, reboot=True)  # a firmware without a record (pyasic decides)
+
+
+def _family_capabilities(family: str) -> v1.Capabilities:
+    """What a firmware family can be told (its record in agent.firmware); unknown families: reboot only."""
+    from agent.firmware import FAMILIES  # lazy: the firmware records import this package's parsers
+
+    fw = FAMILIES.get(family)
+    return (fw.capabilities if fw is not None else UNKNOWN_CAPABILITIES).model_copy(deep=True)
 
 
 def capabilities_for(family: str, model: str | None, presets: list[str] | None = None,
-                     preset_watts: list[float] | None = None) -> v1.Capabilities:
+                     preset_watts: list[float] | None = None, *, gate: bool = True) -> v1.Capabilities:
     """What the firmware can be told. The power-target range is the model's, narrowed to the firmware's own presets
-    where it lists their power (LuxOS: a target below the lowest profile is refused)."""
-    caps = CAPABILITIES.get(family, CAPABILITIES["unknown"]).model_copy(deep=True)
+    where it lists their power (LuxOS: a target below the lowest profile is refused). With `gate`, a power target
+    or sleep that no test verified on the wire is reported as absent (agent.firmware.matrix): the quota engine
+    then never relies on it."""
+    caps = _family_capabilities(family)
+    if gate:
+        _hide_unverified(family, caps)
     if presets:
         caps.presets = list(presets)
     spec = catalog.lookup(model)
@@ -47,6 +51,18 @@ def capabilities_for(family: str, model: str | None, presets: list[str] | None =
         caps.power_min_w = max(caps.power_min_w or 0, math.ceil(min(preset_watts)))
         caps.power_max_w = max(caps.power_min_w, round(max(preset_watts)))
     return caps
+
+
+def _hide_unverified(family: str, caps: v1.Capabilities) -> None:
+    from agent.firmware import FAMILIES, matrix
+
+    if family not in FAMILIES:
+        return  # the long tail: pyasic's own claims (PyasicMiner), outside the matrix
+    if caps.power_target and not matrix.is_verified(family, "power_target"):
+        caps.power_target = False
+        caps.power_target_reboots = False
+    if caps.sleep and not matrix.is_verified(family, "sleep"):
+        caps.sleep = False
 
 
 def miner_device_id(ip: str, mac: str | None) -> str:

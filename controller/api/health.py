@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from controller.api.deps import services
 from controller.runtime import Services
 
 router = APIRouter(tags=["health"])
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+class HealthOut(BaseModel):
+    """`ok` (200) or `degraded` (503): the broker is disconnected, or the ingest queue is nearly full."""
+
+    status: str
+    broker_connected: bool | None
+    queue_depth: int
+    queue_ok: bool
+    db_errors: int
+    gateways_online: int
+    devices_live: int
 
 
 def health(svc: Services) -> tuple[bool, dict[str, Any]]:
@@ -29,12 +43,15 @@ def health(svc: Services) -> tuple[bool, dict[str, Any]]:
     return ok, checks
 
 
-@router.get("/healthz")
-def healthz(svc: Services = Depends(services)) -> JSONResponse:
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut, "description": "degraded"}})
+def healthz(response: Response, svc: Services = Depends(services)) -> dict[str, Any]:
     ok, checks = health(svc)
-    return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return {"status": "ok" if ok else "degraded", **checks}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, response_model=None,
+            responses={200: {"content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition"}})
 def metrics(svc: Services = Depends(services)) -> PlainTextResponse:
-    return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(svc.metrics.render(), media_type=PROMETHEUS_TEXT)

@@ -2,13 +2,13 @@
 
     GET  /ui                              index.html (static files under /ui/static)
     GET  /api/v1/dashboard/snapshot       site totals, limit and why, power history, quota (see views.snapshot)
-    GET  /api/v1/dashboard/stream         Server-Sent Events: "snapshot" every ~2 s (?key=: EventSource has no headers)
+    GET  /api/v1/dashboard/stream         Server-Sent Events: "snapshot" every ~2 s (key header or session cookie)
     GET  /api/v1/dashboard/fleet          every miner, one flat row each
     GET  /api/v1/dashboard/device/{id}    one miner: row, minute history, command log
-    GET  /api/v1/dashboard/registry       owners, pending registrations, open violations
+    GET  /api/v1/dashboard/registry       owners, pending registrations, open violations (operator, regulator)
     POST /api/v1/dashboard/approve        {"serials": [...], "owner_id": N, "dpc_id": N?}: approve, all or nothing
     POST /api/v1/dashboard/emergency      {"reference", "cap_pct" | "cap_mw", "minutes"?}: an emergency order now
-    GET  /api/v1/dashboard/ledger.csv     the quota ledger of the last 24 h (?key= accepted, for a plain link)
+    GET  /api/v1/dashboard/ledger.csv     the quota ledger of the last 24 h (key header or session cookie)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,13 +29,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.api.deps import operate, read_fleet, services
-from controller.dashboard import views
+from controller.dashboard import ops, views
+from controller.dashboard import schemas as S
 from controller.runtime import Services
 from kuat import clock
 from quota.errors import QuotaInputError
-from registry.auth import authenticate
+from registry.auth import guard
 from registry.models import Role
-from serverkit.auth import Principal, token_from
+from serverkit.auth import Principal
+from serverkit.db import RowId
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ STREAM_INTERVAL_S = 2.0
 STREAM_MAX_S = 60.0  # a stream ends after this (the browser reconnects): a controller shutdown never waits long
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "description": "one event of the stream",
+             "properties": {"event": {"enum": ["snapshot", "problem"]},
+                            "data": {"type": "string", "description": "JSON: SnapshotOut, or {detail} for problem"}}}
 
 
 def install(app: FastAPI) -> None:
@@ -53,6 +58,7 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/ui", index, methods=["GET"], include_in_schema=False)
     app.add_api_route("/ui/", index, methods=["GET"], include_in_schema=False)
     app.include_router(router)
+    app.include_router(ops.router)
 
 
 class DashboardState:
@@ -61,6 +67,7 @@ class DashboardState:
     def __init__(self) -> None:
         self.sampler = views.PowerSampler()
         self.index = views.RegistryIndex()
+        self.stream_max_s = STREAM_MAX_S  # tests that walk every route shorten it
 
 
 def dashboard(request: Request) -> DashboardState:
@@ -72,50 +79,34 @@ def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def key_in_query_or_header(*roles: Role) -> Callable[[Request], Principal]:
-    """Like registry.auth.require_role, but also takes ?key= (EventSource and plain links cannot send headers)."""
-
-    def dependency(request: Request) -> Principal:
-        svc: Services = request.app.state.services
-        token = token_from(request) or request.query_params.get("key")
-        if not token:
-            raise HTTPException(401, "missing API key (?key=, X-API-Key or Authorization: Bearer)")
-        if svc.registry is None:
-            raise HTTPException(503, "no registry in this controller: API keys live in it")
-        with svc.registry.reading() as session:
-            principal = authenticate(session, token)
-        if principal is None:
-            raise HTTPException(401, "unknown or revoked API key")
-        if principal.role not in roles:
-            raise HTTPException(403, f"role {principal.role} may not do this")
-        return principal
-
-    return dependency
-
-
-read_by_link = key_in_query_or_header(Role.OPERATOR, Role.REGULATOR, Role.GRID)
+# EventSource and a plain download link cannot send headers: those two routes also take the session cookie that
+# POST /api/v1/session sets from the key (serverkit.session). No route takes a key in the URL.
+read_by_link = guard.require(Role.OPERATOR, Role.REGULATOR, Role.GRID, cookie=True)
+read_registry = guard.require(Role.OPERATOR, Role.REGULATOR)  # owners and pending machines: not the grid's to see
 
 
 # ------------------------------------------------------------------ read
 
 
-@router.get("/snapshot", dependencies=[Depends(read_fleet)])
+@router.get("/snapshot", dependencies=[Depends(read_fleet)], response_model=S.SnapshotOut)
 def get_snapshot(svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)) -> dict[str, Any]:
     return views.snapshot(svc, ui.sampler)
 
 
-@router.get("/stream", dependencies=[Depends(read_by_link)])
+@router.get("/stream", dependencies=[Depends(read_by_link)], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
+                             "description": "`snapshot` events (SnapshotOut as JSON), `problem` on a failed one"}})
 async def stream(
     request: Request, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> StreamingResponse:
     """`event: snapshot` every ~2 s; the stream ends after a minute and EventSource reconnects by itself."""
-    return StreamingResponse(_events(request, svc, ui), media_type="text/event-stream",
+    return StreamingResponse(_events(request, svc, ui, ui.stream_max_s), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
 
-async def _events(request: Request, svc: Services, ui: DashboardState) -> AsyncIterator[str]:
+async def _events(request: Request, svc: Services, ui: DashboardState, max_s: float) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
-    ends = time.monotonic() + STREAM_MAX_S
+    ends = time.monotonic() + max_s
     while time.monotonic() < ends and not await request.is_disconnected():
         try:
             snap = await run_in_threadpool(views.snapshot, svc, ui.sampler)
@@ -140,24 +131,27 @@ async def _stopping_within(request: Request, seconds: float) -> bool:
     return False
 
 
-@router.get("/fleet", dependencies=[Depends(read_fleet)])
+@router.get("/fleet", dependencies=[Depends(read_fleet)], response_model=list[S.FleetRow])
 def fleet(svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)) -> list[dict[str, Any]]:
     return views.fleet_rows(svc, ui.index)
 
 
-@router.get("/device/{device_id}", dependencies=[Depends(read_fleet)])
+@router.get("/device/{device_id}", dependencies=[Depends(read_fleet)], response_model=S.DevicePageOut)
 def device(
     device_id: str, svc: Services = Depends(services), ui: DashboardState = Depends(dashboard)
 ) -> dict[str, Any]:
-    return views.device_page(svc, ui.index, device_id)  # NotFound 404, Conflict 409 (serverkit.errors)
+    """404 for a device not live, 409 for an id on several sites (serverkit's NotFound / Conflict)."""
+    return views.device_page(svc, ui.index, device_id)
 
 
-@router.get("/registry", dependencies=[Depends(read_fleet)])
+@router.get("/registry", dependencies=[Depends(read_registry)], response_model=S.RegistryPageOut)
 def registry_page(svc: Services = Depends(services)) -> dict[str, Any]:
     return views.registry_page(svc)
 
 
-@router.get("/ledger.csv", dependencies=[Depends(read_by_link)])
+@router.get("/ledger.csv", dependencies=[Depends(read_by_link)], response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "the quota ledger of the last 24 h"}})
 def ledger_csv(svc: Services = Depends(services)) -> Response:
     text = views.ledger_csv(svc, views.site_name(svc), clock.now())
     if text is None:
@@ -172,12 +166,12 @@ def ledger_csv(svc: Services = Depends(services)) -> Response:
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    serials: list[str] = Field(min_length=1, max_length=5000)
-    owner_id: int
-    dpc_id: int | None = Field(None, description="default: the registry's only DPC")
+    serials: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=5000)
+    owner_id: RowId
+    dpc_id: RowId | None = Field(None, description="default: the registry's only DPC")
 
 
-@router.post("/approve")
+@router.post("/approve", response_model=S.ApprovedOut)
 def approve(body: ApproveBody, svc: Services = Depends(services), who: Principal = Depends(operate)) -> dict[str, Any]:
     """Approve pending machines for one owner, all or nothing (the registry names the first bad item)."""
     from registry.schemas import BulkApproveItem
@@ -222,7 +216,7 @@ class EmergencyBody(BaseModel):
         return self
 
 
-@router.post("/emergency", status_code=201)
+@router.post("/emergency", status_code=201, response_model=S.EmergencyEntered)
 def emergency(body: EmergencyBody, svc: Services = Depends(services),
               who: Principal = Depends(operate)) -> dict[str, Any]:  # fmt: skip
     """An emergency order entered by hand (phoned or faxed by the grid operator), effective now."""

@@ -8,6 +8,8 @@ has no limit and the power history comes from this module's own sampler.
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 from collections import deque
@@ -21,6 +23,8 @@ from sqlmodel import col
 from controller.quota.errors import NotUnderQuota
 from controller.runtime import Services
 from kuat import clock
+from kuat.wire import v1
+from serverkit.timeutil import ASTANA
 
 HISTORY_POINTS = 900  # ~30 min of 2 s snapshots
 
@@ -163,8 +167,25 @@ def ledger_csv(services: Services, site: str | None, now: datetime, hours: int =
     if quota is None:
         return None
     start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
-    text: str = quota.ledger_csv(site, start, now, "hour")
-    return text
+    return with_astana_hours(quota.ledger_csv(site, start, now, "hour"))
+
+
+def with_astana_hours(text: str) -> str:
+    """The quota's ledger CSV (UTC instants with their offset) with the hour's start in Astana time in front, so a
+    spreadsheet shows the same hours as the schedule (which is in Astana hours)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return text
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["hour_astana", *rows[0]])
+    for row in rows[1:]:
+        try:
+            local = datetime.fromisoformat(row[0]).astimezone(ASTANA).strftime("%Y-%m-%d %H:%M")
+        except (ValueError, IndexError):
+            local = ""
+        w.writerow([local, *row])
+    return out.getvalue()
 
 
 def _iso(value: Any) -> Any:
@@ -212,8 +233,17 @@ def fleet_rows(services: Services, index: RegistryIndex) -> list[dict[str, Any]]
     for d in services.live.device_list():
         if d.kind != "miner":
             continue
-        rows.append(fleet_row(services.fleet.view(d, now), index))
+        rows.append({**fleet_row(services.fleet.view(d, now), index), **power_columns(services, d)})
     return sorted(rows, key=lambda r: (r.get("rack") or "", r["ip"] or ""))
+
+
+def power_columns(services: Services, d: Any) -> dict[str, Any]:
+    """Why the machine has or has no power (controller/registry_link; none without a registry link)."""
+    link = services.registry_link
+    if link is None or not isinstance(d.sample, v1.MinerSample):
+        return {"power_right": None, "power_why": None}
+    known = link.gate.check(d.device_id, d.sample)
+    return {"power_right": known.right.reason.value, "power_why": known.right.detail}
 
 
 def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
@@ -222,9 +252,11 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
     state = view.get("state") if view["available"] else "offline"
     pools = view.get("pools") or []
     active = next((p for p in pools if p.get("active")), pools[0] if pools else None)
+    placed = view.get("placement") or {}
     return {
         "device_id": view["device_id"], "site": view["site"], "gateway": view["gateway"], "serial": view.get("serial"),
-        "ip": view["ip"], "mac": view.get("mac"), "rack": (entry or {}).get("rack"), "model": view.get("model"),
+        "ip": view["ip"], "mac": view.get("mac"), "hall": placed.get("hall"),
+        "rack": placed.get("rack") or (entry or {}).get("rack"), "slot": placed.get("slot"), "model": view.get("model"),
         "firmware": view.get("firmware"), "state": state, "hashrate_ths": view.get("hashrate_ths"),
         "power_w": view.get("power_w"), "power_source": view.get("power_source"), "temp_c": view.get("temp_c"),
         "pool": active["url"] if active else None, "owner": (entry or {}).get("owner_name") or view["owner"],
@@ -233,7 +265,7 @@ def fleet_row(view: dict[str, Any], index: RegistryIndex) -> dict[str, Any]:
 
 
 def device_page(services: Services, index: RegistryIndex, device_id: str, minutes: int = 180) -> dict[str, Any]:
-    """One machine: its row, its minute history and its command log (NotFound/Conflict from the fleet)."""
+    """One machine: its row, its minute history and its command log (NotFound / Conflict from the fleet)."""
     data = services.fleet.device(device_id, None, minutes)
     index.refresh(services.registry)
     device = {**data["device"], **fleet_row(data["device"], index)}

@@ -35,6 +35,7 @@ from money.errors import ImportRefused, InvalidInput, MissingInput
 from money.importers import KINDS
 from registry.auth import Principal, require_role
 from registry.models import Role
+from serverkit.db import RowId
 
 router = APIRouter(prefix="/api/v1/money", tags=["money"])
 reader = require_role(*READERS)
@@ -42,6 +43,10 @@ staff = require_role(Role.OPERATOR, Role.REGULATOR)
 operator = require_role(Role.OPERATOR)
 MAX_UPLOAD = 64 * 1024 * 1024
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+Responses = dict[int | str, dict[str, Any]]
+CSV_FILE: Responses = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}}
+XLSX_FILE: Responses = {200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "XLSX"}}
 
 
 class ImportOut(BaseModel):
@@ -226,12 +231,12 @@ def _values(m: MoneyService, month: str) -> dict[str, Any]:
             "due": table.due().isoformat(), "cells": [c.as_dict() for c in table.cells]}
 
 
-@router.get("/values/{month}.csv")
+@router.get("/values/{month}.csv", response_class=Response, responses=CSV_FILE)
 def values_csv(month: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     return _file(f"kuat-values-{month}.csv", render.to_csv(render.values_sections(_values(m, month))), "text/csv")
 
 
-@router.get("/values/{month}.xlsx")
+@router.get("/values/{month}.xlsx", response_class=Response, responses=XLSX_FILE)
 def values_xlsx(month: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     return _file(f"kuat-values-{month}.xlsx", render.to_xlsx(render.values_sections(_values(m, month))), XLSX)
 
@@ -253,19 +258,19 @@ def _report(m: MoneyService, who: Principal, month: str, bin_: str) -> dict[str,
     return m.report(_licensee(m, who, bin_), year, mon).as_dict()
 
 
-@router.get("/reports/{month}/{bin_}.csv")
+@router.get("/reports/{month}/{bin_}.csv", response_class=Response, responses=CSV_FILE)
 def report_csv(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     sections = render.report_sections(_report(m, who, month, bin_))
     return _file(f"kuat-report-{bin_}-{month}.csv", render.to_csv(sections), "text/csv")
 
 
-@router.get("/reports/{month}/{bin_}.xlsx")
+@router.get("/reports/{month}/{bin_}.xlsx", response_class=Response, responses=XLSX_FILE)
 def report_xlsx(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     sections = render.report_sections(_report(m, who, month, bin_))
     return _file(f"kuat-report-{bin_}-{month}.xlsx", render.to_xlsx(sections), XLSX)
 
 
-@router.get("/reports/{month}/{bin_}/evidence.xlsx")
+@router.get("/reports/{month}/{bin_}/evidence.xlsx", response_class=Response, responses=XLSX_FILE)
 def evidence(month: str, bin_: str, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> Response:
     year, mon = _month(month)
     pack = m.evidence(_licensee(m, who, bin_), year, mon)
@@ -297,7 +302,7 @@ def published(m: MoneyService = Depends(money), who: Principal = Depends(reader)
 
 
 @router.get("/published/{report_id}", response_model=ReportOut)
-def published_one(report_id: int, m: MoneyService = Depends(money), who: Principal = Depends(reader)
+def published_one(report_id: RowId, m: MoneyService = Depends(money), who: Principal = Depends(reader)
                   ) -> dict[str, Any]:
     rep = m.published(report_id)
     if rep.licensee is not None:
@@ -307,7 +312,7 @@ def published_one(report_id: int, m: MoneyService = Depends(money), who: Princip
 
 
 @router.get("/published/{report_id}/recompute", response_model=RecomputeOut)
-def recompute(report_id: int, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
+def recompute(report_id: RowId, m: MoneyService = Depends(money), who: Principal = Depends(reader)) -> dict[str, Any]:
     rep = m.published(report_id)
     if rep.licensee is not None:
         _licensee(m, who, rep.licensee)

@@ -24,6 +24,7 @@ from controller.runtime import Services
 from quota.errors import QuotaInputError
 from registry.auth import Principal, require_role
 from registry.models import Role
+from serverkit.db import RowId
 
 router = APIRouter(prefix="/api/v1/planner", tags=["planner"])
 
@@ -93,13 +94,13 @@ def freeze_bids(body: FreezeIn, p: PlannerService = Depends(planner_of),
 
 
 @router.get("/bids/{bid_set_id}", response_model=schemas.BidSetOut, dependencies=[Depends(read_plan)])
-def get_bid_set(bid_set_id: int, p: PlannerService = Depends(planner_of)) -> Any:
+def get_bid_set(bid_set_id: RowId, p: PlannerService = Depends(planner_of)) -> Any:
     return _call(lambda: views.bid_set_doc(p.bid_set(bid_set_id)))
 
 
 @router.get("/bids/{bid_set_id}/export", dependencies=[Depends(read_plan)],
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-def export_bids(bid_set_id: int, format: str = Query("csv", pattern="^(csv|json)$"),
+def export_bids(bid_set_id: RowId, format: str = Query("csv", pattern="^(csv|json)$"),
                 p: PlannerService = Depends(planner_of)) -> Response:
     """The bid set as a file for the market operator: CSV (the submission) or JSON (with values and sources)."""
     text = _call(lambda: p.export(bid_set_id, format))

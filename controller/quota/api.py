@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from controller.api.deps import services
+from controller.quota import schemas as S
+from controller.quota.errors import NotUnderQuota
 from controller.quota.service import QuotaService, describe_order
 from controller.runtime import Services
 from kuat import clock
@@ -25,10 +27,11 @@ from quota.errors import Issue, QuotaInputError
 from registry.auth import require_role
 from registry.models import Role
 from serverkit.auth import Principal
+from serverkit.db import RowId
 
 router = APIRouter(prefix="/api/v1/quota", tags=["quota"])
 
-push_inputs = require_role(Role.GRID, Role.OPERATOR)
+push_role = require_role(Role.GRID, Role.OPERATOR)
 operate = require_role(Role.OPERATOR)
 read_quota = require_role(Role.OPERATOR, Role.REGULATOR, Role.GRID)
 
@@ -41,6 +44,21 @@ def quota_of(svc: Services = Depends(services)) -> QuotaService:
         raise HTTPException(503, "the quota side is disabled in this controller's settings (quota.enabled)")
     q: QuotaService = svc.quota
     return q
+
+
+def require_site_scope(who: Principal, q: QuotaService, site: str) -> None:
+    """A key scoped to sites or zones (a grid operator's) reaches only those (403 otherwise)."""
+    try:
+        zone = q.state(site).site.zone
+    except NotUnderQuota:  # a site without limits yet: its scope is by name only, the route then says what is wrong
+        zone = None
+    who.require_site(site, zone)
+
+
+def push_inputs(site: str, q: QuotaService = Depends(quota_of), who: Principal = Depends(push_role)) -> Principal:
+    """Grid or operator keys, and only for a site their scope reaches."""
+    require_site_scope(who, q, site)
+    return who
 
 
 def _unprocessable(err: QuotaInputError) -> HTTPException:
@@ -109,7 +127,8 @@ class MachineRuleIn(_In):
 # ------------------------------------------------------------------------------------------------ schedules
 
 
-@router.post("/{site}/schedules", status_code=201, openapi_extra={"requestBody": {"content": {
+@router.post("/{site}/schedules", status_code=201, response_model=S.ScheduleAccepted,
+             openapi_extra={"requestBody": {"content": {
     "application/json": {"schema": ScheduleIn.model_json_schema()},
     "text/csv": {"schema": {"type": "string", "description": CSV_HELP}}}}})  # fmt: skip
 async def push_schedule(
@@ -169,7 +188,7 @@ def _parse_schedule_csv(body: bytes) -> list[float]:
     return [kwh for _, kwh in hours]
 
 
-@router.get("/{site}/schedules", dependencies=[Depends(read_quota)])
+@router.get("/{site}/schedules", dependencies=[Depends(read_quota)], response_model=S.SchedulesOut)
 def list_schedules(site: str, day: date | None = None, q: QuotaService = Depends(quota_of)) -> dict[str, Any]:
     return {"site": site, "schedules": _or_404(lambda: q.schedules(site, day))}
 
@@ -177,7 +196,7 @@ def list_schedules(site: str, day: date | None = None, q: QuotaService = Depends
 # ------------------------------------------------------------------------------------------------ emergencies
 
 
-@router.post("/{site}/emergencies", status_code=201)
+@router.post("/{site}/emergencies", status_code=201, response_model=S.OrderAccepted)
 def push_emergency(site: str, body: EmergencyIn, q: QuotaService = Depends(quota_of),
                    who: Principal = Depends(push_inputs)) -> dict[str, Any]:
     """An emergency order, effective at its start (now by default); the loop acts on it at once."""
@@ -199,15 +218,18 @@ def _today_plan(q: QuotaService, site: str, now: datetime) -> list[dict[str, Any
              "reason": s.binding.reason, "reference": s.binding.reference} for s in segs]
 
 
-@router.get("/{site}/emergencies", dependencies=[Depends(read_quota)])
+@router.get("/{site}/emergencies", dependencies=[Depends(read_quota)], response_model=S.OrdersOut)
 def list_emergencies(site: str, past_hours: float = Query(24.0, ge=0), q: QuotaService = Depends(quota_of)
                      ) -> dict[str, Any]:
     return {"site": site, "emergencies": _or_404(lambda: q.emergencies(site, past_hours))}
 
 
-@router.post("/emergencies/{order_id}/lift")
-def lift_emergency(order_id: int, q: QuotaService = Depends(quota_of),
-                   who: Principal = Depends(push_inputs)) -> dict[str, Any]:
+@router.post("/emergencies/{order_id}/lift", response_model=S.OrderLifted)
+def lift_emergency(order_id: RowId, q: QuotaService = Depends(quota_of),
+                   who: Principal = Depends(push_role)) -> dict[str, Any]:
+    order = q.emergency_site(order_id)
+    if order is not None:
+        require_site_scope(who, q, order)
     try:
         row = q.lift_emergency(order_id, who.actor)
     except QuotaInputError as err:
@@ -218,7 +240,7 @@ def lift_emergency(order_id: int, q: QuotaService = Depends(quota_of),
 # ------------------------------------------------------------------------------------------------ site setup
 
 
-@router.put("/{site}/limits")
+@router.put("/{site}/limits", response_model=S.LimitsOut)
 def set_limits(site: str, body: SiteLimitsIn, q: QuotaService = Depends(quota_of),
                who: Principal = Depends(operate)) -> dict[str, Any]:
     """Put a site under quota control (or change its connection, headroom, zone)."""
@@ -229,7 +251,7 @@ def set_limits(site: str, body: SiteLimitsIn, q: QuotaService = Depends(quota_of
     return q.site_limits(site)
 
 
-@router.get("/{site}/limits", dependencies=[Depends(read_quota)])
+@router.get("/{site}/limits", dependencies=[Depends(read_quota)], response_model=S.LimitsOut)
 def get_limits(site: str, q: QuotaService = Depends(quota_of)) -> dict[str, Any]:
     return _or_404(lambda: q.site_limits(site))
 
@@ -240,7 +262,7 @@ def delete_limits(site: str, q: QuotaService = Depends(quota_of), who: Principal
     return Response(status_code=204)
 
 
-@router.put("/{site}/grid-contract")
+@router.put("/{site}/grid-contract", response_model=S.LimitsOut)
 def set_grid_contract(site: str, body: GridContractIn, q: QuotaService = Depends(quota_of),
                       who: Principal = Depends(push_inputs)) -> dict[str, Any]:
     try:
@@ -257,7 +279,7 @@ def delete_grid_contract(site: str, q: QuotaService = Depends(quota_of),
     return Response(status_code=204)
 
 
-@router.put("/{site}/tenants/{tenant}")
+@router.put("/{site}/tenants/{tenant}", response_model=S.LimitsOut)
 def set_tenant(site: str, tenant: str, body: TenantIn, q: QuotaService = Depends(quota_of),
                who: Principal = Depends(operate)) -> dict[str, Any]:
     try:
@@ -274,7 +296,7 @@ def delete_tenant(site: str, tenant: str, q: QuotaService = Depends(quota_of),
     return Response(status_code=204)
 
 
-@router.put("/{site}/machines/{device_id}")
+@router.put("/{site}/machines/{device_id}", response_model=S.MachineRuleOut)
 def set_machine_rule(site: str, device_id: str, body: MachineRuleIn, q: QuotaService = Depends(quota_of),
                      who: Principal = Depends(operate)) -> dict[str, Any]:
     try:
@@ -295,14 +317,14 @@ def delete_machine_rule(site: str, device_id: str, q: QuotaService = Depends(quo
 # ------------------------------------------------------------------------------------------------ read side
 
 
-@router.get("/{site}/status", dependencies=[Depends(read_quota)])
+@router.get("/{site}/status", dependencies=[Depends(read_quota)], response_model=S.StatusOut)
 def status(site: str, q: QuotaService = Depends(quota_of)) -> dict[str, Any]:
     if site not in q.sites():
         raise HTTPException(404, f"site {site!r} is not under quota control (no site limits set)")
     return q.status(site)
 
 
-@router.get("/{site}/history", dependencies=[Depends(read_quota)])
+@router.get("/{site}/history", dependencies=[Depends(read_quota)], response_model=S.HistoryOut)
 def history(site: str, minutes: float = Query(60.0, gt=0, le=60 * 24 * 31),
             q: QuotaService = Depends(quota_of)) -> dict[str, Any]:
     if site not in q.sites():
@@ -311,7 +333,9 @@ def history(site: str, minutes: float = Query(60.0, gt=0, le=60 * 24 * 31),
     return {"site": site, "points": q.history(site, since)}
 
 
-@router.get("/{site}/ledger", dependencies=[Depends(read_quota)], response_model=None)
+@router.get("/{site}/ledger", dependencies=[Depends(read_quota)], response_model=None,
+            responses={200: {"model": S.LedgerOut, "content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "JSON (format=json) or the CSV file (format=csv)"}})
 def ledger(
     site: str,
     start: datetime | None = Query(None, description="ISO 8601 with offset; default: 24 h ago"),
@@ -321,7 +345,7 @@ def ledger(
     entity: str | None = Query(None, description="kind=tenant: one tenant"),
     format: Literal["json", "csv"] = "json",
     q: QuotaService = Depends(quota_of),
-) -> dict[str, Any] | Response:
+) -> S.LedgerOut | Response:
     """Allotted vs used kWh per period, with the excursions in it (kWh, MW x s) and their causes, and the gaps:
     stretches no controller measured (down, restarted, loop stalled), flagged rather than filled."""
     end = end or clock.now()
@@ -333,15 +357,16 @@ def ledger(
             return Response(text, media_type="text/csv",
                             headers={"content-disposition": f'attachment; filename="{name}"'})
         rows = _or_404(lambda: q.ledger(site, start, end, period, kind, entity))
-        return {"site": site, "start": start, "end": end, "period": period, "kind": kind, "rows": rows,
-                "excursions": q.excursions(site, start, end), "gaps": q.ledger_gaps(site, start, end)}
+        return S.LedgerOut.model_validate({"site": site, "start": start, "end": end, "period": period, "kind": kind,
+                                           "rows": rows, "excursions": q.excursions(site, start, end),
+                                           "gaps": q.ledger_gaps(site, start, end)})
     except (QuotaInputError, ValueError) as err:
         if isinstance(err, QuotaInputError):
             raise _unprocessable(err) from None
         raise HTTPException(422, [{"loc": "start", "msg": str(err)}]) from None
 
 
-@router.get("/{site}/inputs", dependencies=[Depends(read_quota)])
+@router.get("/{site}/inputs", dependencies=[Depends(read_quota)], response_model=S.InputsOut)
 def inputs(site: str, limit: int = Query(200, ge=1, le=5000), q: QuotaService = Depends(quota_of)
            ) -> dict[str, Any]:
     """Every push, change and refusal for the site, newest first, with who sent it and how."""

@@ -9,7 +9,9 @@ One run for a site (`QuotaLoop.run_once`), each step in the module of its job:
 3. decide (here, with the engine): the dispatch limit (energy pace of the hour, orders, grid signal, connection:
    quota.control.dispatch_limit), the three-band step with its correction factor, the allocation (quota.allocate)
    over the machines the live state knows, with registry violations at zero, operator rules (protected,
-   priority), min on/off and staggered wakes;
+   priority), min on/off and staggered wakes; a machine without the right to power (quota.rights, through
+   `rights`) is at zero on EVERY run: slept or cut at its outlet, whatever it is doing, also when the allocator
+   cannot steer it (model unknown, not answering);
 4. act (controller.quota.dispatch, .followup): every setpoint, one batch per gateway with a lease; machines still
    drawing well above a sleep or power-target setpoint after `straggler_settle_s` are re-sent, then cut at their
    outlet (quota.policies).
@@ -43,6 +45,7 @@ from controller.quota.schedule import Scheduler
 from controller.quota.view import LiveView, SiteView
 from controller.settings import QuotaSettings
 from kuat import clock
+from kuat.wire import v1
 from quota.allocate import Allocation, Mode, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
@@ -111,6 +114,15 @@ class QuotaLoop:
     def noncompliant(self, read: Callable[[], set[str]] | None) -> None:
         self.view.noncompliant = read
         self.view.refresh_compliance()
+
+    @property
+    def rights(self) -> Callable[[], Callable[[str, v1.MinerSample], bool]] | None:
+        """Fail-closed power (controller.registry_link.power.PowerGate); None: no registry link configured."""
+        return self.view.rights
+
+    @rights.setter
+    def rights(self, gate: Callable[[], Callable[[str, v1.MinerSample], bool]] | None) -> None:
+        self.view.rights = gate
 
     def start(self) -> None:
         self.scheduler.start()
@@ -278,7 +290,11 @@ class QuotaLoop:
         wires, cut, resend = follow_stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
                                                decision.state.correction, self.settings.straggler_settle_s)
         changed = int(len(wires) - unchanged.sum()) + cut
-        batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
+        if view.dark_ids:  # no right to power and outside the allocator: slept or cut, every run
+            batches = rt.batcher.batches([*fleet.ids, *view.dark_ids], [*wires, *view.dark_wires], view.gateway_of,
+                                         resend)  # fmt: skip
+        else:
+            batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s, epoch,
                                        self.fence.holds if self.fence is not None else None)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w

@@ -293,6 +293,12 @@ class QuotaService:
         self._kick(site)
         return row
 
+    def emergency_site(self, order_id: int) -> str | None:
+        """The site of an emergency order (None: no such order)."""
+        with Session(self.engine) as s:
+            found = s.get(EmergencyOrder, order_id)
+        return None if found is None else found.site
+
     def lift_emergency(self, order_id: int, actor: str, source: str = "api") -> EmergencyOrder:
         """Lift an order now (NotFound: no such order; QuotaInputError: already lifted or over)."""
         now = clock.now()

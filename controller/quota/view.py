@@ -89,6 +89,8 @@ class SiteView:
     held_unmetered_w: float = 0.0  # the part of it no reading in this run measures
     held: int = 0
     fleet: FleetArrays = field(default_factory=lambda: FleetArrays.from_machines([]))
+    dark_ids: list[str] = field(default_factory=list)  # no right to power and outside the allocator's fleet
+    dark_wires: list[dispatch.Wire] = field(default_factory=list)
 
     def hold(self, watts: float, metered: bool) -> None:
         self.held_w += watts
@@ -111,6 +113,9 @@ class LiveView:
         self._dark: set[str] = set()
         self._dark_read = -math.inf
         self._unknown_models: set[str] = set()
+        # fail-closed power (controller.registry_link.power.PowerGate): per run, a test of (device, sample);
+        # None: no registry link configured
+        self.rights: Callable[[], Callable[[str, v1.MinerSample], bool]] | None = None
 
     def devices(self, site: str) -> tuple[list[DeviceLive], dict[str, v1.PduSample]]:
         miners, pdus = [], {}
@@ -158,6 +163,7 @@ class LiveView:
         None only when `interrupted` said so."""
         miners, pdus = self.devices(site)
         dark = self.dark()
+        powered = self.rights() if self.rights is not None else None
         rules = self.rules(site)
         view = SiteView()
         statics: list[tuple[Any, ...]] = []
@@ -193,6 +199,13 @@ class LiveView:
                     tenant_w[d.owner] = tenant_w.get(d.owner, 0.0) + power_w
                 else:
                     missing += 1
+            if powered is not None and not powered(device, known.sample):
+                if known.spec is None or not available:
+                    _keep_dark(view, d, known, pdus, watts.get(device))
+                    continue
+                dark_now = True
+            else:
+                dark_now = device in dark
             if known.spec is None:
                 self._unknown(site, d, known.sample)
                 view.hold(_held(known, None, watts.get(device), None, now_s), watts.get(device) is not None)
@@ -221,7 +234,7 @@ class LiveView:
             doing_now.append(doing)
             since.append(now_s - prev[1])
             current.append(known.current_w)
-            compliant.append(device not in dark)
+            compliant.append(not dark_now)
         view.readings = [PowerReading(f"all-{src}", w, src, squares[src]) for src, w in by_source.items()]
         view.readings += [PowerReading("missing", None, "none")] * missing
         view.fleet = fleet_of(rt, statics, doing_now, since, current, compliant)
@@ -232,6 +245,19 @@ class LiveView:
             self._unknown_models.add(str(s.model))
             log.warning("quota %s: model %r of %s is not in the catalogue; it is not dispatched", site, s.model,
                         d.device_id)  # fmt: skip
+
+
+def _keep_dark(view: SiteView, d: DeviceLive, known: Seen, pdus: dict[str, v1.PduSample],
+               measured: float | None) -> None:
+    """A machine without the right to power that the allocator cannot steer (model unknown, not answering): cut at
+    its outlet where it can be switched (the PDU answers for it), else told to sleep (it applies it when it answers
+    again). What it draws meanwhile is held out of the budget."""
+    outlet = _outlet(known.sample, pdus) if known.has_outlet else None
+    off = outlet is not None and outlet.switchable
+    view.dark_ids.append(d.device_id)
+    view.dark_wires.append((dispatch.OFF, None) if off else (dispatch.SLEEP, None))
+    view.gateway_of[d.device_id] = d.gateway
+    view.hold(0.0 if measured is None else measured, measured is not None)
 
 
 def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], since: list[float],

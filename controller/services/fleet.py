@@ -64,6 +64,7 @@ class FleetService:
                 power_limit_w=s.power_limit_w, temp_c=s.temp_c, errors=s.errors,
                 pools=[p.model_dump(mode="json") for p in s.pools],
                 outlet=s.outlet.model_dump(mode="json") if s.outlet else None,
+                placement=s.placement.model_dump(mode="json") if s.placement else None,
             )  # fmt: skip
         else:
             out.update(state="online" if s.available else "offline", family=s.family, energy_kwh=s.energy_kwh,

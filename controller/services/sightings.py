@@ -16,17 +16,41 @@ from datetime import datetime
 from typing import Any
 
 from kuat.wire import v1
+from registry.contract import v1 as contract
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[str, str, list[v1.MinerSample], datetime], Any]  # site, gateway, samples, at
 
 
+HASHING = frozenset({v1.MinerState.MINING, v1.MinerState.DEGRADED})
+
+
 def fingerprint(m: v1.MinerSample, gateway: str) -> int:
     """What the registry cares about, hashed (runs for every sample: kept to plain tuples, no generators)."""
     outlet = (m.outlet.pdu, m.outlet.outlet) if m.outlet else None
     pools = tuple([(p.url, p.user) for p in m.pools])
-    return hash((m.make, m.model, m.serial, m.mac, m.firmware, m.ip, m.hostname, pools, outlet, gateway))
+    hashing = m.state in HASHING  # a machine starting or stopping to hash is news to the registry at once
+    return hash((m.make, m.model, m.serial, m.mac, m.firmware, m.ip, m.hostname, pools, outlet, gateway, hashing))
+
+
+def _cut(value: str | None, n: int) -> str | None:
+    return value[:n] if value else None
+
+
+def to_sighting(m: v1.MinerSample, gateway: str, at: datetime) -> contract.Sighting:
+    """A gateway's sample as the registry's `Sighting` (registry.contract.v1): the registry never sees a gateway
+    message, and the two versions move independently. Over-long strings are cut to the contract's limits."""
+    outlet = m.outlet
+    placement = contract.Placement(gateway=_cut(gateway, 100), ip=_cut(m.ip, 45),
+                                   pdu=_cut(outlet.pdu, 100) if outlet else None,
+                                   pdu_outlet=outlet.outlet if outlet else None)  # fmt: skip
+    hashing = m.available and m.state in HASHING and (m.hashrate_ths is None or m.hashrate_ths > 0)
+    return contract.Sighting(serial=_cut(m.serial, 100), mac=_cut(m.mac.lower() if m.mac else None, 17),
+                             make=_cut(m.make, 50), model=_cut(m.model, 100), firmware=_cut(m.firmware, 200),
+                             hashing=hashing, state=m.state.value[:20],
+                             hashrate_ths=m.hashrate_ths, power_w=m.power_w,
+                             pools=[p.url for p in m.pools][:10], placement=placement, seen_at=at)  # fmt: skip
 
 
 class SightingsBridge:

@@ -96,6 +96,14 @@ class OutletRef(_Msg):
     outlet: int  # 1-based outlet number as the PDU numbers it
 
 
+class Placement(_Msg):
+    """Where a machine sits: hall, rack and slot as the site numbers them (from the gateway's config)."""
+
+    hall: str | None = None
+    rack: str | None = None
+    slot: int | None = None
+
+
 class MinerSample(_Msg):
     device_id: str
     ip: str
@@ -121,6 +129,7 @@ class MinerSample(_Msg):
     capabilities: Capabilities = Field(default_factory=Capabilities)
     outlet: OutletRef | None = None
     uptime_s: int | None = None
+    placement: Placement | None = None  # additive (older agents omit it): hall/rack/slot from the agent's config
 
 
 class OutletState(StrEnum):

@@ -8,7 +8,8 @@ from typing import Any
 from alembic import context
 from sqlmodel import SQLModel
 
-import registry.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import registry.models  # (registers the tables on SQLModel.metadata)
+import registry.national.models  # noqa: F401
 from registry.db import include_registry_object
 
 config = context.config

@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sim.miners import antminer_web
+from sim.miners import antminer_web, braiins
+from sim.miners.avalon import AvalonApi
 from sim.miners.bmminer import BmminerApi
 from sim.miners.btminer import BtminerApi
+from sim.miners.btminer_v3 import BtminerV3Api
 from sim.miners.cgminer import CgminerApi, request_complete
 from sim.miners.http import BadRequest, read_request, text_response
 from sim.miners.luxos import LuxosApi
@@ -33,8 +35,12 @@ MAX_REQUEST = 64 * 1024
 READ_TIMEOUT_S = 5.0
 HOLD_MAX_S = 300.0  # a `timeout` miner keeps a silent connection open at most this long
 
-APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi()}
-WEB_FIRMWARE = {"bmminer"}
+APIS: dict[str, CgminerApi] = {"bmminer": BmminerApi(), "luxos": LuxosApi(), "btminer": BtminerApi(),
+                               "avalon": AvalonApi(), "braiins": braiins.BraiinsApi()}
+WEB_FIRMWARE = {"bmminer", "braiins"}
+V3_API = BtminerV3Api()
+V3_FIRMWARE = {"btminer3"}  # Whatsminer API v3 (port 4433, length-prefixed frames); no cgminer RPC on 4028
+V3_PORT = 4433
 
 
 @dataclass
@@ -43,6 +49,11 @@ class ServeOptions:
     slow_s: float = 5.0  # reply delay of a miner with the `slow` fault
     rpc_port: int = RPC_PORT
     web_port: int = WEB_PORT
+    v3_port: int = V3_PORT
+
+    @property
+    def v3(self) -> int:
+        return self.v3_port + self.port_offset
 
     @property
     def rpc(self) -> int:
@@ -125,6 +136,9 @@ class MinerServers:
         """Bind every listener; on any failure close what was opened and raise with the address that failed."""
         try:
             for miner in self.site.miners:
+                if miner.d.firmware in V3_FIRMWARE:
+                    await self._listen(miner, self.opts.v3, self._v3_handler(miner))
+                    continue
                 await self._listen(miner, self.opts.rpc, self._rpc_handler(miner))
                 if miner.d.firmware in WEB_FIRMWARE:
                     await self._listen(miner, self.opts.web, self._web_handler(miner))
@@ -173,6 +187,38 @@ class MinerServers:
 
         return handle
 
+    def _v3_handler(self, miner: SimMiner) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                          Awaitable[None]]:
+        """Length-prefixed requests, answered in order on the same connection until the client closes it."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                if await network_faults(miner, reader, writer, self.opts):
+                    return
+                while True:
+                    try:
+                        header = await asyncio.wait_for(reader.readexactly(4), READ_TIMEOUT_S)
+                        length = struct.unpack("<I", header)[0]
+                        if length > MAX_REQUEST:
+                            break
+                        body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT_S)
+                    except (asyncio.IncompleteReadError, TimeoutError):
+                        break
+                    if not miner.phys.reachable:
+                        reset(writer)
+                        return
+                    writer.write(V3_API.answer(miner, body))
+                    await writer.drain()
+                    self.stats.replies["v3"] += 1
+            except (ConnectionError, OSError):
+                pass
+            except Exception:
+                log.exception("%s: API v3 handler failed", miner.ip)
+            finally:
+                writer.close()
+
+        return handle
+
     def _web_handler(self, miner: SimMiner) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
                                                            Awaitable[None]]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -184,7 +230,8 @@ class MinerServers:
                 except BadRequest as exc:
                     writer.write(text_response(400, str(exc), "text/plain").encode())
                 else:
-                    writer.write(antminer_web.handle(miner, req).encode())
+                    web = braiins.handle if miner.d.firmware == "braiins" else antminer_web.handle
+                    writer.write(web(miner, req).encode())
                 await writer.drain()
                 self.stats.replies["web"] += 1
             except (TimeoutError, ConnectionError, OSError):
@@ -202,6 +249,7 @@ class MinerServers:
         for fw in sorted({m.d.firmware for m in self.site.miners}):
             ips = sorted((m.ip for m in self.site.miners if m.d.firmware == fw),
                          key=lambda ip: tuple(int(x) for x in ip.split(".")))
-            ports = [self.opts.rpc] + ([self.opts.web] if fw in WEB_FIRMWARE else [])
+            ports = ([self.opts.v3] if fw in V3_FIRMWARE else
+                     [self.opts.rpc] + ([self.opts.web] if fw in WEB_FIRMWARE else []))
             out[fw] = {"miners": len(ips), "first": ips[0], "last": ips[-1], "ports": ports}
         return out

@@ -1,4 +1,4 @@
-"""The real drivers against the simulator (sim.server): reading every firmware, control through pyasic, PDU
+"""The real drivers against the simulator (sim.server): reading every firmware, control (lean and pyasic), PDU
 outlets switched by the PDU driver really cutting a miner. No root: miners on 4028+N/80+N, PDUs on 161+N,
 on random 127.x blocks (several engineers run tests at once)."""
 
@@ -9,9 +9,12 @@ import errno
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.control.base import Target
+from agent.control.pyasic import PyasicControl
 from agent.drivers import apply_outlet_power, open_miner, open_pdu
 from agent.drivers.base import CommandUnsupported, DeviceUnreachable
 from kuat.wire import v1
@@ -24,7 +27,7 @@ from tests.conftest import requires_root
 pytestmark = pytest.mark.integration
 
 SMALL_SITE = Path(__file__).resolve().parents[2] / "sim" / "sites" / "small.toml"
-QUICK = {"boot_s": 0.5, "wake_s": 0.5, "ramp_s": 0.5, "sleep_s": 0.2}
+QUICK: dict[str, Any] = {"boot_s": 0.5, "wake_s": 0.5, "ramp_s": 0.5, "sleep_s": 0.2}
 
 
 @pytest.fixture
@@ -94,9 +97,10 @@ async def test_every_simulated_miner_reads_right(sim: SimServer) -> None:
 
 
 @pytest.mark.parametrize("firmware", ["bmminer", "luxos", "btminer"])
-async def test_sleep_and_wake_through_pyasic(sim: SimServer, firmware: str) -> None:
+async def test_sleep_and_wake_through_the_lean_path(sim: SimServer, firmware: str) -> None:
     miner = first(sim, firmware)
     driver = await open_miner(miner.ip, port_offset=sim.config.port_offset, timeout=5.0)
+    assert not isinstance(driver.control, PyasicControl)  # type: ignore[attr-defined]
     await driver.sleep()
     await until(lambda: miner.phys.phase() == Phase.SLEEPING, f"{firmware} asleep")
     asleep = await driver.read()
@@ -109,16 +113,26 @@ async def test_sleep_and_wake_through_pyasic(sim: SimServer, firmware: str) -> N
 
 
 @pytest.mark.parametrize("firmware", ["bmminer", "luxos", "btminer"])
-async def test_pyasic_control_object_is_ready_before_the_first_command(sim: SimServer, firmware: str) -> None:
-    """After a good read the driver identifies the miner for pyasic in the background, so the first command of an
-    emergency cut does not wait for pyasic's identification probes."""
+async def test_sleep_and_wake_through_pyasic(sim: SimServer, firmware: str) -> None:
+    """The pyasic path (the long tail's, and the bench's baseline) still controls every simulated firmware."""
     miner = first(sim, firmware)
-    # a config that names the firmware family (as `kuat agent scan --write-config` writes) skips pyasic at open
-    driver = await open_miner(miner.ip, driver=FAMILY[firmware], port_offset=sim.config.port_offset, timeout=5.0)
-    assert getattr(driver, "_pyasic", None) is None
-    await driver.read()
-    await until(lambda: getattr(driver, "_pyasic", None) is not None, f"{firmware} identified for pyasic")
-    assert type(driver._pyasic).__name__ != "UnknownMiner"  # type: ignore[attr-defined]
+    control = PyasicControl(Target(miner.ip, 4028 + sim.config.port_offset, 80 + sim.config.port_offset))
+    await control.sleep()
+    await until(lambda: miner.phys.phase() == Phase.SLEEPING, f"{firmware} asleep through pyasic")
+    await control.wake()
+    await until(lambda: miner.phys.phase() == Phase.MINING, f"{firmware} mining again through pyasic")
+
+
+@pytest.mark.parametrize("firmware", ["bmminer", "luxos", "btminer"])
+async def test_pyasic_control_object_is_ready_before_the_first_command(sim: SimServer, firmware: str) -> None:
+    """warm() (called after every good read) identifies the miner for pyasic in the background, so the first
+    command through pyasic does not wait for its identification probes."""
+    miner = first(sim, firmware)
+    control = PyasicControl(Target(miner.ip, 4028 + sim.config.port_offset, 80 + sim.config.port_offset))
+    assert control._pyasic is None
+    control.warm()
+    await until(lambda: control._pyasic is not None, f"{firmware} identified for pyasic")
+    assert type(control._pyasic).__name__ != "UnknownMiner"
 
 
 async def test_power_target_lowers_power_and_hash_rate(sim: SimServer) -> None:

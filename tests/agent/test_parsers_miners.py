@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from agent import firmware
 from agent.drivers import parsers, state
 from agent.drivers.parsers import Reading
+from agent.firmware import antminer, avalon, braiins, whatsminer
 from agent.transport.jsonfix import BrokenReply, loads_tolerant
 from kuat.wire import v1
 
@@ -32,7 +34,7 @@ def stock_capture(folder: Path, base: str, *, suffix: str = "", stats: str = "st
         "pools": load(folder, f"{base}_pools{suffix}.json"),
         "version": load(folder, f"{base}_version{suffix}.json"),
     }
-    return sample("antminer", parsers.parse_antminer(replies))
+    return sample("antminer", antminer.parse(replies))
 
 
 def test_every_fixture_decodes(miner_fixtures: Path) -> None:
@@ -97,7 +99,7 @@ def test_stock_s17_stats(miner_fixtures: Path) -> None:
 
 
 def test_stock_s19_sleeping(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer({"stats": load(miner_fixtures, "foreman_antminer_s19_sleeping_stats.json")})
+    r = antminer.parse({"stats": load(miner_fixtures, "foreman_antminer_s19_sleeping_stats.json")})
     s = sample("antminer", r)
     # "GHS 5s": 0.0, fans 1560/1560/600/720 (slow), Elapsed 735
     assert s.hashrate_ths == 0.0
@@ -147,7 +149,7 @@ def test_hiveon_s9_malformed_stats(miner_fixtures: Path) -> None:
 
 
 def test_s9_bad_temps(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
+    r = antminer.parse(
         {
             "stats": load(miner_fixtures, "foreman_antminer_s9_bad_temps_stats.malformed.txt"),
             "version": load(miner_fixtures, "foreman_antminer_s9_bad_temps_version.json"),
@@ -169,14 +171,14 @@ def test_mskminer_reports_power(miner_fixtures: Path) -> None:
 
 
 def test_s21_rpc_and_web(miner_fixtures: Path) -> None:
-    r = parsers.parse_antminer(
+    r = antminer.parse(
         {
             "stats": load(miner_fixtures, "protofleet_antminer_s21_rpc_stats_ABBREVIATED.json"),
             "pools": load(miner_fixtures, "protofleet_antminer_s21_rpc_pools.json"),
             "version": load(miner_fixtures, "protofleet_antminer_s21_rpc_version.json"),
         }
     )
-    r.merge(parsers.parse_system_info(load(miner_fixtures, "protofleet_antminer_s21_web_get_system_info_cgi.json")))
+    r.merge(antminer.parse_system_info(load(miner_fixtures, "protofleet_antminer_s21_web_get_system_info_cgi.json")))
     s = sample("antminer", r)
     assert s.model == "S21" and s.hashrate_ths == pytest.approx(203.00701)
     assert (s.power_w, s.power_source) == (3250.0, v1.PowerSource.REPORTED)  # "chain_power": "3250 W"
@@ -185,7 +187,7 @@ def test_s21_rpc_and_web(miner_fixtures: Path) -> None:
     # POOLS: one live pool, then two empty slots (URL "", Status "Deed" - the firmware's typo): slots dropped
     assert [(p.url, p.status, p.active) for p in s.pools] == [("stratum+tcp://stratum.braiins.com:3333", "Alive", True)]
     conf = load(miner_fixtures, "protofleet_antminer_s21_web_get_miner_conf_cgi.json")
-    assert parsers.parse_miner_conf_sleeping(conf) is False  # bitmain-work-mode "0"
+    assert antminer.parse_miner_conf_sleeping(conf) is False  # bitmain-work-mode "0"
 
 
 def test_s21_other_replies_parse(miner_fixtures: Path) -> None:
@@ -202,7 +204,7 @@ def test_s21_other_replies_parse(miner_fixtures: Path) -> None:
 def test_s21_web_stats_and_summary(miner_fixtures: Path) -> None:
     stats = load(miner_fixtures, "protofleet_antminer_s21_web_stats_cgi.json")
     summary = load(miner_fixtures, "protofleet_antminer_s21_web_summary_cgi.json")
-    s = sample("antminer", parsers.parse_antminer_web_stats(stats, summary))
+    s = sample("antminer", antminer.parse_antminer_web_stats(stats, summary))
     # rate_5s 206901.8 GH/s -> 206.9018 TH/s; chain rate_real 67293.41 / 68916.75 / 70691.63 GH/s
     assert s.hashrate_ths == pytest.approx(206.9018)
     assert [b.hashrate_ths for b in s.boards] == pytest.approx([67.29341, 68.91675, 70.69163])
@@ -215,7 +217,7 @@ def test_s21_web_stats_and_summary(miner_fixtures: Path) -> None:
     assert (s.model, s.firmware, s.uptime_s, s.fans_rpm) == ("S21", "bmminer uart_trans.1.3", 8152, [7000] * 4)
     assert s.state == v1.MinerState.MINING and s.errors == []  # every summary status is "s"
     broken = {"SUMMARY": [{"status": [{"type": "fans", "status": "e", "code": 7, "msg": "fan lost"}]}]}
-    assert parsers.parse_antminer_web_stats(stats, broken).errors == ["fans: fan lost (code 7)"]
+    assert antminer.parse_antminer_web_stats(stats, broken).errors == ["fans: fan lost (code 7)"]
 
 
 def test_braiins_s9(miner_fixtures: Path) -> None:
@@ -223,13 +225,13 @@ def test_braiins_s9(miner_fixtures: Path) -> None:
         k: load(miner_fixtures, f"foreman_antminer_s9_bosplus_{k}.json")
         for k in ("summary", "devs", "temps", "fans", "pools", "version")
     }
-    s = sample("braiins", parsers.parse_braiins(replies, "S9"))
+    s = sample("braiins", braiins.parse(replies, "S9"))
     # "MHS 1m": 13967276.98800245 MH/s -> 13.967 TH/s
     assert s.hashrate_ths == pytest.approx(13.9673, abs=1e-4)
     assert s.fans_rpm == [2820, 3780]  # FANS RPM, zero fans dropped
     assert [b.temp_c for b in s.boards] == [75.0, 63.0, 70.0]  # TEMPS Board
     assert s.firmware == "Braiins OS 0.2.0-36c56a9363"
-    assert parsers.firmware_family(replies["version"]) == "braiins"
+    assert firmware.family_from_reply(replies["version"]) == "braiins"
 
 
 def test_whatsminer_m31s(miner_fixtures: Path) -> None:
@@ -238,7 +240,7 @@ def test_whatsminer_m31s(miner_fixtures: Path) -> None:
         "edevs": load(miner_fixtures, "foreman_whatsminer_m31s_new_firmware_edevs.json"),
         "pools": load(miner_fixtures, "foreman_whatsminer_m31s_new_firmware_pools.json"),
     }
-    s = sample("whatsminer", parsers.parse_whatsminer(replies, "M31S"))
+    s = sample("whatsminer", whatsminer.parse(replies, "M31S"))
     # SUMMARY "Power":3553, "Power Limit":3600, "MHS 1m":77909448.60 -> 77.909 TH/s
     assert (s.power_w, s.power_source, s.power_limit_w) == (3553.0, v1.PowerSource.REPORTED, 3600.0)
     assert s.hashrate_ths == pytest.approx(77.9094, abs=1e-4)
@@ -257,7 +259,7 @@ def test_whatsminer_m20s_malformed_summary(miner_fixtures: Path) -> None:
         "devs": load(miner_fixtures, "foreman_whatsminer_m20s_new_firmware_devs.json"),
         "pools": load(miner_fixtures, "foreman_whatsminer_m20s_new_firmware_pools.json"),
     }
-    s = sample("whatsminer", parsers.parse_whatsminer(replies, "M20S"))
+    s = sample("whatsminer", whatsminer.parse(replies, "M20S"))
     # the \' escapes around the firmware version are repaired; "Power":3491, "Power Limit":3500
     assert s.firmware == "btminer 20200917.22.REL"
     assert (s.power_w, s.power_limit_w) == (3491.0, 3500.0)
@@ -267,7 +269,7 @@ def test_whatsminer_m20s_malformed_summary(miner_fixtures: Path) -> None:
 
 def test_whatsminer_m31s_sleeping_captures(miner_fixtures: Path) -> None:
     status = load(miner_fixtures, "foreman_whatsminer_m31s_sleeping_status.json")
-    assert parsers.parse_whatsminer_status(status) is True  # "btmineroff":"true"
+    assert whatsminer.parse_whatsminer_status(status) is True  # "btmineroff":"true"
     # this capture's "pools+summary+edevs" was sent as {"cmd":...}: the firmware refused it
     refused = load(miner_fixtures, "foreman_whatsminer_m31s_sleeping_pools_summary_edevs.json")
     from agent.transport.cgminer import RpcError, check_reply
@@ -280,18 +282,18 @@ def test_whatsminer_m31s_sleeping_captures(miner_fixtures: Path) -> None:
         "pools": load(miner_fixtures, "foreman_whatsminer_m31s_sleeping_pools.json"),
         "status": status,
     }
-    s = sample("whatsminer", parsers.parse_whatsminer(replies, "M31S"))
+    s = sample("whatsminer", whatsminer.parse(replies, "M31S"))
     # the summary was captured while it still hashed (MHS 1m 85163473.24): hash rate wins over the off flag
     assert s.hashrate_ths == pytest.approx(85.1635, abs=1e-4)
     assert s.state == v1.MinerState.MINING
-    idle = parsers.parse_whatsminer({"summary": {"SUMMARY": [{"MHS 1m": 0, "Elapsed": 9000}]}, "status": status})
+    idle = whatsminer.parse({"summary": {"SUMMARY": [{"MHS 1m": 0, "Elapsed": 9000}]}, "status": status})
     assert sample("whatsminer", idle).state == v1.MinerState.SLEEPING
 
 
 def test_avalon_multicommand(miner_fixtures: Path) -> None:
     multi = load(miner_fixtures, "foreman_avalon_10xx_multicommand_pools+summary+stats.json")
     replies = {k: multi[k][0] for k in ("summary", "stats", "pools")}
-    s = sample("avalon", parsers.parse_avalon(replies))
+    s = sample("avalon", avalon.parse(replies))
     # MM ID0: GHSmm[37470.98] -> 37.471 TH/s; MGHS[12362.61 12812.16]; Fan1[2896] Fan2[2927]; TMax[64]
     assert s.hashrate_ths == pytest.approx(37.47098)
     assert [b.hashrate_ths for b in s.boards] == pytest.approx([12.36261, 12.81216])
@@ -301,8 +303,8 @@ def test_avalon_multicommand(miner_fixtures: Path) -> None:
 
 def test_luxos_version_and_atm(miner_fixtures: Path) -> None:
     version = load(miner_fixtures, "luxos_version_testdata.json")
-    assert parsers.firmware_family(version) == "luxos"
-    r = parsers.parse_version(version)
+    assert firmware.family_from_reply(version) == "luxos"
+    r = firmware.parse_version(version)
     assert r.firmware == "LuxOS 2000.1.1.12345-aaabbbc" and r.model == "A model"
     atm = load(miner_fixtures, "luxos_atm_testdata.json")
     assert parsers.first(atm, "ATM")["MaxProfile"] == "580MHz"
@@ -318,7 +320,7 @@ def test_firmware_family_of_each_version_reply(miner_fixtures: Path) -> None:
         "luxos_version_testdata.json": "luxos",
     }
     for name, family in expected.items():
-        assert parsers.firmware_family(load(miner_fixtures, name)) == family, name
+        assert firmware.family_from_reply(load(miner_fixtures, name)) == family, name
 
 
 def test_outlet_power_overrides_estimate() -> None:

@@ -8,8 +8,9 @@ import pytest
 from pyasic.data import MinerData
 from pyasic.miners.factory import MinerFactory, MinerTypes
 
-from agent.drivers.pyasic_generic import family_of, reading_from_pyasic
+from agent.drivers.pyasic_generic import reading_from_pyasic
 from agent.drivers.state import build_sample
+from agent.firmware import family_of_pyasic
 from kuat.wire import v1
 
 
@@ -31,7 +32,7 @@ def test_family_of_pyasic_classes(miner_type: MinerTypes, model: str, family: st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         miner = MinerFactory._select_miner_from_classes("127.0.0.1", miner_model=model, miner_type=miner_type)
-    assert family_of(miner) == family
+    assert family_of_pyasic(miner) == family
 
 
 def test_reading_from_minerdata() -> None:

@@ -23,7 +23,8 @@ def test_jobs_run_on_schedule(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
                              compliance_check_s=0.3)  # fmt: skip
     svc = build_services(settings, with_ingest=False)
     assert {name for name, _, _ in jobs(svc)} == {"rollup_flush", "gateway_timeouts", "registry_sightings",
-                                                  "owner_refresh", "compliance_check", "retention", "money_checks"}
+                                                  "owner_refresh", "compliance_check", "retention", "money_checks",
+                                                  "alerts_evaluate", "alerts_deliver"}
     svc.telemetry.ingest(batch(1, T0, [miner(1), miner(2)]))
     svc.telemetry.ingest(batch(2, T0 + timedelta(seconds=10), [miner(1), miner(2)]))
     scheduler = make_scheduler(svc)

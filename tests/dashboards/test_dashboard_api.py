@@ -1,5 +1,6 @@
 """The dashboard's routes on the real controller app (SQLite, registry, quota service; no broker): the page and its
-static files (no CDN), keys in headers or ?key=, the snapshot and its SSE stream, fleet rows with registration
+static files (no CDN), keys in headers (or the session cookie; never ?key=), the snapshot and its SSE stream,
+fleet rows with registration
 status, approvals (all or nothing), hand-entered emergency orders, the ledger CSV."""
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_keys_in_headers_or_query(client: TestClient) -> None:
     assert client.get("/api/v1/dashboard/snapshot", headers={"X-API-Key": "not-a-key-at-all"}).status_code == 401
     assert client.get("/api/v1/dashboard/snapshot", headers=as_("regulator")).status_code == 200
     assert client.get("/api/v1/dashboard/ledger.csv").status_code == 401
-    assert client.get(f"/api/v1/dashboard/stream?key=wrong-{KEYS['operator']}").status_code == 401
+    assert client.get(f"/api/v1/dashboard/stream?key={KEYS['operator']}").status_code == 401  # never in the URL
 
 
 def test_snapshot_fleet_and_stream_show_live_telemetry(services: Services, client: TestClient) -> None:
@@ -118,7 +119,8 @@ def test_snapshot_fleet_and_stream_show_live_telemetry(services: Services, clien
     page = client.get("/api/v1/dashboard/device/02:00:00:00:00:02", headers=as_("operator")).json()
     assert page["device"]["serial"] == "SER-2" and page["commands"] == []
     assert client.get("/api/v1/dashboard/device/nope", headers=as_("operator")).status_code == 404
-    with client.stream("GET", f"/api/v1/dashboard/stream?key={KEYS['regulator']}") as stream:
+    assert client.post("/api/v1/session", headers=as_("regulator")).status_code == 201  # the page's session cookie
+    with client.stream("GET", "/api/v1/dashboard/stream") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         event = next_event(stream.iter_lines())
     assert event["site"]["power_w"] == 9000.0
@@ -179,8 +181,11 @@ def test_emergency_order_by_hand_and_the_ledger(services: Services, client: Test
     assert snap["site"]["limit_w"] == pytest.approx(24_000, rel=0.01)
     assert "K-1" in snap["site"]["limit_reason"]
     assert [e["reference"] for e in snap["quota"]["emergencies"] if e["active"]] == ["K-1"]
-    csv = client.get(f"/api/v1/dashboard/ledger.csv?key={KEYS['grid']}")
+    assert client.post("/api/v1/session", headers=as_("grid")).status_code == 201
+    csv = client.get("/api/v1/dashboard/ledger.csv")  # a plain link: the session cookie
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     from controller.quota.ledger import CSV_COLUMNS
 
-    assert csv.text.splitlines()[0].split(",") == list(CSV_COLUMNS)
+    lines = csv.text.splitlines()
+    assert lines[0].split(",") == ["hour_astana", *CSV_COLUMNS]  # the hour in Astana time first, then the quota's
+

@@ -64,7 +64,8 @@ def test_cli_keys_import_verify(tmp_path: Path) -> None:
 def test_kuat_registry_serve_process(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kuat.cli", "registry", "serve", "--database-url",
-                             f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port)],
+                             f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port), "--signing-key",
+                             str(tmp_path / "signing.pem")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_port("127.0.0.1", port, timeout=30)

@@ -118,9 +118,12 @@
       if (bid > 0) { g.strokeStyle = "#e6edf3"; g.lineWidth = 2; g.strokeRect(x + 2, y(bid), bw - 4, y(0) - y(bid)); }
       g.setLineDash([4, 3]); g.strokeStyle = "#f0b429"; g.lineWidth = 1.5; g.beginPath();
       g.moveTo(x, y(h.connection_mwh)); g.lineTo(x + bw, y(h.connection_mwh)); g.stroke(); g.setLineDash([]);
-      g.fillStyle = "#8b98a5"; if (i % 2 === 0) g.fillText(String(h.hour), x + 2, H - 6);
+      g.strokeStyle = g.fillStyle = cssVar("--muted"); g.lineWidth = 1;  // a tick under every hour, labelled every 2
+      g.beginPath(); g.moveTo(x, y(0)); g.lineTo(x, y(0) + (i % 2 === 0 ? 6 : 3)); g.stroke();
+      if (i % 2 === 0) g.fillText(String(h.hour - 1).padStart(2, "0") + ":00", x + 2, H - 6);
     });
-    canvas.dataset.blocks = String(drawn);
+    const title = "hour (Astana time)"; g.fillText(title, W - pad.r - g.measureText(title).width, pad.t + 10);
+    canvas.dataset.blocks = String(drawn); canvas.dataset.ticks = String(hours.length);
   }
 
   link.addEventListener("click", e => { e.preventDefault(); location.hash = "plan"; showTab("plan"); load(); });

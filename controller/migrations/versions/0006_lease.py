@@ -1,7 +1,7 @@
 """controller lease (controller/lease/models.py) and ledger gaps (controller/quota/gaps.py)
 
 Revision ID: 0006_lease
-Revises: 0003_planner
+Revises: 0007_placement
 
 The active/standby lease row (holder, epoch, expiry by the database's clock) and the ledger's flagged gaps. New
 tables only; each kept if a create_all of the current models made it already.
@@ -16,7 +16,7 @@ from alembic import op
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 revision: str = '0006_lease'
-down_revision: str | None = '0003_planner'
+down_revision: str | None = '0007_placement'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,101 @@
+"""Braiins OS+ end to end against the simulator: read over the legacy RPC (shapes of the bosplus captures) with its
+serial from the REST API, and power targets, pause/resume and single hash boards through the REST API, checked
+against the simulated machine's physics; unmodified pyasic identifies and reads it."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from agent.control.braiins import BraiinsControl
+from agent.drivers import open_miner
+from agent.drivers.parsers import Reading
+from kuat.wire import v1
+from sim.physics import Phase
+from sim.runtime import SimMiner
+from sim.server import SimServer
+from tests.agent.test_drivers_sim import until
+from tests.agent.test_whatsminer_v3_sim import mix
+
+pytestmark = pytest.mark.integration
+__all__ = ["mix"]
+
+
+def bos(server: SimServer) -> SimMiner:
+    return next(m for m in server.site.miners if m.d.firmware == "braiins")
+
+
+async def open_bos(server: SimServer, miner: SimMiner, driver: str = "braiins") -> object:
+    return await open_miner(miner.ip, driver=driver, port_offset=server.config.port_offset, timeout=5.0,
+                            password=miner.d.web_password)
+
+
+async def test_braiins_found_and_read_with_its_serial(mix: SimServer) -> None:
+    miner = bos(mix)
+    driver = await open_bos(mix, miner, "auto")
+    assert getattr(driver, "family", None) == "braiins"
+    sample = await driver.read()  # type: ignore[attr-defined]
+    assert sample.available and sample.state == v1.MinerState.MINING
+    assert (sample.model, sample.serial) == ("S19j Pro", miner.serial)
+    assert sample.mac == (miner.d.mac or "").lower()
+    assert sample.firmware is not None and sample.firmware.startswith("Braiins OS")
+    assert sample.hashrate_ths == pytest.approx(miner.phys.hashrate_ths(), rel=0.02)
+    assert sample.power_w == pytest.approx(miner.phys.power_w(), rel=0.03) and len(sample.boards) == 3
+
+
+@pytest.mark.verifies("braiins", "power_target")
+@pytest.mark.verifies("braiins", "sleep")
+async def test_braiins_power_target_and_pause_resume(mix: SimServer) -> None:
+    miner = bos(mix)
+    driver = await open_bos(mix, miner)
+    await driver.read()  # type: ignore[attr-defined]
+    await driver.set_power_target(2400)  # type: ignore[attr-defined]
+    await until(lambda: miner.phys.power_w() <= 2400 * 1.02, "Braiins under its target")
+    assert miner.phys.phase() == Phase.MINING  # retuned, not rebooted
+    await driver.sleep()  # type: ignore[attr-defined]
+    await until(lambda: miner.phys.phase() == Phase.SLEEPING, "paused")
+    await driver.wake()  # type: ignore[attr-defined]
+    await until(lambda: miner.phys.phase() == Phase.MINING, "resumed")
+    control = driver.control  # type: ignore[attr-defined]
+    assert isinstance(control, BraiinsControl) and control.logins == 1
+    miner.proto["bos_tokens"] = {}  # the token expired: 401, a new login, the order sent once more
+    await driver.sleep()  # type: ignore[attr-defined]
+    assert control.logins == 2
+
+
+@pytest.mark.verifies("braiins", "boards")
+async def test_braiins_switches_single_hash_boards(mix: SimServer) -> None:
+    miner = bos(mix)
+    driver = await open_bos(mix, miner)
+    full_w, full_ths = miner.phys.power_w(), miner.phys.hashrate_ths()
+    await driver.control.set_boards([0, 2], Reading())  # type: ignore[attr-defined]
+    assert miner.phys.disabled_boards == {1}
+    assert miner.phys.hashrate_ths() == pytest.approx(full_ths * 2 / 3, rel=0.01)
+    assert miner.phys.power_w() < full_w * 0.75  # one board's share of the hashing power gone, the base stays
+    sample = await driver.read()  # type: ignore[attr-defined]
+    assert [b.hashrate_ths == 0 for b in sample.boards] == [False, True, False]
+    await driver.control.set_boards([0, 1, 2], Reading())  # type: ignore[attr-defined]
+    assert miner.phys.disabled_boards == set()
+
+
+async def test_unmodified_pyasic_reads_and_pauses_the_braiins_miner(mix: SimServer) -> None:
+    """pyasic picks its gRPC class (BOSer, port 50051, not simulated) for an S19j Pro on Braiins OS+, which Kuat
+    also maps to `braiins`; its legacy-RPC client (what it uses for BOSminer) reads and pauses the simulated one."""
+    from pyasic.miners.factory import MinerFactory, MinerTypes
+    from pyasic.rpc.bosminer import BOSMinerRPCAPI
+
+    from agent.firmware import family_of_pyasic
+
+    miner = bos(mix)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grpc_class = MinerFactory._select_miner_from_classes(miner.ip, miner_model="ANTMINER S19J PRO",
+                                                             miner_type=MinerTypes.BRAIINS_OS)
+    assert family_of_pyasic(grpc_class) == "braiins"
+    rpc = BOSMinerRPCAPI(miner.ip, port=4028 + mix.config.port_offset)
+    summary = await rpc.summary()
+    assert summary["SUMMARY"][0]["MHS 5s"] / 1e6 == pytest.approx(miner.phys.hashrate_ths(), rel=0.05)
+    assert len((await rpc.devs())["DEVS"]) == 3
+    assert (await rpc.pause())["PAUSE"][0] is True
+    await until(lambda: miner.phys.phase() == Phase.SLEEPING, "paused through pyasic's legacy RPC client")
