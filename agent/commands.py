@@ -171,6 +171,9 @@ class CommandProcessor:
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
         self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
+        # the newest controller-lease epoch seen on a setpoint batch (persisted): older batches are ignored
+        stored = buffer.get_meta("epoch")
+        self.newest_epoch: int | None = int(stored) if stored else None
         failsafe.on_engage(self._applied.clear)  # after the failsafe, new setpoints are applied in full
 
     async def handle_raw(self, payload: bytes) -> v1.Ack:
@@ -221,6 +224,9 @@ class CommandProcessor:
 
     async def _execute(self, cmd: v1.Command) -> v1.Ack:
         log.info("command %s: %s %s", cmd.id, cmd.kind.value, cmd.device_id or f"{len(cmd.setpoints)} setpoints")
+        if cmd.kind == v1.CommandKind.SETPOINTS and not self._current_epoch(cmd):
+            return v1.Ack(command_id=cmd.id, gateway=self.gateway, status=v1.AckStatus.REJECTED,
+                          reason=f"stale controller epoch {cmd.epoch} (newest seen {self.newest_epoch}): ignored")
         if cmd.kind == v1.CommandKind.SETPOINTS:
             items = await self._setpoints(cmd)
             status = worst([i.status for i in items])
@@ -228,6 +234,24 @@ class CommandProcessor:
             return v1.Ack(command_id=cmd.id, gateway=self.gateway, status=status, reason=reason, items=items)
         item = await self._single(cmd)
         return v1.Ack(command_id=cmd.id, gateway=self.gateway, status=item.status, reason=item.reason, items=[item])
+
+    def _current_epoch(self, cmd: v1.Command) -> bool:
+        """A batch from a controller that lost its lease (an epoch older than the newest seen) is ignored: it
+        neither applies nor renews the lease. A batch without an epoch (no active/standby pair) always counts."""
+        if cmd.epoch is None:
+            return True
+        if self.newest_epoch is not None and cmd.epoch < self.newest_epoch:
+            log.warning("command %s: setpoints of controller epoch %d, older than %d: ignored", cmd.id, cmd.epoch,
+                        self.newest_epoch)  # fmt: skip
+            return False
+        if cmd.epoch != self.newest_epoch:
+            log.info("controller epoch %d (was %s)", cmd.epoch, self.newest_epoch)
+            self.newest_epoch = cmd.epoch
+            try:
+                self.buffer.set_meta("epoch", str(cmd.epoch))
+            except (sqlite3.Error, OSError) as exc:  # kept in memory; a restart forgets it
+                log.error("controller epoch %d not stored: %s", cmd.epoch, exc)
+        return True
 
     # ------------------------------------------------------------ single-device commands
     async def _single(self, cmd: v1.Command) -> v1.ItemAck:

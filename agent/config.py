@@ -40,9 +40,18 @@ class TlsConfig(_Strict):
         return self
 
 
+class BrokerEndpoint(_Strict):
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+
+
 class BrokerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    # further brokers of the site, in order (the same credentials and TLS): after `fallback_after` failed connection
+    # attempts the agent tries the next one, round the list (docs/operations.md, broker topology)
+    fallbacks: list[BrokerEndpoint] = Field(default_factory=list)
+    fallback_after: int = Field(2, ge=1)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     tls: TlsConfig | None = None
     username: str | None = None

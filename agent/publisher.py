@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,7 @@ from kuat.wire import v1
 log = logging.getLogger(__name__)
 
 WINDOW = 8  # telemetry batches handed to paho and not yet acknowledged
+RETRY_JITTER_S = 3  # the first reconnect attempt after a drop waits 1..this many seconds
 QOS = 1
 
 
@@ -60,6 +62,11 @@ class Publisher:
         self._connected = False
         self._stopping = False
         self._refused: str | None = None
+        b = cfg.broker
+        self.endpoints = [(b.host, b.port), *((f.host, f.port) for f in b.fallbacks)]  # in order of preference
+        self.endpoint = 0  # index of the broker tried now
+        self._failed_attempts = 0
+        self.switches = 0  # times the agent moved on to the next broker
         self.published = 0  # batches acknowledged by the broker
         self.replayed = 0  # of which historical
         self.client = self._make_client()
@@ -83,6 +90,7 @@ class Publisher:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_inflight_messages_set(WINDOW + 16)  # room for acks and state beside the telemetry window
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -127,12 +135,30 @@ class Publisher:
             self._refused = text  # said once until the reason changes
             return
         self._refused = None
+        self._failed_attempts = 0
         client.publish(self.topic_state, self._state(online=True), qos=QOS, retain=True)
         client.subscribe(self.topic_cmd, qos=QOS)
         self._call(self._connected_now)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        # a broker restart drops every gateway at once: their first retries are spread over 1..RETRY_JITTER_S s
+        client.reconnect_delay_set(min_delay=random.randint(1, RETRY_JITTER_S), max_delay=10)
         self._call(self._disconnected_now, str(reason))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """A connection attempt failed (network thread, connection closed): after `fallback_after` in a row, the
+        next broker of the list."""
+        self._failed_attempts += 1
+        if len(self.endpoints) < 2 or self._failed_attempts < self.cfg.broker.fallback_after:
+            return
+        self._failed_attempts = 0
+        before = self.endpoints[self.endpoint]
+        self.endpoint = (self.endpoint + 1) % len(self.endpoints)
+        host, port = self.endpoints[self.endpoint]
+        client.connect_async(host, port, keepalive=self.cfg.broker.keepalive_s)  # paho's next attempt goes there
+        self.switches += 1
+        log.warning("MQTT: %s:%d unreachable after %d attempts; trying %s:%d", *before,
+                    self.cfg.broker.fallback_after, host, port)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
         self._call(self._acked, mid)

@@ -26,8 +26,10 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 from controller import history
 from controller.alerts import models as alert_models
 from controller.dashboard import placement as placement_models
+from controller.lease import models as lease_models
 from controller.money import models as money_models
 from controller.planner import models as planner_models
+from controller.quota import gaps as gap_models
 from controller.quota import models as quota_models
 from controller.registry_link import models as registry_link_models
 from serverkit.db import SQLITE_BEGIN
@@ -42,7 +44,7 @@ PG_LOCK_KEY = 0x4B7541545F435444  # pg_advisory_xact_lock key: "KuAT_CTD", the s
 
 CONTROLLER_TABLES: tuple[Table, ...] = (*history.metadata.sorted_tables, *quota_models.TABLES, *money_models.TABLES,
                                      *planner_models.TABLES, *registry_link_models.TABLES, *alert_models.TABLES,
-                                     *placement_models.TABLES)
+                                     *placement_models.TABLES, *lease_models.TABLES, *gap_models.TABLES)
 CONTROLLER_TABLE_NAMES = frozenset(t.name for t in CONTROLLER_TABLES)
 # what revision 0001 made (and create_all made before the migrations): the tables adoption looks for; later
 # revisions create their own tables unless a create_all of the current models made them already

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from controller.db import init_controller_db
-from controller.history import RollupBook, RollupWriter
+from controller.history import RollupBook, RollupWriter, minute_start
 from controller.influx import InfluxWriter
 from controller.ingest import Ingest
 from controller.live import LiveState
@@ -55,6 +55,7 @@ class Services:
     planner: Any | None = None  # controller.planner.service.PlannerService
     registry_link: Any | None = None  # controller.registry_link.client.RegistryLink
     alerts: Any | None = None  # controller.alerts.service.AlertService
+    lease: Any | None = None  # controller.lease.keeper.LeaseKeeper (active/standby), None: always active
 
     def close(self) -> None:
         """Stop ingest, write every pending rollup and flush InfluxDB (shutdown order matters: no data lost)."""
@@ -62,6 +63,8 @@ class Services:
             self.quota.loop.stop()
         if self.grid_signal is not None:
             self.grid_signal.stop()
+        if self.lease is not None:
+            self.lease.stop()  # handed over at once: a standby takes over without waiting for the expiry
         if self.ingest is not None:
             self.ingest.stop()
         self.sightings.flush()
@@ -214,6 +217,11 @@ def tune_gc_for_ingest() -> None:
 
 
 def flush_rollups(services: Services) -> int:
+    if services.lease is not None and not services.lease.holding():
+        # a standby ingests the same telemetry as the active, which writes the history: rows merge by addition,
+        # so the standby drops its closed minutes instead of doubling them (docs/operations.md, standby)
+        services.book.take(minute_start(clock.time()))
+        return 0
     try:
         return services.rollups.flush()
     except Exception:

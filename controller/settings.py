@@ -132,6 +132,22 @@ class QuotaSettings(_Section):
         return v
 
 
+class LeaseSettings(_Section):
+    """Active/standby controllers on one PostgreSQL (controller.lease, docs/operations.md). The standby takes over
+    within ttl_s + renew_s of the active's death: keep that well under the agents' lease_s + grace_s."""
+
+    enabled: bool = False
+    name: str = "controller"  # one active controller per name (per database)
+    ttl_s: float = Field(10.0, gt=0)
+    renew_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_below_ttl(self) -> LeaseSettings:
+        if self.renew_s >= self.ttl_s:
+            raise ValueError(f"renew_s ({self.renew_s:g}) must be below ttl_s ({self.ttl_s:g})")
+        return self
+
+
 class RegistryLinkSettings(_Section):
     """The link to the national HSC registry (controller/registry_link, docs/national.md).
 
@@ -219,6 +235,7 @@ class ControllerSettings(BaseSettings):
     # the national registry: None = no link, power rights are not enforced (a loud warning at start)
     registry: RegistryLinkSettings | None = None
     alerts: AlertSettings = Field(default_factory=AlertSettings)  # alert rules and channels (controller/alerts)
+    lease: LeaseSettings = Field(default_factory=LeaseSettings)  # active/standby (controller/lease)
 
     @field_validator("sites")
     @classmethod

@@ -21,7 +21,7 @@ import numpy as np
 from kuat.catalog import ModelSpec, ratio_at_power
 from quota.allocate import Mode
 from quota.control import Planned, Redispatch, stragglers
-from quota.fleet import BOOL, F64, I64
+from quota.fleet import BOOL, F64, I64, FleetArrays, Now
 
 # ---------------------------------------------------------------- held power of machines that cannot be steered
 
@@ -139,3 +139,25 @@ def escalate(ids: Sequence[str], modes: I64, planned_w: F64, correction: float, 
         else:
             resend.add(r.device_id)
     return Escalation(check.redispatch, resend, kept, check.attempts)
+
+
+# ---------------------------------------------------------------- a loop with no memory (first run, restart, takeover)
+
+
+def model_now_w(fleet: FleetArrays) -> float:
+    """What the model says the machines draw as they are now: a power target where one is in force, else full
+    (running), the model's sleep power (sleeping), nothing (off)."""
+    running = fleet.now == Now.RUNNING
+    at_target = running & np.isfinite(fleet.current_w)
+    watts = np.where(at_target, fleet.current_w, np.where(running, fleet.max_power, 0.0))
+    watts = np.where(fleet.now == Now.SLEEPING, fleet.sleep_w, watts)
+    return float(watts.sum())
+
+
+def initial_correction(measured_w: float, model_w: float, highest: float) -> float:
+    """The band loop's correction for its first cycle, when it remembers nothing (a restart, a takeover): what the
+    site draws against what the model says it draws as it is, never below 1 (the default) nor above `highest`.
+    Without it a restarted loop budgets with the model's raw error and overshoots a cap the previous one held."""
+    if measured_w <= 0 or model_w <= 0:
+        return 1.0
+    return min(max(measured_w / model_w, 1.0), highest)

@@ -346,7 +346,8 @@ def ledger(
     format: Literal["json", "csv"] = "json",
     q: QuotaService = Depends(quota_of),
 ) -> S.LedgerOut | Response:
-    """Allotted vs used kWh per period, with the excursions in it (kWh, MW x s) and their causes."""
+    """Allotted vs used kWh per period, with the excursions in it (kWh, MW x s) and their causes, and the gaps:
+    stretches no controller measured (down, restarted, loop stalled), flagged rather than filled."""
     end = end or clock.now()
     start = start or end - timedelta(hours=24)
     try:
@@ -357,7 +358,8 @@ def ledger(
                             headers={"content-disposition": f'attachment; filename="{name}"'})
         rows = _or_404(lambda: q.ledger(site, start, end, period, kind, entity))
         return S.LedgerOut.model_validate({"site": site, "start": start, "end": end, "period": period, "kind": kind,
-                                           "rows": rows, "excursions": q.excursions(site, start, end)})
+                                           "rows": rows, "excursions": q.excursions(site, start, end),
+                                           "gaps": q.ledger_gaps(site, start, end)})
     except (QuotaInputError, ValueError) as err:
         if isinstance(err, QuotaInputError):
             raise _unprocessable(err) from None

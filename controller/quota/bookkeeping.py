@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timedelta
 
 from controller.quota.loop_store import LoopStore
-from controller.quota.memory import SiteRuntime
+from controller.quota.memory import ClosedPeriod, SiteRuntime
 from controller.settings import QuotaSettings
 from quota.ledger import (
     Allotment,
@@ -30,6 +30,7 @@ from quota.timebase import local_day_and_hour
 
 log = logging.getLogger(__name__)
 
+KEEP_UNWRITTEN = 10  # closed periods a standby keeps for a takeover (10 minutes at the default period)
 MAX_GAP_S = 120.0  # clock seconds between two loop samples beyond which the energy between them is not integrated
 
 
@@ -39,9 +40,13 @@ class Bookkeeper:
         self.settings = settings
 
     def account(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, watts: float,
-                tenant_w: dict[str, float]) -> None:
-        """The hour's energy so far, and the ledger rows of every period that closed since the last run."""
+                tenant_w: dict[str, float], write: bool = True) -> None:
+        """The hour's energy so far, and the ledger rows of every period that closed since the last run.
+        `write=False` (a standby): closed periods are kept in memory (the last `KEEP_UNWRITTEN`); the first run
+        that writes again writes those the ledger does not have yet, so a takeover leaves no gap."""
         sample = PowerSample(now, watts)
+        if rt.last is None and write:
+            self._flag_restart_gap(site, now)
         hour_start = hour_bounds(now, state.tz)[0]
         if rt.hour_start != hour_start:
             rt.hour_start = hour_start
@@ -56,29 +61,72 @@ class Bookkeeper:
         elif rt.last is not None:
             log.warning("quota %s: %.0f s without a loop run; that stretch is not integrated", site,
                         (now - rt.last.t).total_seconds())  # fmt: skip
+            if write:
+                self._flag(site, rt.last.t, now, "the loop did not run: not integrated", now)
             rt.samples, rt.tenant_samples, rt.caps = [], {}, []
         rt.samples.append(sample)
         for tenant in set(rt.tenant_samples) | set(tenant_w) | set(state.site.tenant_shares):
             rt.tenant_samples.setdefault(tenant, []).append(PowerSample(now, tenant_w.get(tenant, 0.0)))
         rt.period_limit_w = min(rt.period_limit_w, cap.limit_w)
         rt.last = sample
-        self._close_periods(site, state, rt, now)
+        if write and rt.unwritten:
+            self._catch_up(site, rt)
+        self._close_periods(site, state, rt, now, write)
 
-    def _close_periods(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime) -> None:
-        period = timedelta(seconds=self.settings.ledger_period_s)
+    def _flag_restart_gap(self, site: str, now: datetime) -> None:
+        """The first sample of this process: periods between the ledger's last one and this one are a gap (the
+        controller was down), flagged in `quota_ledger_gap`."""
+        try:
+            stored_until = self.store.last_period_end(site)
+        except Exception:
+            log.exception("quota %s: cannot read the ledger's last period", site)
+            return
+        starts_at = _floor(now, self.settings.ledger_period_s)
+        if stored_until is not None and stored_until < starts_at:
+            self._flag(site, stored_until, starts_at, "no controller measured the site (down or restarted)", now)
+
+    def _flag(self, site: str, start: datetime, end: datetime, reason: str, now: datetime) -> None:
+        log.warning("quota %s: ledger gap %s..%s (%.0f s): %s", site, start.isoformat(), end.isoformat(),
+                    (end - start).total_seconds(), reason)  # fmt: skip
+        try:
+            self.store.flag_gap(site, start, end, reason, now)
+        except Exception:
+            log.exception("quota %s: the ledger gap %s..%s could not be flagged", site, start, end)
+
+    def _catch_up(self, site: str, rt: SiteRuntime) -> None:
+        """Write the periods closed while standby that the ledger does not hold (the old active wrote the rest)."""
+        try:
+            stored_until = self.store.last_period_end(site)
+        except Exception:
+            log.exception("quota %s: cannot read the ledger's last period; the standby's periods are kept", site)
+            return
+        pending, rt.unwritten = rt.unwritten, []
+        for period in pending:
+            if stored_until is None or period.start >= stored_until:
+                self._store_period(site, period)
+        log.info("quota %s: took over the ledger after %s (%d periods kept while standby, %d written)", site,
+                 stored_until.isoformat() if stored_until else "nothing stored", len(pending),
+                 sum(1 for p in pending if stored_until is None or p.start >= stored_until))
+
+    def _close_periods(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, write: bool) -> None:
+        length = timedelta(seconds=self.settings.ledger_period_s)
         if rt.period_start is None:
             rt.period_start = _floor(now, self.settings.ledger_period_s)
             return
-        while rt.period_start + period <= now:
-            a, b = rt.period_start, rt.period_start + period
-            self._write_period(site, state, rt, a, b)
+        while rt.period_start + length <= now:
+            a, b = rt.period_start, rt.period_start + length
+            closed = self._period(site, state, rt, a, b)
+            if write:
+                self._store_period(site, closed)
+            else:
+                rt.unwritten = [*rt.unwritten, closed][-KEEP_UNWRITTEN:]
             rt.period_start = b
             rt.samples = _tail(rt.samples, b)
             rt.tenant_samples = {t: _tail(v, b) for t, v in rt.tenant_samples.items()}
             rt.caps = [c for c in rt.caps if c.end > b]
             rt.period_limit_w = math.inf
 
-    def _write_period(self, site: str, state: QuotaState, rt: SiteRuntime, a: datetime, b: datetime) -> None:
+    def _period(self, site: str, state: QuotaState, rt: SiteRuntime, a: datetime, b: datetime) -> ClosedPeriod:
         period_s = self.settings.ledger_period_s
         allot = _allotments(state, a)
         site_row = ledger_rows("site", site, rt.samples, allot, a, b, period_s)
@@ -90,13 +138,17 @@ class Bookkeeper:
         mean_w = site_row[0].consumed_kwh * 3.6e6 / (b - a).total_seconds() if site_row else 0.0
         target = inside[-1].target_w if inside else 0.0
         limit = rt.period_limit_w if math.isfinite(rt.period_limit_w) else 0.0
+        hour_end = b == hour_bounds(b - timedelta(microseconds=1), state.tz)[1]
+        return ClosedPeriod(a, b, [*site_row, *tenant_rows], mean_w, limit, target,
+                            excursions(_clip(rt.samples, a, b), rt.caps), state if hour_end else None)
+
+    def _store_period(self, site: str, p: ClosedPeriod) -> None:
         try:
-            self.store.write_period(site, [*site_row, *tenant_rows], mean_w, limit, target,
-                                    excursions(_clip(rt.samples, a, b), rt.caps))  # fmt: skip
-            if b == hour_bounds(b - timedelta(microseconds=1), state.tz)[1]:
-                self._close_hour(site, state, b)
+            self.store.write_period(site, p.rows, p.mean_w, p.limit_w, p.target_w, p.excursions)
+            if p.closes_hour is not None:
+                self._close_hour(site, p.closes_hour, p.end)
         except Exception:
-            log.exception("quota %s: ledger rows for %s..%s not written", site, a.isoformat(), b.isoformat())
+            log.exception("quota %s: ledger rows for %s..%s not written", site, p.start.isoformat(), p.end.isoformat())
 
     def _close_hour(self, site: str, state: QuotaState, end: datetime) -> None:
         """An hour above its purchased energy is an excursion of its own (cause purchased_energy)."""

@@ -27,8 +27,9 @@ from quota.fleet import FleetArrays
 log = logging.getLogger(__name__)
 
 Wire = tuple[str, float | None]  # (v1.SetpointMode value, power_w)
-# (site, gateway, JSON array of setpoints, lease_s, issued_by) -> a record with .command.id (CommandService)
-SendJson = Callable[[str, str, bytes, float, str | None], object]
+# (site, gateway, JSON array of setpoints, lease_s, issued_by, epoch=...) -> a record with .command.id
+# (CommandService.send_setpoints_json)
+SendJson = Callable[..., object]
 ISSUER = "quota-loop"
 RUN, TARGET, SLEEP, OFF = (m.value for m in (v1.SetpointMode.RUN, v1.SetpointMode.POWER_TARGET,
                                               v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF))  # fmt: skip
@@ -91,12 +92,18 @@ class Batcher:
         return {gw: ("[" + ",".join(items) + "]").encode() for gw, items in parts.items()}
 
 
-def send_batches(send: SendJson, site: str, batches: Mapping[str, bytes], lease_s: float) -> DispatchResult:
-    """Publish one setpoint batch per gateway; a gateway that cannot be reached does not stop the others."""
+def send_batches(send: SendJson, site: str, batches: Mapping[str, bytes], lease_s: float,
+                 epoch: int | None = None, still_held: Callable[[int], bool] | None = None) -> DispatchResult:
+    """Publish one setpoint batch per gateway; a gateway that cannot be reached does not stop the others. Under
+    the active/standby lease every batch carries `epoch`, and `still_held(epoch)` is asked before each publish: a
+    controller that lost the lease stops at once (the rest are reported failed)."""
     result = DispatchResult()
     for gateway, payload in sorted(batches.items()):
+        if epoch is not None and still_held is not None and not still_held(epoch):
+            result.failed[gateway] = f"lease epoch {epoch} lost: not sent"
+            continue
         try:
-            record = send(site, gateway, payload, lease_s, ISSUER)
+            record = send(site, gateway, payload, lease_s, ISSUER, epoch=epoch)
         except Exception as exc:  # NotConnected, a publish error: logged, the next run retries
             result.failed[gateway] = str(exc)
             log.error("setpoints for %s/%s not sent: %s", site, gateway, exc)

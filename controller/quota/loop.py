@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.live import DeviceLive, LiveState
 from controller.quota import dispatch
@@ -47,11 +47,20 @@ from controller.settings import QuotaSettings
 from kuat import clock
 from kuat.wire import v1
 from quota.allocate import Allocation, Mode, Policy, allocate
-from quota.control import Bands, band_step, dispatch_limit, site_power
-from quota.limits import QuotaState
+from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
+from quota.limits import EffectiveLimit, QuotaState
+from quota.policies import initial_correction, model_now_w
 
 if TYPE_CHECKING:
     from controller.quota.service import QuotaService
+
+
+class Fence(Protocol):
+    """The active/standby lease as the loop sees it (controller.lease.keeper.LeaseKeeper)."""
+
+    def epoch(self) -> int | None: ...
+
+    def holds(self, epoch: int) -> bool: ...
 
 __all__ = ["LoopPoint", "QuotaLoop", "SiteRuntime"]
 
@@ -74,8 +83,11 @@ class QuotaLoop:
         bands: Bands | None = None,
         command_record: Callable[[str], Any] | None = None,
         stale_s: float = 120.0,
+        fence: Fence | None = None,
     ) -> None:
+        """`fence`: the active/standby lease (controller.lease); without one this loop is always active."""
         self.service = service
+        self.fence = fence
         self.command_record = command_record  # command id -> its record with the agent's per-item acks
         self.live = live
         self.available = available
@@ -227,6 +239,8 @@ class QuotaLoop:
         """Measure, account, decide, dispatch. None when the site is not under quota control (`NotUnderQuota`);
         any other error propagates (run_guarded logs it). `prepared_ok`: the view of the site prepared between
         runs may stand in for a fresh pass (a run for a new limit)."""
+        if self.fence is not None:  # the other controller may have taken inputs meanwhile
+            self.service.refresh_inputs()
         state = self._state(site)
         if state is None:
             return None
@@ -248,18 +262,26 @@ class QuotaLoop:
     def _run(self, site: str, state: QuotaState, rt: SiteRuntime, prepared_ok: bool = False) -> LoopPoint:
         started = time.perf_counter()
         now, now_s, real_now = clock.now(), clock.time(), time.time()
+        epoch = self.fence.epoch() if self.fence is not None else None
+        active = self.fence is None or epoch is not None
         learn_from_acks(site, rt, self.command_record)
         view = self._look(site, rt, state, real_now, now_s, prepared_ok)
         measured = site_power(view.readings)
-        self.books.account(site, state, rt, now, measured.watts, view.tenant_w)
+        self.books.account(site, state, rt, now, measured.watts, view.tenant_w, write=active)
         lim = dispatch_limit(state, now, rt.hour_used_kwh, measured.watts, self.settings.lag_s,
                              max(measured.uncertainty, self.settings.margin_for(site)))  # fmt: skip
+        if not active:
+            return self._shadow(rt, now, measured.watts, lim, len(view.fleet), view.tenant_w, started)
         is_settled = settled(rt, view.oldest_reading, now_s, self.settings.settle_s)
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
         # power once every metered machine has reported since the change.
         # what nobody measures of the machines the loop cannot steer is counted at what they are expected to draw
         steer_w = measured.watts + view.held_unmetered_w if is_settled else rt.planned_w * rt.loop_state.correction
+        if not rt.sent and len(view.fleet):  # nothing dispatched yet (a start, a restart, a takeover; a first run
+            # may have seen no telemetry yet): learn the model's error from the plant as it is, and start afresh
+            rt.loop_state = LoopState(initial_correction(measured.watts, model_now_w(view.fleet) + view.held_w,
+                                                         self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
         fleet = view.fleet
         plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
@@ -273,7 +295,8 @@ class QuotaLoop:
                                          resend)  # fmt: skip
         else:
             batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
-        result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s)
+        result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s, epoch,
+                                       self.fence.holds if self.fence is not None else None)
         rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
         if changed:
             rt.inflight = list(result.commands.values())
@@ -292,6 +315,20 @@ class QuotaLoop:
                         "; ".join(plan.notes))
         elif plan.notes and changed:
             log.info("quota %s: %s", site, "; ".join(plan.notes))
+        return point
+
+    def _shadow(self, rt: SiteRuntime, now: datetime, power_w: float, lim: EffectiveLimit, machines: int,
+                tenant_w: dict[str, float], started: float) -> LoopPoint:
+        """A standby's run: it measures and keeps the ledger's books in memory (so a takeover continues them
+        without a gap) but dispatches nothing and writes nothing. What it sent before, if it was active, is
+        forgotten: after a takeover back, every setpoint goes out again."""
+        rt.sent.clear()
+        rt.sent_at.clear()
+        rt.inflight = []
+        rt.loop_state, rt.planned_w = LoopState(), 0.0
+        point = LoopPoint(now, power_w, lim, 0.0, "standby", "standby: another controller holds the lease", 1.0,
+                          machines, rt.hour_used_kwh, tenant_w, round((time.perf_counter() - started) * 1000, 1))
+        rt.points.append(point)
         return point
 
     def _policy(self, state: QuotaState) -> Policy:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
 
 from controller.quota import ledger as ledger_store
-from controller.quota.models import QuotaDispatch
+from controller.quota.gaps import QuotaLedgerGap
+from controller.quota.models import QuotaDispatch, QuotaLedgerMinute, utc
 from quota.ledger import Excursion, LedgerRow
 
 
@@ -25,6 +26,18 @@ class LoopStore:
         """What the ledger already holds for the site between `start` and `end` (after a restart)."""
         rows = ledger_store.rows(self.engine, site, "site", site, start, end, "hour")
         return float(sum(r["used_kwh"] for r in rows))
+
+    def last_period_end(self, site: str) -> datetime | None:
+        """The end of the site's newest stored ledger period (None: nothing stored)."""
+        with Session(self.engine) as s:
+            end = s.exec(select(func.max(QuotaLedgerMinute.end)).where(col(QuotaLedgerMinute.site) == site,
+                                                                       col(QuotaLedgerMinute.kind) == "site")).one()
+        return utc(end)
+
+    def flag_gap(self, site: str, start: datetime, end: datetime, reason: str, at: datetime) -> None:
+        with Session(self.write_engine) as s:
+            s.add(QuotaLedgerGap(site=site, start=start, end=end, reason=reason[:200], detected_at=at))
+            s.commit()
 
     def hour_rows(self, site: str, end: datetime) -> list[LedgerRow]:
         """The site's ledger for the hour ending at `end`, as the engine's rows."""

@@ -15,8 +15,8 @@ from controller.quota import dispatch
 from controller.quota.view import Seen, SiteView
 from quota.control import LoopState
 from quota.fleet import FleetArrays, Now
-from quota.ledger import CapWindow, PowerSample
-from quota.limits import EffectiveLimit
+from quota.ledger import CapWindow, Excursion, LedgerRow, PowerSample
+from quota.limits import EffectiveLimit, QuotaState
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,20 @@ class LoopPoint:
     def view(self) -> dict[str, Any]:
         return {"ts": self.ts, "power_w": round(self.power_w, 1), "limit_w": round(self.limit.limit_w, 1),
                 "target_w": round(self.target_w, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPeriod:
+    """A ledger period as computed when it closed (kept in memory by a standby until it writes again)."""
+
+    start: datetime
+    end: datetime
+    rows: list[LedgerRow]
+    mean_w: float
+    limit_w: float
+    target_w: float
+    excursions: list[Excursion]
+    closes_hour: QuotaState | None  # the period ends an hour: its purchased-energy check runs with this state
 
 
 @dataclass
@@ -71,3 +85,4 @@ class SiteRuntime:
     lock: threading.Lock = field(default_factory=threading.Lock)
     look_s: float = 0.0  # how long the last pass over the live state took
     prepared: tuple[float, SiteView] | None = None  # (time.monotonic(), view) prepared between runs
+    unwritten: list[ClosedPeriod] = field(default_factory=list)  # closed while standby (controller.lease)

@@ -254,6 +254,15 @@ class ExcursionOut(BaseModel):
     reference: str | None
 
 
+class LedgerGapOut(BaseModel):
+    """A stretch no controller measured (down, restarted, loop stalled): flagged, never filled."""
+
+    start: datetime
+    end: datetime
+    reason: str
+    detected_at: datetime
+
+
 class LedgerOut(BaseModel):
     site: str
     start: datetime
@@ -262,6 +271,7 @@ class LedgerOut(BaseModel):
     kind: str
     rows: list[LedgerRow]
     excursions: list[ExcursionOut]
+    gaps: list[LedgerGapOut] = []
 
 
 class InputOut(BaseModel):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from controller.db import init_controller_db
@@ -120,6 +120,7 @@ class QuotaService:
         init_controller_db(engine)  # a no-op when the controller's runtime migrated the database already
         self._lock = threading.RLock()
         self._states: dict[str, QuotaState] = {}
+        self._inputs_seen: int | None = None  # the newest input-log id the cached states reflect (refresh_inputs)
         self.grid = GridIntake(engine, self._session, Skew(settings.grid_future_skew_s, settings.grid_past_skew_s),
                                grid_brokers)
         self.loop: Any = loop_factory(self) if loop_factory is not None else None
@@ -167,6 +168,15 @@ class QuotaService:
         contract = cached.site.grid
         followed = None if contract is None else self.grid.reading(site, clock.now(), contract.stale_after_s)
         return cached if followed is None else replace(cached, grid=followed[1])
+
+    def refresh_inputs(self) -> None:
+        """Under active/standby the other controller may have accepted inputs (its API, the same database): the
+        cached states are dropped when the input log moved. One indexed query; the loop calls it every run."""
+        with Session(self.engine) as s:
+            newest = s.exec(select(func.max(QuotaInputLog.id))).one()
+        if newest != self._inputs_seen:
+            self._inputs_seen = newest
+            self._invalidate()
 
     def _invalidate(self) -> None:
         with self._lock:
@@ -571,6 +581,19 @@ class QuotaService:
         if kind not in ("site", "tenant"):
             raise _issue("kind", "must be site, tenant or zone")
         return ledger_view.rows(self.engine, site, kind, entity, start, end, period)
+
+    def ledger_gaps(self, site: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Stretches the ledger does not cover (controller down, loop stalled), flagged as they were found."""
+        self._configured(site)
+        from controller.quota.gaps import QuotaLedgerGap
+
+        with Session(self.engine) as s:
+            rows = s.exec(select(QuotaLedgerGap).where(col(QuotaLedgerGap.site) == site,
+                                                       col(QuotaLedgerGap.end) > require_aware(start, "start"),
+                                                       col(QuotaLedgerGap.start) < require_aware(end, "end"))
+                          .order_by(col(QuotaLedgerGap.start))).all()
+        return [{"start": utc(r.start), "end": utc(r.end), "reason": r.reason, "detected_at": utc(r.detected_at)}
+                for r in rows]
 
     def ledger_csv(self, site: str, start: datetime, end: datetime, period: str = "hour", kind: str = "site",
                    entity: str | None = None) -> str:

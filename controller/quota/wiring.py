@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from controller import influx
+from controller.lease.keeper import LeaseKeeper
 from controller.quota.grid_signal import GridSignalListener, broker_names
 from controller.quota.loop import LoopPoint, QuotaLoop
 from controller.quota.service import QuotaService
@@ -20,10 +21,12 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
     noncompliant = registry.noncompliant_device_ids if registry is not None else None
     settings = services.settings.quota
 
+    lease = services.lease = make_lease(services)
+
     def make_loop(svc: QuotaService) -> QuotaLoop:
         return QuotaLoop(svc, services.live, services.fleet.available, services.commands.send_setpoints_json,
                          noncompliant, settings, command_record=services.commands.get,
-                         stale_s=services.settings.device_stale_s)  # fmt: skip
+                         stale_s=services.settings.device_stale_s, fence=lease)  # fmt: skip
 
     grid_brokers = settings.grid_brokers or [services.settings.broker]
     quota = QuotaService(services.engine, settings, make_loop, grid_brokers=broker_names(len(grid_brokers)))
@@ -37,6 +40,18 @@ def attach_quota(services: Services, with_grid_signal: bool = True) -> QuotaServ
     if with_grid_signal and settings.grid_signal:
         services.grid_signal = GridSignalListener(grid_brokers, services.settings.sites, quota)
     return quota
+
+
+def make_lease(services: Services) -> LeaseKeeper | None:
+    """The active/standby lease when `lease.enabled` (docs/operations.md); on taking it over, the loop runs every
+    site at once."""
+    cfg = services.settings.lease
+    if not cfg.enabled:
+        return None
+    lease = LeaseKeeper(services.engine, cfg.name, ttl_s=cfg.ttl_s, renew_s=cfg.renew_s)
+    services.metrics.gauges["kuat_lease_active"] = lambda: float(lease.holding())
+    services.metrics.gauges["kuat_lease_epoch"] = lambda: float(lease.epoch() or 0)
+    return lease
 
 
 def loop_observer(services: Services) -> Callable[[str, LoopPoint], None]:
@@ -56,8 +71,19 @@ def loop_observer(services: Services) -> Callable[[str, LoopPoint], None]:
 
 
 def start_quota(services: Services) -> None:
-    """Start the grid-signal subscription and the loop thread (after ingest: the loop publishes through it)."""
+    """Start the grid-signal subscription, the lease and the loop thread (after ingest: the loop publishes through
+    it). A takeover runs every site at once."""
     if services.grid_signal is not None:
         services.grid_signal.start()
-    if services.quota is not None and services.quota.loop is not None:
-        services.quota.loop.start()
+    loop = services.quota.loop if services.quota is not None else None
+    if services.lease is not None:
+        if loop is not None:
+            services.lease.on_change.append(lambda epoch: _run_all_now(loop) if epoch is not None else None)
+        services.lease.start()
+    if loop is not None:
+        loop.start()
+
+
+def _run_all_now(loop: QuotaLoop) -> None:
+    for site in loop.service.sites():
+        loop.kick(site)

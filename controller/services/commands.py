@@ -91,12 +91,13 @@ class CommandService:
         return self._publish(command, site, gateway)
 
     def send_setpoints_json(
-        self, site: str, gateway: str, setpoints_json: bytes, lease_s: float, issued_by: str | None = None
+        self, site: str, gateway: str, setpoints_json: bytes, lease_s: float, issued_by: str | None = None,
+        epoch: int | None = None,
     ) -> CommandRecord:
         """`send_setpoints` for a batch already serialised as a JSON array of `v1.Setpoint` (the quota loop's path
         for 100,000 machines: a validated model per setpoint would take seconds). The record keeps no setpoints."""
         command = v1.Command(
-            id=uuid.uuid4().hex, kind=v1.CommandKind.SETPOINTS, lease_s=lease_s, issued_by=issued_by,
+            id=uuid.uuid4().hex, kind=v1.CommandKind.SETPOINTS, lease_s=lease_s, issued_by=issued_by, epoch=epoch,
         )  # fmt: skip
         payload = v1.dumps(command).replace(b'"setpoints":[]', b'"setpoints":' + setpoints_json, 1)
         return self._publish(command, site, gateway, payload)

@@ -255,6 +255,9 @@ class Command(_Msg):
     setpoints: list[Setpoint] = Field(default_factory=list)  # kind = setpoints
     lease_s: float | None = None  # setpoints: how long they hold without renewal
     issued_by: str | None = None
+    # setpoints from a controller holding the active/standby lease: its epoch (grows on each takeover). An agent
+    # ignores a batch older than the newest epoch it has seen (a controller that lost the lease cannot steer)
+    epoch: int | None = Field(None, ge=0)
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 

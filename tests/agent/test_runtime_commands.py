@@ -275,3 +275,24 @@ async def test_the_same_id_arriving_twice_at_once_is_applied_once(tmp_path: Path
     assert (first.duplicate, second.duplicate) == (False, True)
     assert first.status == second.status == v1.AckStatus.APPLIED
     assert miner.calls == ["reboot"]
+
+
+async def test_a_batch_older_than_the_newest_controller_epoch_is_ignored(tmp_path: Path) -> None:
+    """Active/standby: the standby took over (epoch 2); the old active, paused and woken, sends epoch 1. Its
+    batch is rejected, applies nothing and renews nothing; the newest epoch survives a restart."""
+    rig = await make_rig(tmp_path)
+    ack = await rig.send("setpoints", "e2", lease_s=60, epoch=2, setpoints=[{"device_id": "m1", "mode": "sleep"}])
+    assert ack.status == v1.AckStatus.APPLIED
+    renewed = rig.failsafe.lease.batch_id
+    ack = await rig.send("setpoints", "e1", lease_s=600, epoch=1, setpoints=[{"device_id": "m1", "mode": "run"}])
+    assert ack.status == v1.AckStatus.REJECTED and "stale controller epoch 1 (newest seen 2)" in (ack.reason or "")
+    assert rig.site.miners[A].calls == ["sleep"] and rig.failsafe.lease.batch_id == renewed
+    assert (await rig.send("setpoints", "e3", lease_s=60, epoch=3, setpoints=[
+        {"device_id": "m1", "mode": "run"}])).status == v1.AckStatus.APPLIED
+    assert (await rig.send("setpoints", "n1", lease_s=60, setpoints=[  # no epoch: a controller without a standby
+        {"device_id": "m1", "mode": "sleep"}])).status == v1.AckStatus.APPLIED
+    again = CommandProcessor("g", rig.processor.fleet, rig.processor.actuator, rig.buffer, rig.failsafe)
+    assert again.newest_epoch == 3
+    stale = await again.handle(v1.Command(id="e2-late", kind=v1.CommandKind.SETPOINTS, lease_s=60, epoch=2,
+                                          setpoints=[v1.Setpoint(device_id="m1", mode=v1.SetpointMode.RUN)]))
+    assert stale.status == v1.AckStatus.REJECTED

@@ -98,3 +98,16 @@ def test_no_escalation_before_it_settles_nor_for_a_changed_setpoint_nor_without_
     assert not _escalate([None] * 3, [Mode.SLEEP] * 3, {}, set()).redispatch
     assert not _escalate([1700.0] * 3, [Mode.POWER_TARGET] * 3, {}, set()).redispatch  # within 15 % + 60 W
     assert not _escalate([3000.0] * 3, [Mode.RUN] * 3, {}, set()).redispatch  # running: nothing to follow
+
+
+def test_a_loop_with_no_memory_starts_from_the_plants_own_error() -> None:
+    from quota.fleet import FleetArrays, Machine, Now
+    from quota.policies import initial_correction, model_now_w
+
+    fleet = FleetArrays.from_machines([Machine("a", S19, now=Now.RUNNING), Machine("b", S19, now=Now.SLEEPING),
+                                       Machine("c", S19, now=Now.OFF)])
+    assert model_now_w(fleet) == pytest.approx(S19.max_power_w + S19.sleep_w)
+    model = model_now_w(fleet)
+    assert initial_correction(model * 1.08, model, 1.4) == pytest.approx(1.08)  # draws 8 % above the model
+    assert initial_correction(model * 0.9, model, 1.4) == 1.0  # never more optimistic than the default
+    assert initial_correction(model * 3, model, 1.4) == 1.4 and initial_correction(0.0, model, 1.4) == 1.0

@@ -288,10 +288,11 @@ async def test_machine_ignoring_commands_is_cut_at_its_outlet(straggling_site: d
     loop = svc.quota.loop
     send = loop.send
 
-    def recording(site_: str, gateway: str, payload: bytes, lease_s: float, issuer: str | None) -> object:
+    def recording(site_: str, gateway: str, payload: bytes, lease_s: float, issuer: str | None,
+                  **fenced: Any) -> object:
         sent_to_deaf.extend((item["mode"], bool(item.get("reapply"))) for item in json.loads(payload)
                             if item["device_id"] == device_id(deaf))  # fmt: skip
-        return send(site_, gateway, payload, lease_s, issuer)
+        return send(site_, gateway, payload, lease_s, issuer, **fenced)
 
     loop.send = recording
     sim.server.site.inject(deaf.ip, Fault.IGNORE_COMMANDS.value)
