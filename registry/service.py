@@ -99,6 +99,14 @@ class HscFilter:
     changed_since: datetime | None = None
 
 
+def _no_nulls(row: Any, changes: Mapping[str, Any]) -> None:
+    """A PATCH may leave a field out, not set a required one to null (that was a NOT NULL violation: a 500)."""
+    columns = type(row).__table__.c
+    for name, value in changes.items():
+        if value is None and name in columns and not columns[name].nullable:
+            raise InvalidInput(name, "may not be null (leave it out to keep the current value)")
+
+
 def hsc_conditions(flt: HscFilter) -> list[Any]:
     """WHERE clauses for a filter (shared by the paged list and the export)."""
     conditions: list[Any] = []
@@ -244,6 +252,7 @@ class RegistryService:
         with self.transaction() as s:
             row = self._get(s, entity, row_id)
             changes = self._values(patch, True)
+            _no_nulls(row, changes)
             if hasattr(row, "valid_to"):
                 self._checked_dates(row, changes)
             self._update(s, entity, row, changes, actor)
@@ -326,6 +335,7 @@ class RegistryService:
         """Apply a patch (a status change goes through the allowed moves); True when anything changed."""
         changes = self._values(patch, True)
         status = changes.pop("status", None)
+        _no_nulls(row, changes)
         changed = self._update(session, "hsc", row, changes, actor)
         if status is not None and status != row.status:
             self.move_status_in(session, row, status, actor)

@@ -11,7 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.drivers import parsers
+from agent.drivers.parsers import Reading
 from agent.errors import DeviceError
+from agent.firmware import FAMILIES, parse_version
+from agent.firmware.antminer import parse_bmminer_stats
+from agent.firmware.whatsminer import parse_whatsminer_devs, parse_whatsminer_summary
 from agent.transport import ber
 from agent.transport.cgminer import check_reply
 from agent.transport.jsonfix import BrokenReply, loads_tolerant
@@ -65,13 +69,14 @@ def decode(command: str, raw: bytes) -> dict[str, Any]:
 
 
 def parse_all(replies: dict[str, Any]) -> None:
-    for family in (parsers.parse_antminer, parsers.parse_luxos, parsers.parse_whatsminer, parsers.parse_braiins,
-                   parsers.parse_avalon):  # fmt: skip
-        assert isinstance(family(replies), parsers.Reading)
-    for one in (parsers.parse_version, parsers.parse_bmminer_stats, parsers.parse_whatsminer_summary):
-        assert isinstance(one(replies.get("summary")), parsers.Reading)
+    """Every firmware family's parser (agent.firmware.FAMILIES, whatever families exist), and the per-reply ones."""
+    assert len(FAMILIES) >= 5
+    for family in FAMILIES.values():
+        assert isinstance(family.parse(replies), Reading), family
+    for one in (parse_version, parse_bmminer_stats, parse_whatsminer_summary):
+        assert isinstance(one(replies.get("summary")), Reading)
     parsers.parse_pools(replies.get("pools"))
-    parsers.parse_whatsminer_devs(replies.get("devs"))
+    parse_whatsminer_devs(replies.get("devs"))
 
 
 @PROPERTY
