@@ -1,6 +1,6 @@
 """controller lease (controller/lease/models.py) and ledger gaps (controller/quota/gaps.py)
 
-Revision ID: 0006_lease
+Revision ID: 0008_lease
 Revises: 0007_placement
 
 The active/standby lease row (holder, epoch, expiry by the database's clock) and the ledger's flagged gaps. New
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
-revision: str = '0006_lease'
+revision: str = '0008_lease'
 down_revision: str | None = '0007_placement'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
