@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# run as a script, bench/ is first on sys.path and bench/registry.py would shadow the registry package
+# run as a script, bench/ is first on sys.path and a script named like a package would shadow it
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent)]
 

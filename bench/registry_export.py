@@ -5,8 +5,8 @@ response in the client's memory; the server side streams.)
 
 Goals (issue 4): export >= 100,000 rows/s and a filtered page < 50 ms at p95 on 1,000,000 HSCs.
 
-    .venv/bin/python bench/registry.py                 # 1,000,000 rows (a few minutes, ~1 GB of disk in /tmp)
-    .venv/bin/python bench/registry.py --rows 50000    # quick
+    .venv/bin/python bench/registry_export.py                 # 1,000,000 rows (a few minutes, ~1 GB of disk in /tmp)
+    .venv/bin/python bench/registry_export.py --rows 50000    # quick
 """
 
 from __future__ import annotations
