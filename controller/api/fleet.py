@@ -52,6 +52,7 @@ class DeviceOut(BaseModel):
     errors: list[str] = []
     pools: list[v1.Pool] = []
     outlet: v1.OutletRef | None = None
+    placement: v1.Placement | None = None  # hall/rack/slot from the agent's config
     # PDUs
     family: str | None = None
     energy_kwh: float | None = None

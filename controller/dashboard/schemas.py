@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from controller.api.commands import CommandOut
 from controller.api.fleet import DeviceOut
@@ -62,7 +62,9 @@ class FleetRow(BaseModel):
     serial: str | None
     ip: str
     mac: str | None
+    hall: str | None = None  # placement from the agent's config (docs/dashboard.md, rack view)
     rack: str | None
+    slot: int | None = None
     model: str | None
     firmware: str | None
     state: str | None
@@ -73,10 +75,15 @@ class FleetRow(BaseModel):
     pool: str | None
     owner: str
     registration: str
+    power_right: str | None = Field(None, description="why the machine has or has no power (quota.rights reason); "
+                                                      "None without a registry link")
+    power_why: str | None = None
 
 
 class DashboardDevice(DeviceOut):
+    hall: str | None = None
     rack: str | None
+    slot: int | None = None
     pool: str | None
     registration: str
 
