@@ -77,7 +77,7 @@ class Agent:
         self.coordinator.on_new_id = self._remember_id
         self.actuator = Actuator(self.fleet, opener, cfg.poll.device_timeout_s)
         self.lease = Lease(self.buffer)
-        self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator)
+        self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator, self.gate)
         self.commands = CommandProcessor(
             cfg.gateway, self.fleet, self.actuator, self.buffer, self.failsafe,
             concurrency=cfg.poll.concurrency, on_applied=self.coordinator.request_refresh, gate=self.gate,

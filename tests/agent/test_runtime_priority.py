@@ -110,3 +110,27 @@ async def test_nested_commands_hold_reads_until_the_last_one_ends() -> None:
         assert not read.done()  # one command still running
     await read
     assert gate.reads_held == 1
+
+
+async def test_the_failsafe_holds_reads_back_while_it_applies_the_safe_state(tmp_path: Path) -> None:
+    site, devices = fake_site(4, with_pdu=False)
+    cfg = config_from_dict({"site": "s", "gateway": "g", "devices": devices})
+    fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
+    gate = CommandsFirst(max_wait_s=60.0)
+    coord = Coordinator(fleet, site, device_timeout_s=5.0, gate=gate)
+    await coord.poll_once()
+    buffer = Buffer(tmp_path / "buf.sqlite")
+    failsafe = Failsafe(FailsafeConfig(grace_s=0), Lease(buffer), fleet, Actuator(fleet, site, 5.0), gate)
+    busy_at_each_sleep: list[bool] = []
+    for miner in site.miners.values():
+        command = miner._command
+
+        async def watched(name: str, command=command) -> None:  # type: ignore[no-untyped-def]
+            busy_at_each_sleep.append(gate.busy)
+            await command(name)
+
+        miner._command = watched  # type: ignore[method-assign]
+    await failsafe.engage()
+    buffer.close()
+    assert busy_at_each_sleep == [True] * 4
+    assert all(m.sleeping for m in site.miners.values()) and not gate.busy
