@@ -4,8 +4,9 @@ The simulator serves the 1,000-miner container site (another process, short firm
 agent of gateway gw1 (~520 miners, 26 PDUs): its real poll loop runs every `--poll-s` seconds while setpoint
 batches for every miner are handed to its command processor, alternately a cut (stock Antminers and Whatsminers
 sleep, LuxOS to a low power target) and a restore (everything runs), each 50 ms after a poll cycle began. Pairs
-of rounds alternate the gate on and off, so both modes see the same machine load. Printed per mode: wall time from a batch's arrival to its last
-device action, the agent's CPU in that time, and how many poll reads waited for the batch. Asserts nothing.
+of rounds alternate the gate on and off, so both modes see the same machine load. Printed per mode: wall time
+from a batch's arrival to its last device action, the agent's CPU in that time, and how many poll reads waited
+for the batch (the reads holding poll slots; the others queue behind them). Asserts nothing.
 
     .venv/bin/python bench/agent_cut.py [--rounds 8] [--poll-s 2]
 """
