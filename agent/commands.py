@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from agent.buffer import Buffer
 from agent.coordinator import DriverOpener, Fleet, MinerDevice, PduDevice
 from agent.drivers.base import CommandUnsupported, DeviceError, MinerDriver, OutletAction
+from agent.priority import CommandsFirst
 from kuat.wire import v1
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class CommandProcessor:
         failsafe: Failsafe,
         concurrency: int = 64,
         on_applied: Callable[[], None] | None = None,
+        gate: CommandsFirst | None = None,
     ) -> None:
         self.gateway = gateway
         self.fleet = fleet
@@ -168,6 +170,7 @@ class CommandProcessor:
         self.failsafe = failsafe
         self._sem = asyncio.Semaphore(concurrency)
         self._on_applied = on_applied
+        self.gate = gate or CommandsFirst(0.0)  # the poll loop's reads wait while a command is applied
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
         self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
@@ -202,7 +205,8 @@ class CommandProcessor:
         future: asyncio.Future[v1.Ack] = asyncio.get_running_loop().create_future()
         self._in_progress[cmd.id] = future
         try:
-            ack = await self._execute(cmd)
+            with self.gate.acting():
+                ack = await self._execute(cmd)
         except BaseException as exc:
             future.set_exception(exc)
             with contextlib.suppress(BaseException):

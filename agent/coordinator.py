@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from agent.config import MinerConfig, PduConfig
 from agent.drivers.base import DeviceError, DeviceUnreachable, MinerDriver, PduDriver
 from agent.outlet_map import OutletMap
+from agent.priority import CommandsFirst
 from kuat.wire import v1
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,10 @@ class Coordinator:
         device_timeout_s: float = 5.0,
         pdu_timeout_s: float | None = None,
         refresh_gap_s: float | None = None,
+        gate: CommandsFirst | None = None,
     ) -> None:
         self.fleet = fleet
+        self.gate = gate  # reads not yet started wait while commands are applied (agent.priority)
         self.opener = opener
         self.interval_s = interval_s
         # an early (command-triggered) cycle starts no sooner than this after the previous one: at most 2x the work
@@ -188,6 +191,8 @@ class Coordinator:
 
     async def _guarded(self, read: Awaitable[T]) -> T:
         async with self._sem:
+            if self.gate is not None:  # checked once a slot is free: the reads queued for slots wait too
+                await self.gate.before_read()
             return await read
 
     async def _read_miner(self, dev: MinerDevice) -> v1.MinerSample:

@@ -27,6 +27,7 @@ from agent.buffer import Buffer
 from agent.commands import Actuator
 from agent.config import FailsafeConfig
 from agent.coordinator import Fleet, MinerDevice
+from agent.priority import CommandsFirst
 from kuat.wire import v1
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,10 @@ def _left_text(left: float | None) -> str:
 
 
 class Failsafe:
-    def __init__(self, cfg: FailsafeConfig, lease: Lease, fleet: Fleet, actuator: Actuator) -> None:
+    def __init__(self, cfg: FailsafeConfig, lease: Lease, fleet: Fleet, actuator: Actuator,
+                 gate: CommandsFirst | None = None) -> None:
         self.cfg = cfg
+        self.gate = gate or CommandsFirst(0.0)  # the safe state goes before the poll loop's reads (agent.priority)
         self.lease = lease
         self.fleet = fleet
         self.actuator = actuator
@@ -173,7 +176,8 @@ class Failsafe:
         plan = self._plan()
         if only is not None:
             plan = [(dev, job) for dev, job in plan if dev.device_id in only]
-        results = await asyncio.gather(*(self._bounded(job()) for _, job in plan))
+        with self.gate.acting():
+            results = await asyncio.gather(*(self._bounded(job()) for _, job in plan))
         failed = {dev.device_id for (dev, _), ok in zip(plan, results, strict=True) if not ok}
         self._pending = failed
         done = len(plan) - len(failed)

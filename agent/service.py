@@ -17,6 +17,7 @@ from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet, MinerDevi
 from agent.drivers.base import MinerDriver, PduDriver
 from agent.failsafe import Failsafe, Lease
 from agent.metrics import AgentHealth, MetricsServer, age
+from agent.priority import CommandsFirst
 from agent.publisher import Publisher
 from agent.transport.snmp import V3Auth
 from kuat.wire import v1
@@ -61,6 +62,9 @@ class Agent:
         self.fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
         self._restore_learned_ids()
         opener = opener or RealDrivers(cfg.port_offset, cfg.poll.device_timeout_s)
+        # commands before polls (agent.priority): a read waits for a batch being applied, at most two intervals
+        # (telemetry misses at most one tick; 500 setpoints take 1-2 s on the bench's loaded 2-core machine)
+        self.gate = CommandsFirst(max_wait_s=2 * cfg.poll.interval_s)
         self.coordinator = Coordinator(
             self.fleet,
             opener,
@@ -68,14 +72,15 @@ class Agent:
             concurrency=cfg.poll.concurrency,
             device_timeout_s=cfg.poll.device_timeout_s,
             pdu_timeout_s=cfg.poll.pdu_timeout_s,
+            gate=self.gate,
         )
         self.coordinator.on_new_id = self._remember_id
         self.actuator = Actuator(self.fleet, opener, cfg.poll.device_timeout_s)
         self.lease = Lease(self.buffer)
-        self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator)
+        self.failsafe = Failsafe(cfg.failsafe, self.lease, self.fleet, self.actuator, self.gate)
         self.commands = CommandProcessor(
             cfg.gateway, self.fleet, self.actuator, self.buffer, self.failsafe,
-            concurrency=cfg.poll.concurrency, on_applied=self.coordinator.request_refresh,
+            concurrency=cfg.poll.concurrency, on_applied=self.coordinator.request_refresh, gate=self.gate,
         )
         self.publisher = Publisher(cfg, self.buffer, self._on_command, devices=len(self.fleet.miners) + len(
             self.fleet.pdus))

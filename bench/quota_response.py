@@ -325,6 +325,7 @@ def _site_rounds(svc: Services, settings: Any, site: str, control: int, miners: 
         api(client, "POST", f"{site}/emergencies", GRID, {"reference": "BENCH-SITE", "cap_mw": cap_w / 1e6})
         wait(lambda: svc.quota is not None and svc.quota.loop.runs > runs, "the loop's dispatch", 30)
         dispatched = time.monotonic() - t0
+        pushed_real = time.time() - dispatched
         trace: list[str] = []
         under = _held_under(control, cap_w, t0, hold_s=max(5.0, 2 * poll_s), within_s=180, trace=trace)
         baseline = poll_s + max(physics.values())
@@ -337,7 +338,29 @@ def _site_rounds(svc: Services, settings: Any, site: str, control: int, miners: 
         loop = [f"{(p.ts - pushed).total_seconds():.0f}: {p.power_w / 1e3:.0f}/{p.target_w / 1e3:.0f} {p.action} "
                 f"x{p.correction:.3f}" for p in svc.quota.loop._sites[site].points if p.ts >= pushed]
         print("  the loop after the push (s: measured/target kW, action, correction): " + ", ".join(loop[:25]))
+        crossed = next(((p.ts - pushed).total_seconds() for p in svc.quota.loop._sites[site].points
+                        if p.ts >= pushed and p.power_w <= cap_w), None)
+        acks = [_acked_after(svc, c, pushed_real) for c in _cut_batches(svc, pushed_real)]
+        print("  the cut's batches acked by the agents (every setpoint applied) " + ", ".join(
+            f"{a:.2f} s" if a is not None else "not acked" for a in acks) + " after the push; the controller's "
+              "measured sum (telemetry) under the cap " + (f"{crossed:.1f} s" if crossed is not None else "never")
+              + " after the push")
         _model_error(svc, site, control, full)
+
+
+def _cut_batches(svc: Services, pushed_real: float) -> list[str]:
+    """The first setpoint batch per gateway issued after the push: the cut."""
+    first: dict[str, str] = {}
+    for record in list(svc.commands._records.values()):
+        c = record.command
+        if c.kind == v1.CommandKind.SETPOINTS and c.ts.timestamp() >= pushed_real - 0.05:
+            first.setdefault(record.gateway, c.id)
+    return [first[g] for g in sorted(first)]
+
+
+def _acked_after(svc: Services, command_id: str, pushed_real: float) -> float | None:
+    record = svc.commands.get(command_id)
+    return None if record is None or record.acked_at is None else record.acked_at.timestamp() - pushed_real
 
 
 def _model_error(svc: Services, site: str, control: int, full: dict[str, float]) -> None:
