@@ -121,6 +121,11 @@ def token_from(request: Request) -> str | None:
 
 
 SitesOf = Callable[[Request], "Iterable[str] | None"]  # the sites a request is about
+ZoneOf = Callable[[Request, str], "str | None"]  # the trading zone of a site (None: unknown), for zone-scoped keys
+
+
+def no_zone(request: Request, site: str) -> str | None:
+    return None
 
 
 def site_param(request: Request) -> list[str] | None:
@@ -137,6 +142,7 @@ class _Realm:
     limiter: FailureLimiter
     sessions: SessionSigner
     sites_of: SitesOf = site_param
+    zone_of: ZoneOf = no_zone
 
 
 class Guard:
@@ -165,9 +171,11 @@ class Guard:
             raise RuntimeError(f"no authenticator installed for realm {self.realm!r}")
         return realm
 
-    def scope_sites(self, app: FastAPI, sites_of: SitesOf) -> None:
-        """Say which sites a request to `app` is about (the controller: its `site` parameter, else all its sites)."""
-        self.realm_of(app).sites_of = sites_of
+    def scope_sites(self, app: FastAPI, sites_of: SitesOf, zone_of: ZoneOf = no_zone) -> None:
+        """Say which sites a request to `app` is about (the controller: its `site` parameter, else all its sites)
+        and, for keys scoped to zones, which zone a site is in."""
+        realm = self.realm_of(app)
+        realm.sites_of, realm.zone_of = sites_of, zone_of
 
     def principal(self, request: Request, cookie: bool = False) -> Principal:
         """The caller, whatever its role: 401 without a valid key (or session, where `cookie`), 429 when this
@@ -196,11 +204,12 @@ class Guard:
         """403 when the key's scope restricts sites and the request is about one outside it (or spans sites)."""
         if principal.scope.sites is None and principal.scope.zones is None:
             return
-        sites = self.realm_of(request.app).sites_of(request)
+        realm = self.realm_of(request.app)
+        sites = realm.sites_of(request)
         if sites is None:
             raise PermissionDenied(f"key {principal.name} is scoped to some sites; this request spans sites")
         for site in sites:
-            principal.require_site(site)
+            principal.require_site(site, realm.zone_of(request, site) if principal.scope.zones is not None else None)
 
     def require(self, *roles: str, cookie: bool = False) -> Callable[..., Principal]:
         """FastAPI dependency: the caller's `Principal` if its key is valid, of one of `roles`, and scoped to the
