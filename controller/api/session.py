@@ -2,9 +2,9 @@
 /api/v1/session, serverkit.session) and which sites a request is about, so that a key scoped to some sites (a grid
 operator's, say) is refused every other site (serverkit.auth.Guard.check_sites).
 
-A request is about the site its `site` path or query parameter names (lifting an emergency order: the order's
-site; a zone-scoped key reaches a site by the zone the quota side knows for it); a request that names none is
-about every site this controller serves (its configured `sites`), and when it serves "every site on the broker" (no `sites`
+A request is about the site its `site` path or query parameter names (lifting an emergency order: the order's site;
+a zone-scoped key reaches a site by the zone the quota side knows for it); a request that names none is about every
+site this controller serves (its configured `sites`), and when it serves "every site on the broker" (no `sites`
 configured) only an unrestricted key may make it.
 """
 
