@@ -166,7 +166,7 @@ async def _events(request: Request, a: AlertService, after: int | None) -> Async
     if after is None:
         after = await run_in_threadpool(a.last_event_id)
         yield f"id: {after}\nevent: alerts\ndata: {json.dumps(await run_in_threadpool(a.alerts), default=str)}\n\n"
-    ends = time.monotonic() + STREAM_MAX_S
+    ends = time.monotonic() + getattr(request.app.state, "alerts_stream_max_s", STREAM_MAX_S)  # tests shorten it
     stopping = getattr(request.app.state, "stopping", None)
     while time.monotonic() < ends and not await request.is_disconnected():
         if stopping is not None and stopping():

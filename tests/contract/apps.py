@@ -73,6 +73,7 @@ def controller_app(tmp_path: Path, **over: Any) -> Iterator[tuple[FastAPI, Servi
     _store_scoped_keys(services.registry)
     app = create_app(settings, services)
     app.state.dashboard.stream_max_s = 0.2  # a walk opens the live stream many times: it ends as on a disconnect
+    app.state.alerts_stream_max_s = 0.2  # the same for the alerts stream
     try:
         yield app, services
     finally:
