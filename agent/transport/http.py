@@ -23,6 +23,11 @@ async def get_json(
             response = await client.get(url)
     except httpx.HTTPError as exc:
         raise DeviceUnreachable(f"{url}: {exc.__class__.__name__} {exc}") from exc
+    return json_object(url, response)
+
+
+def json_object(url: str, response: httpx.Response) -> dict[str, Any]:
+    """A miner's web reply as a JSON object, or the DeviceError that says what was wrong with it."""
     if response.status_code == 401:
         raise DeviceError(f"{url}: credentials refused (HTTP 401)")
     if response.status_code != 200:
@@ -59,17 +64,7 @@ class WebClient:
         except httpx.HTTPError as exc:
             await self.close()  # a dropped connection: the next request opens a new one
             raise DeviceUnreachable(f"{url}: {exc.__class__.__name__} {exc}") from exc
-        if response.status_code == 401:
-            raise DeviceError(f"{url}: credentials refused (HTTP 401)")
-        if response.status_code != 200:
-            raise DeviceError(f"{url}: HTTP {response.status_code}")
-        try:
-            data = loads_tolerant(response.content)
-        except BrokenReply as exc:
-            raise DeviceError(f"{url}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise DeviceError(f"{url}: reply is not a JSON object")
-        return data
+        return json_object(url, response)
 
     async def close(self) -> None:
         if self._client is not None:
