@@ -24,7 +24,7 @@ def sites_of(request: Request) -> list[str] | None:
     order = request.path_params.get("order_id")
     if order is not None and request.url.path.startswith("/api/v1/quota/emergencies/"):
         site = _order_site(request, order)  # lifting an order is about the order's site
-        return [site] if site is not None else []  # no such order: the route answers 404
+        return [site] if site is not None else None  # no such order: 403 to a scoped key, else the route's 404
     configured = list(request.app.state.settings.sites)
     return configured or None
 
