@@ -214,6 +214,9 @@ def validate_schedule(
     """Raise QuotaInputError naming every bad field; return quietly when the schedule can be accepted."""
     p = Problems()
     _known_area(p, "area", schedule.area, known_areas)
+    if not date.min < schedule.day < date.max:  # the hours of 0001-01-01 or 9999-12-31 are outside what datetime holds
+        p.add("day", f"{schedule.day} is not a day a schedule can be for")
+        p.raise_if_any()
     expected = hours_in_day(schedule.day, tz)
     if len(schedule.hours) != expected:
         p.add("hours", f"{schedule.day} has {expected} hours in {tz}; the schedule gives {len(schedule.hours)}")

@@ -137,7 +137,8 @@ async def test_two_sites_one_national_registry(postgres: PostgresCluster, broker
             await until(lambda: a.hashing() == included, "north darkens the machine that moved", 60)
             gone = a.link.gate.why(str(next(m.mac for m in a.file.miners if m.serial == tenant)))
             assert gone is not None and gone.right.reason == "moved"
-            assert b.link.mirror.load()[1].decisions[tenant].status == "included"
+            await until(lambda: b.link.mirror.load()[1].decisions[tenant].status == "included",
+                        "south's mirror follows the inclusion (its own feed read)", 30)
             await never_hashing([a, b], {"north": included, "south": set()}, 3.0)
 
             # the regulator's export of the one registry covers both sites (over HTTP, its own key)

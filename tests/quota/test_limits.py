@@ -274,3 +274,11 @@ def test_overlap_with_an_earlier_long_window_is_found() -> None:
         validate_orders(orders, SITE.areas(), NOW)
     assert set(issues(e)) == {"orders[1].start", "orders[2].start"}
     validate_orders(orders[2:], SITE.areas(), NOW)  # C and Z alone are fine
+
+
+@pytest.mark.parametrize("day", [date.min, date.max])
+def test_a_day_at_the_edge_of_the_calendar_is_refused_not_a_crash(day: date) -> None:
+    """Found by the contract walk: 0001-01-01 overflowed when its hours were converted to UTC (a 500)."""
+    with pytest.raises(QuotaInputError) as e:
+        accept_schedule(QuotaState(SITE), DaySchedule.from_kwh("dpc-1", day, [1.0] * 24), NOW)
+    assert "not a day a schedule can be for" in issues(e)["day"]
