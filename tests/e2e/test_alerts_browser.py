@@ -27,15 +27,13 @@ from controller.runtime import Services, build_services
 from controller.scheduler import make_scheduler
 from tests.alerts.receivers import SmtpServer, WebhookReceiver
 from tests.alerts.site import KEYS, SECRET, Site, miner, settings
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.servers import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 @dataclass

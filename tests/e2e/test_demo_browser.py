@@ -17,14 +17,12 @@ import httpx
 import pytest
 
 from tests.e2e.demo_support import ROOT, SMALL_SITE, kill_if_running, launch_demo, poll
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
 
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
 BANNER_TIMEOUT_S = 120.0
 
 

@@ -16,15 +16,13 @@ import pytest
 
 from controller.app import create_app
 from tests.money.month import BIN_A, BIN_B, KEYS, build, nbk_files
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
