@@ -42,6 +42,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--cap-every-min", type=float, default=10.0, help="simulated minutes between caps")
     p.add_argument("--sample-s", type=float, default=5.0, help="real seconds between samples")
     p.add_argument("--warmup", type=float, default=0.25, help="share of the run before growth is measured")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                   help="trace Python allocations (this many frames): a snapshot at the end of the warm-up and at "
+                        "the end, the top growths by traceback printed (slows the run)")
+    p.add_argument("--trim", action="store_true",
+                   help="glibc malloc_trim(0) after each sample (a mitigation for arena fragmentation)")
     p.add_argument("--postgres", action="store_true",
                    help="a private PostgreSQL cluster instead of SQLite (on SQLite, 100,000 machines' rollup "
                         "flushes lock the database long enough for API writes to fail with 'database is locked')")
@@ -86,6 +91,10 @@ def main() -> None:
     from kuat import clock
     from tests.support.servers import Mosquitto
 
+    if ARGS.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(ARGS.tracemalloc)
     logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     qr = _helpers()
     cluster = None
@@ -146,9 +155,15 @@ def _run(svc: Any, client: Any, qr: ModuleType, clock: Any, full_kw: float) -> l
     end = sim_start + ARGS.sim_minutes * 60
     next_cap, order = sim_start + ARGS.cap_every_min * 60 / 2, None
     samples = []
-    print(f"{'sim min':>7} {'RSS MB':>8} {'loop ms':>8} {'files':>6} {'threads':>7} {'runs':>6}")
+    warm_at, warm_snap = sim_start + ARGS.warmup * ARGS.sim_minutes * 60, None
+    print(f"{'sim min':>7} {'RSS MB':>8} {'loop ms':>8} {'files':>6} {'threads':>7} {'runs':>6} {'blocks k':>8} "
+          f"{'py MB':>7}")
     while clock.time() < end:
         time.sleep(ARGS.sample_s)
+        if ARGS.trim:
+            _malloc_trim()
+        if ARGS.tracemalloc and warm_snap is None and clock.time() >= warm_at:
+            warm_snap = _snapshot()
         if clock.time() >= next_cap:
             next_cap += ARGS.cap_every_min * 60 / 2
             try:
@@ -163,11 +178,50 @@ def _run(svc: Any, client: Any, qr: ModuleType, clock: Any, full_kw: float) -> l
         point = svc.quota.loop.latest(qr.SITE)
         row = {"sim_min": (clock.time() - sim_start) / 60, "rss_mb": rss_mb(),
                "loop_ms": point.elapsed_ms if point is not None else float("nan"), "files": float(open_files()),
-               "threads": float(threading.active_count()), "runs": float(svc.quota.loop.runs)}
+               "threads": float(threading.active_count()), "runs": float(svc.quota.loop.runs),
+               "blocks_k": sys.getallocatedblocks() / 1e3}
         samples.append(row)
         print(f"{row['sim_min']:7.1f} {row['rss_mb']:8.1f} {row['loop_ms']:8.0f} {row['files']:6.0f} "
-              f"{row['threads']:7.0f} {row['runs']:6.0f}")
+              f"{row['threads']:7.0f} {row['runs']:6.0f} {row['blocks_k']:8.0f} {_traced_mb():7.1f}")
+    if warm_snap is not None:
+        _print_growth(warm_snap, _snapshot())
     return samples
+
+
+def _traced_mb() -> float:
+    """Python's own heap as tracemalloc counts it (nan when not tracing): flat while RSS grows = not a leak."""
+    import tracemalloc
+
+    return tracemalloc.get_traced_memory()[0] / 2**20 if tracemalloc.is_tracing() else float("nan")
+
+
+def _snapshot() -> Any:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    return tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+
+
+def _print_growth(before: Any, after: Any, top: int = 15) -> None:
+    """The allocation sites that grew most from the end of the warm-up to the end, with their tracebacks."""
+    diffs = after.compare_to(before, "traceback")
+    total = sum(d.size_diff for d in diffs)
+    print(f"tracemalloc, end of warm-up -> end: {total / 2**20:+.1f} MB of Python objects in all; top growths:")
+    for d in diffs[:top]:
+        print(f"  {d.size_diff / 2**20:+8.2f} MB {d.count_diff:+9d} blocks (now {d.size / 2**20:.2f} MB)")
+        for line in d.traceback.format(limit=ARGS.tracemalloc)[-2 * ARGS.tracemalloc:]:
+            print(f"      {line}")
+
+
+def _malloc_trim() -> None:
+    """Hand glibc's free arena pages back to the kernel (no-op elsewhere)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _report(samples: list[dict[str, float]]) -> None:
@@ -178,7 +232,8 @@ def _report(samples: list[dict[str, float]]) -> None:
     quarter = max(1, len(warm) // 4)
     print(f"after warm-up ({ARGS.warmup:.0%} of the run, {len(warm)} samples), first -> last "
           f"(goal: no growth beyond 5 %):")
-    for key, what in (("rss_mb", "resident memory MB"), ("files", "open files"), ("threads", "threads")):
+    for key, what in (("rss_mb", "resident memory MB"), ("blocks_k", "Python objects (allocated blocks, k)"),
+                      ("files", "open files"), ("threads", "threads")):
         a, b = warm[0][key], warm[-1][key]
         print(f"  {what}: {a:.1f} -> {b:.1f} ({(b - a) / a * 100:+.1f} %)")
     first = statistics.median(s["loop_ms"] for s in warm[:quarter])

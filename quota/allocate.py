@@ -63,6 +63,7 @@ class Allocation:
     price: F64  # per machine: its group's multiplier (TH/s per W at the margin)
     bound_ths: float  # relaxation upper bound for the same budget and hard rules (before churn/ramp limits)
     pool_budgets: dict[int, float] = field(default_factory=dict)  # owner code -> watts of its share (free machines)
+    pool_spend: dict[int, float] = field(default_factory=dict)  # the same after paying others' floors (what it spent)
     over_budget_w: float = 0.0  # > 0: floors (protected machines, idle draw) exceed the budget
     deferred_wakes: int = 0
     pinned: int = 0  # reboot-on-change machines kept at their limit
@@ -117,7 +118,10 @@ def _rules(f: FleetArrays, policy: Policy) -> _Rules:
     min_off = ~running & (f.since_change < policy.min_off_s)
     forced_idle = noncompliant | min_off & ~f.protected
     soft_run = running & (f.since_change < policy.min_on_s) & ~forced_idle
-    forced_run = (f.protected | cannot_idle) & ~forced_idle
+    # a machine that can neither sleep nor be cut must run only if it runs now: one already idle stays idle without
+    # a command it cannot carry out (forcing it awake woke it over the cap, or, deferred by the ramp, freed watts
+    # the first pass's bound had counted as spent)
+    forced_run = (f.protected | cannot_idle & running) & ~forced_idle
     notes = []
     if (noncompliant & cannot_idle).any():
         notes.append(f"{int((noncompliant & cannot_idle).sum())} non-compliant machines can neither sleep nor be "
@@ -187,7 +191,10 @@ def _pool_budgets(f: FleetArrays, r: _Rules, free: BOOL, budget_w: float, policy
 
 
 def _solve_pool(f: FleetArrays, r: _Rules, idx: I64, budget_w: float, out: Allocation) -> float:
-    """Serve priority groups high to low; lower groups keep their floor. Returns the bound of this pool."""
+    """Serve priority groups high to low; lower groups keep their floor. Returns the bound of this pool: with
+    several priorities, the relaxation of the whole pool at its budget. (The sum of each group's bound at the watts
+    the groups above it left is no bound: when the ramp keeps a higher group's wake-ups waiting, the re-solve gives
+    their watts to the groups below, which then beat it.)"""
     min_run = f.min_run_power
     groups = [int(p) for p in np.unique(f.priority[idx])[::-1]]
     members = {p: idx[f.priority[idx] == p] for p in groups}
@@ -204,6 +211,8 @@ def _solve_pool(f: FleetArrays, r: _Rules, idx: I64, budget_w: float, out: Alloc
         out.price[sel] = res.price
         remaining -= float(res.power.sum())
         bound += res.bound_ths
+    if len(groups) > 1:
+        bound = max(solve_group(_group_input(f, r, idx), budget_w).bound_ths, float(out.hash_ths[idx].sum()))
     return bound
 
 
@@ -234,6 +243,7 @@ def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy,
     split = dict(shares) if shares is not None else _pool_budgets(f, r, np.ones(n, dtype=np.bool_), budget_w, policy)
     out.pool_budgets = dict(split)
     pools = _cover_floors(_spend_pins(split, f, r, pinned), f, r, free)
+    out.pool_spend = dict(pools)
     bound = float(out.hash_ths[pinned].sum())
     for code, pool_budget in pools.items():
         bound += _solve_pool(f, r, np.flatnonzero(free & (f.owner == code)), pool_budget, out)
@@ -302,9 +312,12 @@ def _pins(f: FleetArrays, plan: Allocation, policy: Policy) -> tuple[I64, F64]:
 
 
 def _fits_share(f: FleetArrays, plan: Allocation, idx: I64, cur: F64) -> BOOL:
-    """Pins that keep more watts than planned only while their owner's share has that room (first come first)."""
+    """Pins that keep more watts than planned only while their owner's share has that room (first come first).
+    The room is what the owner may spend after paying the floors of owners that cannot go below theirs
+    (`pool_spend`): measured against the share before that, a pin took back watts lent to another's floor and the
+    site planned more hash than its bound (tests/properties/test_allocator.py)."""
     fits = np.ones(len(idx), dtype=np.bool_)
-    room = {c: b - float(plan.power_w[f.owner == c].sum()) for c, b in plan.pool_budgets.items()}
+    room = {c: b - float(plan.power_w[f.owner == c].sum()) for c, b in plan.pool_spend.items()}
     for j, (i, watts) in enumerate(zip(idx, cur, strict=True)):
         extra = float(watts - plan.power_w[i])
         if extra <= 0:
@@ -317,16 +330,22 @@ def _fits_share(f: FleetArrays, plan: Allocation, idx: I64, cur: F64) -> BOOL:
     return fits
 
 
-def _deferred(f: FleetArrays, plan: Allocation, policy: Policy) -> I64:
-    """Machines planned to wake beyond this dispatch's ramp limit (the least efficient ones wait)."""
-    waking = np.flatnonzero((f.now != Now.RUNNING) & (plan.mode <= Mode.PRESET))
-    if len(waking) == 0 or (policy.max_wakes is None and policy.max_wake_w is None):
+def _deferred(f: FleetArrays, plan: Allocation, policy: Policy, forced_run: BOOL) -> I64:
+    """Machines planned to wake beyond this dispatch's ramp limit (the least efficient ones wait). A wake a hard
+    rule forces (protected, or a machine that can neither sleep nor be cut) is never deferred: it uses the
+    allowance first. Deferring it dropped the rule in the re-solve and gave its watts to others, so the re-solve
+    was no longer a restriction of the first pass and beat that pass's bound (tests/properties/test_allocator.py)."""
+    waking = (f.now != Now.RUNNING) & (plan.mode <= Mode.PRESET)
+    if not waking.any() or (policy.max_wakes is None and policy.max_wake_w is None):
         return np.zeros(0, dtype=np.int64)
-    eff = plan.hash_ths[waking] / np.maximum(plan.power_w[waking], 1e-9)
-    order = waking[np.argsort(-eff, kind="stable")]
-    allowed = len(order) if policy.max_wakes is None else policy.max_wakes
+    must = np.flatnonzero(waking & forced_run)
+    free = np.flatnonzero(waking & ~forced_run)
+    eff = plan.hash_ths[free] / np.maximum(plan.power_w[free], 1e-9)
+    order = free[np.argsort(-eff, kind="stable")]
+    allowed = len(order) if policy.max_wakes is None else max(0, policy.max_wakes - len(must))
     if policy.max_wake_w is not None:
-        allowed = min(allowed, int(np.searchsorted(np.cumsum(plan.power_w[order]), policy.max_wake_w, "right")))
+        room_w = policy.max_wake_w - float(plan.power_w[must].sum())
+        allowed = min(allowed, int(np.searchsorted(np.cumsum(plan.power_w[order]), room_w, "right")))
     return order[allowed:]
 
 
@@ -335,9 +354,10 @@ def allocate(fleet: FleetArrays, budget_w: float, policy: Policy | None = None) 
     if not math.isfinite(budget_w) or budget_w < 0:
         raise ValueError(f"budget_w must be a finite, non-negative number of watts (got {budget_w!r})")
     policy = policy or Policy()
-    first = _solve(fleet, _rules(fleet, policy), budget_w, policy)
+    hard = _rules(fleet, policy)
+    first = _solve(fleet, hard, budget_w, policy)
     pin_idx, pin_w = _pins(fleet, first, policy)
-    late = _deferred(fleet, first, policy)
+    late = _deferred(fleet, first, policy, hard.forced_run)
     if len(pin_idx) == 0 and len(late) == 0:
         return first
     rules = _rules(fleet, policy)
