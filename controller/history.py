@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -272,16 +272,16 @@ def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
         acc = days.setdefault(key, [b.kind, 0.0, 0.0])
         acc[1] += b.energy_kwh
         acc[2] += b.gap_s
-    rows = [{"site": k[0], "device_id": k[1], "day": k[2], "owner": k[3], "source": k[4], "kind": v[0],
-             "energy_kwh": v[1], "gap_s": v[2]} for k, v in days.items()]  # fmt: skip
     stmt: Any = sqlite.insert(energy_day) if conn.dialect.name == "sqlite" else postgresql.insert(energy_day)
     t, ex = energy_day.c, stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["site", "device_id", "day", "owner", "source"],
         set_={"energy_kwh": t.energy_kwh + ex.energy_kwh, "gap_s": t.gap_s + ex.gap_s},
     )
-    for i in range(0, len(rows), CHUNK):
-        conn.execute(stmt, rows[i : i + CHUNK])
+    items = list(days.items())
+    for i in range(0, len(items), CHUNK):  # row dicts a chunk at a time, as the device rows (_row_chunks)
+        conn.execute(stmt, [{"site": k[0], "device_id": k[1], "day": k[2], "owner": k[3], "source": k[4],
+                             "kind": v[0], "energy_kwh": v[1], "gap_s": v[2]} for k, v in items[i : i + CHUNK]])
 
 
 def _upsert_owner_hours(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
@@ -343,17 +343,30 @@ def write_buckets(engine: Engine, taken: dict[BucketKey, Bucket]) -> int:
     """Upsert buckets as device rows and refresh the site totals they touch, in one transaction."""
     if not taken:
         return 0
-    rows = [_row(k, b) for k, b in taken.items()]
     touched = {(k[0], k[2]) for k, b in taken.items() if b.kind == "miner"}
     with engine.begin() as conn:
-        for i in range(0, len(rows), CHUNK):
-            _upsert_device_rows(conn, rows[i : i + CHUNK])
+        for chunk in _row_chunks(taken):
+            _upsert_device_rows(conn, chunk)
         _upsert_energy_days(conn, taken)
         _upsert_owner_hours(conn, taken)
         touched_list = sorted(touched)
         for i in range(0, len(touched_list), 200):
             _recompute_site_minutes(conn, set(touched_list[i : i + 200]))
-    return len(rows)
+    return len(taken)
+
+
+def _row_chunks(taken: dict[BucketKey, Bucket], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
+    """The buckets' rows, `size` at a time: a flush holds one chunk of row dicts, not one per bucket taken (with
+    100,000 machines and a backlog of minutes that was hundreds of MB of short-lived dicts every flush, which the
+    allocator kept as resident memory after they were freed: bench/soak.py, docs/decisions.md)."""
+    chunk: list[dict[str, Any]] = []
+    for key, b in taken.items():
+        chunk.append(_row(key, b))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class RollupWriter:
