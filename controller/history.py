@@ -260,7 +260,19 @@ def _upsert_device_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
     else:
         updates["temp_c_max"] = func.coalesce(func.max(t.temp_c_max, ex.temp_c_max), t.temp_c_max, ex.temp_c_max)
     stmt = stmt.on_conflict_do_update(index_elements=["site", "device_id", "minute"], set_=updates)
-    conn.execute(stmt, rows)
+    _execute_upsert(conn, stmt, rows)
+
+
+def _execute_upsert(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """One chunk of upsert rows (unique keys, at most CHUNK). On PostgreSQL as one multi-row VALUES statement: an
+    executemany of INSERT ... ON CONFLICT DO UPDATE with `excluded` is not batched by SQLAlchemy (insertmanyvalues
+    does not apply) and psycopg2 then sends it row by row, one round trip each; at 100,000 machines a flush took
+    longer than the interval between flushes and the rollup book grew without end (bench/soak.py --postgres).
+    SQLite keeps executemany: it runs in process, and 2,000 rows x 17 columns exceed its variable limit."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(stmt.values(rows))
+    else:
+        conn.execute(stmt, rows)
 
 
 def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
@@ -280,8 +292,9 @@ def _upsert_energy_days(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
     )
     items = list(days.items())
     for i in range(0, len(items), CHUNK):  # row dicts a chunk at a time, as the device rows (_row_chunks)
-        conn.execute(stmt, [{"site": k[0], "device_id": k[1], "day": k[2], "owner": k[3], "source": k[4],
-                             "kind": v[0], "energy_kwh": v[1], "gap_s": v[2]} for k, v in items[i : i + CHUNK]])
+        rows = [{"site": k[0], "device_id": k[1], "day": k[2], "owner": k[3], "source": k[4], "kind": v[0],
+                 "energy_kwh": v[1], "gap_s": v[2]} for k, v in items[i : i + CHUNK]]  # fmt: skip
+        _execute_upsert(conn, stmt, rows)
 
 
 def _upsert_owner_hours(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
@@ -306,7 +319,7 @@ def _upsert_owner_hours(conn: Any, taken: dict[BucketKey, Bucket]) -> None:
         set_={name: t[name] + ex[name] for name in ("energy_kwh", "gap_s", "hash_ths_s", "device_minutes")},
     )
     for i in range(0, len(rows), CHUNK):
-        conn.execute(stmt, rows[i : i + CHUNK])
+        _execute_upsert(conn, stmt, rows[i : i + CHUNK])
 
 
 def _recompute_site_minutes(conn: Any, touched: set[tuple[str, int]]) -> None:

@@ -28,6 +28,7 @@ from controller.services.sightings import SightingsBridge
 from controller.services.telemetry import TelemetryService
 from controller.settings import ControllerSettings
 from kuat import clock
+from serverkit.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ def flush_rollups(services: Services) -> int:
     except Exception:
         services.metrics.db_errors += 1
         return 0
+    finally:
+        release_free_memory()  # the flush's rows and buckets are the controller's largest transient (serverkit.memory)
 
 
 def check_compliance(services: Services) -> Any:
