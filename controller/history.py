@@ -264,13 +264,15 @@ def _upsert_device_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def _execute_upsert(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """One chunk of upsert rows (unique keys, at most CHUNK). On PostgreSQL as one multi-row VALUES statement: an
-    executemany of INSERT ... ON CONFLICT DO UPDATE with `excluded` is not batched by SQLAlchemy (insertmanyvalues
-    does not apply) and psycopg2 then sends it row by row, one round trip each; at 100,000 machines a flush took
-    longer than the interval between flushes and the rollup book grew without end (bench/soak.py --postgres).
-    SQLite keeps executemany: it runs in process, and 2,000 rows x 17 columns exceed its variable limit."""
+    """One chunk of upsert rows (unique keys). On PostgreSQL with RETURNING: SQLAlchemy batches an executemany of
+    INSERT ... ON CONFLICT DO UPDATE into multi-row statements ("insertmanyvalues") only when it returns rows;
+    without, psycopg2 sent it row by row, one round trip each, and at 100,000 machines a flush outlasted the
+    interval between flushes, so the rollup book grew without end (bench/soak.py --postgres). A multi-row
+    `.values(rows)` was no better: compiling 34,000 bound parameters a chunk held the flush just as long.
+    SQLite keeps plain executemany (in process, no round trips)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(stmt.values(rows))
+        key = next(iter(stmt.table.primary_key.columns))
+        conn.execute(stmt.returning(key), rows).close()
     else:
         conn.execute(stmt, rows)
 
