@@ -13,6 +13,11 @@ the minute buckets a flush takes are the run's largest transient, so RSS reaches
 the growth from the first sample to
 the last is printed against the goal (no growth beyond 5 %). Figures only: nothing is asserted.
 
+The rollup load is the plant's, not a real site's: each report at x20 lands in a new simulated minute, so 100,000
+machines reporting every 10 s make 600,000 minute buckets per real minute (a real site: 100,000). Python's own
+objects (allocated blocks), the rollup book's buckets and the flushes are printed beside RSS to tell a leak from a
+writer that lags; `--tracemalloc N` diffs snapshots (end of warm-up vs end), `--trim` calls malloc_trim every sample.
+
 Run:  .venv/bin/python bench/soak.py                            # 100,000 machines, 60 simulated minutes, x60
       .venv/bin/python bench/soak.py --machines 5000 --sim-minutes 10 --speed 60   # a short run
 """
