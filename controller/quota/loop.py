@@ -17,7 +17,11 @@ One run for a site (`QuotaLoop.run_once`), each step in the module of its job:
    outlet (quota.policies).
 
 When it runs is controller.quota.schedule's job. A site without limits is not run (`NotUnderQuota`, logged once
-when it leaves control); any other error in a run is logged with its traceback and the next run tries again.
+when it leaves control); any other error in a run is logged with its traceback and the next run tries again. The
+database being unreachable (PostgreSQL restarting) is an outage, not a bug: one line when it starts and one when it
+ends (serverkit.db.Outage); meanwhile the loop runs from memory on the sites it last listed and the inputs it has
+cached, keeps dispatching (the agents' leases stay fresh), and keeps closed ledger periods until they can be
+written.
 
 Time stamps, hours, energy and leases use kuat.clock (the demo's --speed); the pacing of runs is real seconds.
 """
@@ -50,6 +54,7 @@ from quota.allocate import Allocation, Mode, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
 from quota.policies import initial_correction, model_now_w
+from serverkit.db import Outage, unavailable
 
 if TYPE_CHECKING:
     from controller.quota.service import QuotaService
@@ -94,13 +99,16 @@ class QuotaLoop:
         self.send = send
         self.settings = settings
         self.bands = bands or Bands()
-        self.view = LiveView(live, service.machine_rules, noncompliant, settings.compliance_refresh_s, stale_s)
+        self.db = Outage("quota loop", log)  # one line per database outage, not a traceback per run
+        self.view = LiveView(live, service.machine_rules, noncompliant, settings.compliance_refresh_s, stale_s,
+                             self.db)  # fmt: skip
         self.store = LoopStore(service.engine, service.write_engine)
-        self.books = Bookkeeper(self.store, settings)
+        self.books = Bookkeeper(self.store, settings, self.db)
         self.scheduler = Scheduler(settings, self._configured_sites, self._run_scheduled, self.warm_all)
         self._sites: dict[str, SiteRuntime] = {}
         self._sites_lock = threading.Lock()
         self._uncontrolled: set[str] = set()  # sites told once that they are not under quota control
+        self._listed: list[str] = []  # the sites last listed: what the loop runs while the database is out
         self.observers: list[Callable[[str, LoopPoint], None]] = []  # told of every run (metrics, InfluxDB)
         self.runs = 0
 
@@ -178,11 +186,18 @@ class QuotaLoop:
         return True
 
     def _configured_sites(self) -> list[str]:
+        """The sites under control; while the database is out, the ones it last listed (they are still bound by
+        what they were bound by, and their agents' leases must be renewed)."""
         try:
-            return self.service.sites()
-        except Exception:
-            log.exception("quota loop: cannot list the sites under control")
-            return []
+            self._listed = self.service.sites()
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("quota loop: cannot list the sites under control")
+                return []
+            self.db.failed(exc, "listing the sites under control")
+            return self._listed
+        self.db.ok()
+        return self._listed
 
     def _state(self, site: str) -> QuotaState | None:
         """The site's inputs in force; None, said once in the log, when the site has no limits set."""
@@ -208,8 +223,11 @@ class QuotaLoop:
     def run_guarded(self, site: str, prepared_ok: bool = False) -> LoopPoint | None:
         try:
             return self.run_once(site, prepared_ok)
-        except Exception:
-            log.exception("quota loop run for %s failed", site)
+        except Exception as exc:
+            if unavailable(exc):
+                self.db.failed(exc, f"the run for {site}")
+            else:
+                log.exception("quota loop run for %s failed", site)
             return None
 
     def run_all(self) -> list[LoopPoint]:
@@ -350,5 +368,8 @@ class QuotaLoop:
                             elapsed_ms=elapsed_ms)  # fmt: skip
         try:
             self.store.log_dispatch(row)
-        except Exception:
-            log.exception("quota %s: dispatch log row not written", site)
+        except Exception as exc:
+            if unavailable(exc):  # the dispatch went out; only its log row is lost
+                self.db.failed(exc, f"logging a dispatch of {site} (that row is lost)")
+            else:
+                log.exception("quota %s: dispatch log row not written", site)

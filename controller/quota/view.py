@@ -28,6 +28,7 @@ from quota.control import UNCERTAINTY, PowerReading
 from quota.fleet import FleetArrays, Machine, Now
 from quota.limits import QuotaState
 from quota.policies import firmware_spec, held_w
+from serverkit.db import Outage, unavailable
 
 if TYPE_CHECKING:
     from controller.quota.memory import SiteRuntime
@@ -104,13 +105,17 @@ class LiveView:
     `noncompliant`: the registry's violations (re-read every `compliance_refresh_s`)."""
 
     def __init__(self, live: LiveState, rules: Callable[[str], Mapping[str, Any]],
-                 noncompliant: Callable[[], set[str]] | None, compliance_refresh_s: float, stale_s: float) -> None:
+                 noncompliant: Callable[[], set[str]] | None, compliance_refresh_s: float, stale_s: float,
+                 outage: Outage | None = None) -> None:
+        """`outage`: where a database outage is said once (the loop's)."""
         self.live = live
+        self.outage = outage or Outage("quota view", log)
         self.rules = rules
         self.noncompliant = noncompliant
         self.compliance_refresh_s = compliance_refresh_s
         self.stale_s = stale_s  # a PDU-metered figure counts this long, even while the miner does not answer
         self._dark: set[str] = set()
+        self._rules: dict[str, Mapping[str, Any]] = {}  # the operator rules last read per site
         self._dark_read = -math.inf
         self._unknown_models: set[str] = set()
         # fail-closed power (controller.registry_link.power.PowerGate): per run, a test of (device, sample);
@@ -136,9 +141,23 @@ class LiveView:
             try:
                 self._dark = set(self.noncompliant())
                 self._dark_read = time.monotonic()
-            except Exception:
-                log.exception("cannot read the registry's violations; keeping %d known", len(self._dark))
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("cannot read the registry's violations; keeping %d known", len(self._dark))
+                else:
+                    self.outage.failed(exc, f"reading the registry's violations (keeping {len(self._dark)} known)")
         return self._dark
+
+    def site_rules(self, site: str) -> Mapping[str, Any]:
+        """The operator rules of the site's machines (protected, priority); while the database is out, the last
+        ones read (they change only through the API, which is out with it)."""
+        try:
+            self._rules[site] = self.rules(site)
+        except Exception as exc:
+            if not unavailable(exc) or site not in self._rules:
+                raise
+            self.outage.failed(exc, f"reading the machine rules of {site}")
+        return self._rules[site]
 
     def refresh_compliance(self) -> None:
         """Read the registry's violations on the next run (after a compliance check)."""
@@ -164,7 +183,7 @@ class LiveView:
         miners, pdus = self.devices(site)
         dark = self.dark()
         powered = self.rights() if self.rights is not None else None
-        rules = self.rules(site)
+        rules = self.site_rules(site)
         view = SiteView()
         statics: list[tuple[Any, ...]] = []
         doing_now: list[Now] = []
