@@ -207,7 +207,7 @@ class Publisher:
                 historical = row.seq < self._live_seq
                 payload = mark_historical(row.payload) if historical else row.payload
                 info = self.client.publish(self.topic_telemetry, payload, qos=QOS)
-                self._cursor = row.seq
+                self._cursor = self.buffer.handed_upto = row.seq
                 self.replayed += historical
                 # the PUBACK callback reaches us through call_soon_threadsafe, so after this line has run
                 self._inflight[info.mid] = row.seq
