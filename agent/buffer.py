@@ -21,11 +21,12 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent import clock
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Buffer:
         blob = zlib.compress(payload, 3)
         with self._lock:
             stored, made_room = self._with_room(lambda: self._db.execute(
-                "INSERT INTO outbox (seq, payload, created) VALUES (?, ?, ?)", (seq, blob, time.time())))
+                "INSERT INTO outbox (seq, payload, created) VALUES (?, ?, ?)", (seq, blob, clock.time())))
             dropped = made_room + (0 if stored else 1)
             if stored:
                 dropped += self._enforce_bounds()
@@ -270,10 +271,12 @@ class Buffer:
         """Keep the ack of a command id (the newest `command_memory` ids are kept)."""
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO commands (id, ack, received) VALUES (?, ?, ?)", (command_id, ack, time.time())
+                "INSERT OR REPLACE INTO commands (id, ack, received) VALUES (?, ?, ?)", (command_id, ack, clock.time())
             )
+            # the newest by arrival (rowid), not by `received`: a wall clock stepped back would make the newest
+            # ids look oldest and forget them first, and a repeat of one would be applied again
             self._db.execute(
-                "DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY received DESC LIMIT ?)",
+                "DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY rowid DESC LIMIT ?)",
                 (self.command_memory,),
             )
 

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import sqlite3
 
-from agent import drivers
+from agent import clock, drivers
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
 from agent.config import AgentConfig, MinerConfig, PduConfig
@@ -130,7 +130,7 @@ class Agent:
             site=self.cfg.site,
             gateway=self.cfg.gateway,
             seq=self.buffer.next_seq(),
-            ts=v1.now(),
+            ts=clock.now(),
             cycle_s=round(cycle.duration_s, 3),
             miners=cycle.miners,
             pdus=cycle.pdus,
