@@ -3,7 +3,7 @@ is away, so every batch stays in the buffer, and the disk under it fills: a real
 file where the test runs as root and may mount one, otherwise SQLite's own `PRAGMA max_page_count` on the agent's
 buffer (a real "database or disk is full" either way). The agent keeps polling and never crashes; it drops the
 oldest batches and counts them (`kuat_agent_buffer_dropped_total`); when the broker comes, what arrives is every
-batch but exactly the counted oldest ones."""
+batch but exactly the counted oldest ones. (KUAT_NO_TMPFS=1 takes the max_page_count way as root too.)"""
 
 from __future__ import annotations
 

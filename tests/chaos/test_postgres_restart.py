@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.config import config_from_dict
@@ -62,6 +63,7 @@ async def test_postgres_restarted_under_load(sim: Sim, cluster: PostgresCluster,
                 await asyncio.sleep(2.0)
                 stopped = time.time()
                 cluster.server_stop()
+                refused = await post_while_down(ctl, site, cap_w)
                 await asyncio.sleep(DOWN_S)
                 cluster.server_start()
                 back = time.time()
@@ -72,6 +74,9 @@ async def test_postgres_restarted_under_load(sim: Sim, cluster: PostgresCluster,
                 kept = await accepted_inputs(ctl, site)
                 assert set(accepted) <= set(kept), "an input accepted before the outage was lost"
                 assert ("emergency", str(order["id"])) in kept, "an input after the outage was not recorded"
+                refs = {e["detail"].get("reference") for e in (await ctl.call("GET", f"{site}/inputs", OPERATOR))
+                        ["inputs"]}  # fmt: skip
+                assert "KEGOC-DOWN" not in refs, "an input refused while the database was down was recorded after all"
                 status = await ctl.call("GET", f"{site}/status", OPERATOR)
                 assert status["limit_source"] == "emergency"
                 worst = power.max_between(held_from, time.time())
@@ -83,12 +88,22 @@ async def test_postgres_restarted_under_load(sim: Sim, cluster: PostgresCluster,
                 assert_no_gap(ledger["rows"], stopped + DOWN_S / 2)  # periods closed while it was down: written
                 assert not ledger["gaps"], ledger["gaps"]
                 said = outage_lines(ctl)
+                print(f"an order sent while the database was down: HTTP {refused} (not accepted, not recorded)")
                 print(f"site under its {cap_w:.0f} W cap throughout (at most {worst:.0f} W); ledger: "
                       f"{len(ledger['rows'])} periods across the outage, no gap; the loop's log: {said}")
                 assert said["unavailable"] == 1 and said["back"] == 1 and said["errors"] == 0, ctl.tail()
         finally:
             metering.cancel()
             ctl.stop()
+
+
+async def post_while_down(ctl: ControllerProcess, site: str, cap_w: float) -> int:
+    """An emergency order sent while the database is down: refused with a 503 (the sender retries), never a 2xx."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.post(f"{ctl.url}/api/v1/quota/{site}/emergencies", headers={"X-API-Key": GRID},
+                              json={"reference": "KEGOC-DOWN", "cap_mw": cap_w / 1e6})  # fmt: skip
+    assert r.status_code == 503 and r.headers.get("retry-after"), f"{r.status_code} {r.text}"
+    return r.status_code
 
 
 def outage_lines(ctl: ControllerProcess) -> dict[str, int]:

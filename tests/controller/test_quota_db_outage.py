@@ -94,3 +94,27 @@ def test_periods_closed_while_the_database_is_out_are_written_in_order_once_it_i
     assert ends == [t0 + timedelta(seconds=5 * k) for k in range(1, 6)] and not rt.unwritten
     starts = [a for a, _ in store.periods]
     assert starts[1:] == ends[:-1]  # continuous: nothing lost, nothing twice
+
+
+def test_the_api_answers_503_with_retry_after_while_the_database_is_out() -> None:
+    """A refused connection is an outage (503, try again); any other database error stays a 500 (a bug)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from serverkit.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/down")
+    def down() -> None:
+        raise REFUSED
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.get("/down")
+    assert r.status_code == 503 and r.headers["retry-after"] == "5" and "database" in r.json()["detail"]
+    assert client.get("/bug").status_code == 500
