@@ -99,11 +99,17 @@ class Buffer:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str | None) -> None:
+        """Store small state (the lease, learned ids); on a full disk room is made first (the lease must be
+        saved for setpoints to apply); raises only when even that failed."""
         with self._lock:
             if value is None:
-                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                written, dropped = self._with_room(lambda: self._db.execute("DELETE FROM meta WHERE key = ?", (key,)))
             else:
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                written, dropped = self._with_room(lambda: self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)))
+        self._count_dropped(dropped)
+        if not written:
+            raise sqlite3.OperationalError(f"database or disk is full: {key} not stored")
 
     def last_seq(self) -> int:
         """The last sequence number handed out (0 for a new buffer)."""
@@ -222,7 +228,8 @@ class Buffer:
             return
         self.dropped += dropped
         try:
-            self.set_meta("dropped", str(self.dropped))
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)", (str(self.dropped),))
         except (sqlite3.Error, OSError) as exc:  # a full disk: the count lives on in memory and in the metrics
             if not disk_full(exc):
                 raise
@@ -270,15 +277,20 @@ class Buffer:
     def remember_command(self, command_id: str, ack: bytes) -> None:
         """Keep the ack of a command id (the newest `command_memory` ids are kept)."""
         with self._lock:
-            self._db.execute(
+            _, dropped = self._with_room(lambda: self._db.execute(
                 "INSERT OR REPLACE INTO commands (id, ack, received) VALUES (?, ?, ?)", (command_id, ack, clock.time())
-            )
+            ))
             # the newest by arrival (rowid), not by `received`: a wall clock stepped back would make the newest
             # ids look oldest and forget them first, and a repeat of one would be applied again
-            self._db.execute(
-                "DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY rowid DESC LIMIT ?)",
-                (self.command_memory,),
-            )
+            try:
+                self._db.execute(
+                    "DELETE FROM commands WHERE id NOT IN (SELECT id FROM commands ORDER BY rowid DESC LIMIT ?)",
+                    (self.command_memory,),
+                )
+            except (sqlite3.Error, OSError) as exc:  # a full disk: pruned on the next one
+                if not disk_full(exc):
+                    raise
+        self._count_dropped(dropped)
 
 
 def disk_full(exc: BaseException) -> bool:

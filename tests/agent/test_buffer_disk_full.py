@@ -111,3 +111,23 @@ def test_a_buffer_made_before_incremental_vacuum_is_converted_once(tmp_path: Pat
     buf = Buffer(tmp_path / "b.sqlite", reserve_kb=0)
     assert buf._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
     assert [(r.seq, r.payload) for r in buf.pending(10)] == [(7, b"kept")]
+
+
+def test_on_a_full_database_the_lease_and_command_acks_are_still_stored(tmp_path: Path) -> None:
+    """Setpoints renew the lease (saved in the buffer) and their acks are remembered: both make room first."""
+    from agent.failsafe import Lease
+
+    buf = Buffer(tmp_path / "b.sqlite", max_rows=100000, reserve_kb=0)
+    fill(buf, 5)
+    pages = buf._db.execute("PRAGMA page_count").fetchone()[0]
+    buf._db.execute(f"PRAGMA max_page_count={pages + 50}")
+    seqs = [1, 2, 3, 4, 5, *fill(buf, 300)]
+    assert buf.disk_full > 0
+    full_before = buf.disk_full
+    lease = Lease(buf)
+    for i in range(60):  # each save rewrites the lease; the acks grow the command table
+        lease.renew(f"batch-{i}", 30.0)
+        buf.remember_command(f"cmd-{i}", os.urandom(1500))
+    assert buf.command_ack("cmd-59") is not None and buf.get_meta("lease") is not None
+    assert buf.disk_full > full_before, "the acks never met the full database: the test proves nothing"
+    assert_oldest_dropped_and_counted(buf, seqs)
