@@ -18,6 +18,7 @@ import pytest
 from agent.config import config_from_dict
 from agent.metrics import render_metrics
 from agent.service import Agent
+from kuat.wire import v1
 from sim.agent_config import agent_config_dict
 from tests.agent.mqtt_support import Controller, running_agent
 from tests.agent.test_e2e_sim import PORT_OFFSET, Sim
@@ -96,11 +97,18 @@ async def test_a_full_disk_under_the_buffer_drops_the_oldest_and_the_agent_polls
                             "the buffer replayed", 20)  # fmt: skip
                 got = sorted({b.seq for b in controller.batches})
                 dropped = agent.buffer.dropped
+                # still on the full disk: a setpoint batch is applied, acked and renews the lease (kept in the buffer)
+                device = sim.first("bmminer").d.mac or ""
+                controller.send(v1.Command(id="full-1", kind=v1.CommandKind.SETPOINTS, lease_s=60.0,
+                                           setpoints=[v1.Setpoint(device_id=device, mode=v1.SetpointMode.SLEEP)]))
+                ack = await controller.ack_for("full-1", timeout_s=20)
+                assert ack.status == v1.AckStatus.APPLIED, ack
+                assert agent.lease.batch_id == "full-1" and agent.buffer.command_ack("full-1") is not None
             finally:
                 controller.client.loop_stop()
                 controller.client.disconnect()
     missing = sorted(set(range(1, got[-1] + 1)) - set(got))
     print(f"\n{how}: {len(got)} batches arrived, {dropped} dropped and counted (seq 1..{missing[-1]}), "
           f"{health.buffer_disk_full} disk-full events, the agent polled on ({cycles_then} -> "
-          f"{agent.coordinator.cycles} cycles)")
+          f"{agent.coordinator.cycles} cycles); a setpoint batch on the full disk: {ack.status.value}")
     assert missing == list(range(1, dropped + 1)), "lost something other than exactly the counted oldest batches"
