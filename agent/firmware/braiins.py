@@ -97,7 +97,7 @@ FIRMWARE = Firmware(
     read_commands=("summary", "devs", "temps", "fans", "pools", "tunerstatus"),
     parse=parse,
     recordings=("foreman_antminer_s9_bosplus_*",),
-    capabilities=v1.Capabilities(sleep=True, power_target=True),
+    capabilities=v1.Capabilities(sleep=True, power_target=True, boards=True),
     control=braiins_control,
     identify=identify,
 )

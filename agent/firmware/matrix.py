@@ -19,7 +19,7 @@ from agent.firmware.verified import FIRMWARE_VERSIONS, RECORDINGS, VERIFIED
 from kuat import catalog
 
 CONTROLS = ("power_target", "sleep", "boards", "reboot", "outlet")
-GATED = ("power_target", "sleep")  # what the allocator uses; hidden unless verified
+GATED = ("power_target", "sleep", "boards")  # what the allocator uses; hidden unless verified
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def rows(ev: Evidence = CHECKED_IN) -> list[Row]:
                 firmware_version=ev.versions.get(fw.name, "-"),
                 power_target=target if claimed.power_target else "no",
                 presets="profiles (per miner)" if claimed.presets is not None and fw.name == "luxos" else "-",
-                sleep=claimed.sleep, boards=False, reboot=claimed.reboot, outlet=True,
+                sleep=claimed.sleep, boards=claimed.boards, reboot=claimed.reboot, outlet=True,
                 change_reboots=claimed.power_target_reboots,
                 evidence={c: verified(fw.name, c, ev) for c in CONTROLS if verified(fw.name, c, ev)},
                 recordings=ev.recordings.get(fw.name, ()),

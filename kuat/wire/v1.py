@@ -72,6 +72,8 @@ class Capabilities(_Msg):
     sleep: bool = False
     reboot: bool = True
     power_target_reboots: bool = False  # Whatsminer: a new power limit reboots the miner
+    # single hash boards can be switched off and on (Braiins OS); reported only where a simulator test verified it
+    boards: bool = False
 
 
 class Pool(_Msg):

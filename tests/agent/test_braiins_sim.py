@@ -64,19 +64,33 @@ async def test_braiins_power_target_and_pause_resume(mix: SimServer) -> None:
     assert control.logins == 2
 
 
+def board_model_w(miner: SimMiner, live: int) -> float:
+    """The quota engine's board option (docs/decisions.md): base + (P(1) - base) x live / boards, times the unit's
+    own factors (its power spread and the ambient), which the controller learns as the machine's power factor."""
+    spec, phys = miner.phys.spec, miner.phys
+    factor = phys.power_mult * phys._temp_factor()
+    return factor * (spec.base_w + (spec.nominal_w - spec.base_w) * live / spec.boards)
+
+
 @pytest.mark.verifies("braiins", "boards")
 async def test_braiins_switches_single_hash_boards(mix: SimServer) -> None:
     miner = bos(mix)
     driver = await open_bos(mix, miner)
     full_w, full_ths = miner.phys.power_w(), miner.phys.hashrate_ths()
+    assert full_w == pytest.approx(board_model_w(miner, 3), rel=1e-6)  # at full: the model's P(1)
     await driver.control.set_boards([0, 2], Reading())  # type: ignore[attr-defined]
     assert miner.phys.disabled_boards == {1}
-    assert miner.phys.hashrate_ths() == pytest.approx(full_ths * 2 / 3, rel=0.01)
-    assert miner.phys.power_w() < full_w * 0.75  # one board's share of the hashing power gone, the base stays
+    assert miner.phys.hashrate_ths() == pytest.approx(full_ths * 2 / 3, rel=1e-6)
+    assert miner.phys.power_w() == pytest.approx(board_model_w(miner, 2), rel=1e-6)  # the base stays
     sample = await driver.read()  # type: ignore[attr-defined]
     assert [b.hashrate_ths == 0 for b in sample.boards] == [False, True, False]
+    await driver.control.set_boards([2], Reading())  # type: ignore[attr-defined]
+    assert miner.phys.disabled_boards == {0, 1}
+    assert miner.phys.power_w() == pytest.approx(board_model_w(miner, 1), rel=1e-6)
+    assert miner.phys.hashrate_ths() == pytest.approx(full_ths / 3, rel=1e-6)
     await driver.control.set_boards([0, 1, 2], Reading())  # type: ignore[attr-defined]
     assert miner.phys.disabled_boards == set()
+    assert (miner.phys.power_w(), miner.phys.hashrate_ths()) == (pytest.approx(full_w), pytest.approx(full_ths))
 
 
 async def test_unmodified_pyasic_reads_and_pauses_the_braiins_miner(mix: SimServer) -> None:
