@@ -92,6 +92,10 @@ class Actuator:
                 watts = caps.power_max_w
         return await self.on_miner(dev, f"power target {watts} W", lambda d: d.set_power_target(watts))
 
+    async def boards(self, dev: MinerDevice, count: int | None) -> v1.ItemAck:
+        what = "all boards on" if count is None else f"{count} boards on"
+        return await self.on_miner(dev, what, lambda d: d.set_boards(count))
+
     async def outlet(self, pdu: PduDevice, outlet: int, action: OutletAction, device_id: str) -> v1.ItemAck:
         async def run() -> None:
             if pdu.driver is None:
@@ -174,6 +178,7 @@ class CommandProcessor:
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
         self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
+        self._boards_off: set[str] = set()  # devices this agent told to hash on fewer than all boards
         # the newest controller-lease epoch seen on a setpoint batch (persisted): older batches are ignored
         stored = buffer.get_meta("epoch")
         self.newest_epoch: int | None = int(stored) if stored else None
@@ -318,6 +323,8 @@ class CommandProcessor:
             return now_w
         if sp.mode == v1.SetpointMode.POWER_TARGET and sp.power_w is not None:
             return now_w - sp.power_w
+        if sp.boards_on is not None and dev is not None and dev.last is not None and dev.last.boards:
+            return now_w * (1.0 - sp.boards_on / len(dev.last.boards))  # roughly: each board's share
         return -1e9 if dev is None or dev.last is None or dev.last.state == v1.MinerState.SLEEPING else 0.0
 
     async def _latest_wins(self, sp: v1.Setpoint) -> v1.ItemAck:
@@ -371,8 +378,30 @@ class CommandProcessor:
         if woke.status != v1.AckStatus.APPLIED:
             return woke
         if sp.mode == v1.SetpointMode.POWER_TARGET:
-            return await self.actuator.power_target(dev, sp.power_w)
-        return await self._run_at(dev, sp.power_w)
+            item = await self.actuator.power_target(dev, sp.power_w)
+        else:
+            item = await self._run_at(dev, sp.power_w)
+        if item.status != v1.AckStatus.APPLIED:
+            return item
+        return await self._boards(sp, dev, item)
+
+    async def _boards(self, sp: v1.Setpoint, dev: MinerDevice, item: v1.ItemAck) -> v1.ItemAck:
+        """`boards_on`: hash on that many boards. Without it, boards this agent switched off (or that the miner
+        reports switched off, e.g. after an agent restart) are switched back on: `run` means every board."""
+        caps = dev.last.capabilities if dev.last else v1.Capabilities()
+        if sp.boards_on is None:
+            if not caps.boards or not (dev.device_id in self._boards_off or _idle_boards(dev)):
+                return item
+            on = await self.actuator.boards(dev, None)
+            if on.status == v1.AckStatus.APPLIED:
+                self._boards_off.discard(dev.device_id)
+            return on
+        if not caps.boards:
+            return _rejected(dev.device_id, "unsupported: this firmware cannot switch single hash boards")
+        done = await self.actuator.boards(dev, sp.boards_on)
+        if done.status == v1.AckStatus.APPLIED:
+            self._boards_off.add(dev.device_id)
+        return done
 
     async def _ensure_running(self, dev: MinerDevice) -> v1.ItemAck:
         """Power the outlet if we know it is off, and wake the miner unless it is known to be hashing."""
@@ -397,6 +426,11 @@ class CommandProcessor:
         if watts is None and (limit is None or caps.power_max_w is None or limit >= caps.power_max_w * 0.98):
             return v1.ItemAck(device_id=dev.device_id, status=v1.AckStatus.APPLIED)  # already at full
         return await self.actuator.power_target(dev, watts)
+
+
+def _idle_boards(dev: MinerDevice) -> bool:
+    """The miner reports a board switched off (by this agent before a restart, or by hand)."""
+    return bool(dev.last and any(not b.enabled for b in dev.last.boards))
 
 
 def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:

@@ -18,6 +18,7 @@ from agent import firmware as registry
 from agent.control.base import Control, Target
 from agent.control.pyasic import safe_command
 from agent.firmware.record import Firmware
+from kuat import catalog
 from kuat.wire import v1
 
 from . import state
@@ -27,6 +28,7 @@ from .parsers import Reading, Reply
 log = logging.getLogger(__name__)
 
 IDENTITY_RETRY_S = 300.0  # an incomplete identity (no MAC) is fetched again this often
+MAX_BOARDS = 64  # "every board": the firmware's own list says which exist
 
 
 class RpcMiner(MinerDriver):
@@ -155,6 +157,17 @@ class RpcMiner(MinerDriver):
             if watts is None:
                 raise CommandUnsupported(f"{self.ip}: unknown model, cannot restore its nominal power")
         await self.control.set_power_target(watts, self.identity)
+
+    async def set_boards(self, count: int | None) -> None:
+        if self.identity is None:
+            self.identity = await self._identify()
+        if not state.capabilities_for(self.family, self.identity.model).boards:
+            raise CommandUnsupported(f"{self.family} firmware on {self.ip} cannot switch single hash boards")
+        spec = catalog.lookup(self.identity.model)
+        boards = spec.boards if spec is not None else MAX_BOARDS
+        if count is not None and count > boards:
+            raise CommandUnsupported(f"{self.ip}: {count} boards asked, the {self.identity.model} has {boards}")
+        await self.control.set_boards(list(range(MAX_BOARDS if count is None else count)), self.identity)
 
 
 async def identify_family(ip: str, *, rpc_port: int = 4028, timeout_s: float = 5.0) -> str:

@@ -98,6 +98,8 @@ def _idle_state(reading: Reading, starting: bool) -> v1.MinerState:
 
 def _below_expected(reading: Reading, nominal_ths: float) -> bool:
     ratio = _limit_ratio(reading, nominal_ths) or 1.0
+    if reading.boards:  # boards switched off on purpose hash nothing and are no fault
+        ratio *= sum(1 for b in reading.boards if b.enabled) / len(reading.boards)
     return (reading.hashrate_ths or 0.0) < DEGRADED_RATIO * ratio * nominal_ths
 
 
