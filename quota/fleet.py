@@ -100,12 +100,14 @@ class FleetArrays:
         k, base, span, gamma = (a[:, None] for a in (self.k, self.base, self.nom - self.base, self.gamma))
         return np.asarray(k * (base + span * np.power(self.presets, gamma)), dtype=np.float64)
 
+    @cached_property
     def board_options(self) -> tuple[F64, F64, I64]:
-        """Options of k boards of B at full ratio, k = 1..B-1 (N x W columns, NaN power and hash where a machine
-        has fewer boards or cannot switch them): power, hash and the number of boards on (0 where unused)."""
+        """Options of k boards of B at full ratio, k = B-1 down to 1 (N x W columns, highest first as presets;
+        NaN power and hash where a machine has fewer boards or cannot switch them): power, hash and the number of
+        boards on (0 where unused)."""
         usable = self.can_boards & (self.nboards >= 2)
         width = int(self.nboards[usable].max() - 1) if usable.any() else 0
-        on = np.arange(1, width + 1, dtype=np.int64)[None, :]
+        on = np.arange(width, 0, -1, dtype=np.int64)[None, :]
         valid = usable[:, None] & (on < self.nboards[:, None])
         share = on / np.maximum(self.nboards, 1)[:, None]
         top = np.minimum(self.rmax, 1.0)
@@ -123,9 +125,13 @@ class FleetArrays:
 
     @cached_property
     def min_run_power(self) -> F64:
-        """Power at the lowest running option (deepest underclock or the lowest preset)."""
+        """Power at the lowest running option (deepest underclock, the lowest preset, or the fewest boards)."""
         low = np.where(self.cont, self.rmin, np.nanmin(np.where(np.isnan(self.presets), np.inf, self.presets), axis=1))
-        return self.power(low)
+        boards = self.board_options[0]
+        if not boards.shape[1]:
+            return self.power(low)
+        return np.asarray(np.minimum(self.power(low), np.where(np.isnan(boards), np.inf, boards).min(axis=1)),
+                          dtype=np.float64)
 
     @classmethod
     def from_machines(cls, machines: Sequence[Machine]) -> FleetArrays:

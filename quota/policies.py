@@ -111,12 +111,12 @@ class Escalation:
 def escalate(ids: Sequence[str], modes: I64, planned_w: F64, correction: float, unchanged: BOOL,
              measured: Mapping[str, float | None], sent_at: Mapping[str, float], now_s: float, can_off: BOOL,
              attempts: Mapping[str, int], escalated: Set[str], settle_s: float) -> Escalation:
-    """Machines still drawing clearly more than an unchanged sleep or power-target setpoint (fleet order: `ids`,
+    """Machines still drawing clearly more than an unchanged sleep, power-target or boards setpoint (fleet order: `ids`,
     `modes`, `planned_w`, `unchanged`, `can_off`) are re-sent, then cut at their outlet after `MAX_ATTEMPTS`
     (quota.control.stragglers decides each). A machine cut earlier stays cut while it is planned to sleep or
     to a target; planned to run again, its outlet comes back on with it. `sent_at`: when each machine's
     setpoint last changed, on the clock of `now_s` (missing: just now)."""
-    candidates = (modes == Mode.SLEEP) | (modes == Mode.POWER_TARGET)
+    candidates = (modes == Mode.SLEEP) | (modes == Mode.POWER_TARGET) | (modes == Mode.BOARDS)
     kept = {ids[i] for i in np.flatnonzero(candidates).tolist() if ids[i] in escalated} if escalated else set()
     candidates = candidates & unchanged
     watts = np.full(len(ids), np.nan)

@@ -96,7 +96,7 @@ def note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire]
 def follow_stragglers(site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation, wires: list[dispatch.Wire],
                       unchanged: BOOL, measured: dict[str, float | None], now_s: float, correction: float,
                       settle_s: float) -> tuple[list[dispatch.Wire], int, set[str]]:
-    """Machines still drawing clearly more than an unchanged sleep or power-target setpoint are re-sent (the
+    """Machines still drawing clearly more than an unchanged sleep, power-target or boards setpoint are re-sent (the
     agent applies it again: `reapply`), then cut at their outlet. Returns the setpoints to send, how many were
     newly cut, and the machines whose setpoint is re-sent."""
     found = escalate(fleet.ids, plan.mode, plan.power_w, correction, unchanged, measured, rt.sent_at, now_s,

@@ -46,7 +46,7 @@ from controller.quota.view import LiveView, SiteView
 from controller.settings import QuotaSettings
 from kuat import clock
 from kuat.wire import v1
-from quota.allocate import Allocation, Mode, Policy, allocate
+from quota.allocate import RUNNING, Allocation, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
 from quota.policies import initial_correction, model_now_w
@@ -338,7 +338,7 @@ class QuotaLoop:
 
     def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
                       result: dispatch.DispatchResult, elapsed_ms: float, view: SiteView) -> None:
-        running = int(sum(1 for m in plan.mode if int(m) in (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET)))
+        running = int(sum(1 for m in plan.mode if int(m) in RUNNING))
         log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW (+%.1f kW held for %d "
                  "machines it cannot steer now), %d gateways (%.0f ms)", site, point.reason, changed, point.machines,
                  running, plan.total_power_w / 1e3, view.held_w / 1e3, view.held, len(result.commands), elapsed_ms)

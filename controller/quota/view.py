@@ -277,7 +277,7 @@ def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], 
 def _held(known: Seen, sent: dispatch.Wire | None, measured: float | None, sent_at: float | None,
           now_s: float) -> float:
     """quota.policies.held_w on what the loop knows of the machine."""
-    committed = None if sent is None else (dispatch.MODE_OF[sent[0]], sent[1])
+    committed = None if sent is None else (dispatch.mode_of(sent[0]), sent[1])
     return held_w(known.spec, committed, None if sent_at is None else now_s - sent_at, measured, known.power_w)
 
 
