@@ -103,6 +103,8 @@ def render_markdown(ev: Evidence = CHECKED_IN) -> str:
         "Firmware version: the one the simulator speaks and the tests ran against. Verification is per firmware",
         "family, on the models the simulated sites run (S19j Pro, S21, S19 XP, M30S, M50, M60, A1246); the",
         "power range is the model's, narrowed per miner to the firmware's own presets where it lists them.",
+        "Boards: single hash boards switched off and on (`boards_on` setpoints); the quota engine plans k of B",
+        "boards at full ratio only where this column says verified (docs/quota.md, board options).",
         "",
         "| firmware | make | model | firmware version | power target | presets | sleep | boards | reboot |"
         " change reboots |",
