@@ -440,6 +440,8 @@ def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:
     hashing = (dev.last.hashrate_ths or 0) > 0
     if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF):
         return hashing
+    if sp.boards_on is not None and sum(b.enabled for b in dev.last.boards) > sp.boards_on:
+        return True  # boards switched back on (by hand, a firmware restart)
     return dev.last.state == v1.MinerState.SLEEPING
 
 

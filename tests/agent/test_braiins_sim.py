@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import commands
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
 from agent.config import FailsafeConfig, config_from_dict
@@ -123,7 +124,8 @@ async def test_unmodified_pyasic_reads_and_pauses_the_braiins_miner(mix: SimServ
 
 
 @pytest.mark.verifies("braiins", "boards")
-async def test_board_setpoints_through_the_agent_switch_boards_and_back(mix: SimServer, tmp_path: Path) -> None:
+async def test_board_setpoints_through_the_agent_switch_boards_and_back(mix: SimServer, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The quota engine's board option as the agent receives it (`run` with `boards_on`): the agent's setpoint
     path switches the boards on the simulated Braiins miner, the telemetry shows them switched off (not a fault),
     and a plain `run` afterwards brings every board back. A firmware without board control refuses it."""
@@ -156,6 +158,11 @@ async def test_board_setpoints_through_the_agent_switch_boards_and_back(mix: Sim
     sample = next(m for m in (await coord.poll_once()).miners if m.device_id == "bos")
     assert [b.enabled for b in sample.boards] == [True, True, False]
     assert sample.state == v1.MinerState.MINING  # switched off on purpose: not degraded
+    miner.phys.set_boards_enabled({2}, True)  # switched back on behind the agent's back (a firmware restart)
+    monkeypatch.setattr(commands, "DRIFT_GRACE_S", 0.0)
+    await coord.poll_once()
+    again = await batch("b1-renewal", v1.Setpoint(device_id="bos", mode=v1.SetpointMode.RUN, boards_on=2))
+    assert again.items[0].reason != "unchanged" and miner.phys.disabled_boards == {2}  # the drift is re-applied
     await batch("b2", v1.Setpoint(device_id="bos", mode=v1.SetpointMode.RUN, boards_on=1))
     assert miner.phys.disabled_boards == {1, 2}
     assert miner.phys.power_w() == pytest.approx(board_model_w(miner, 1), rel=1e-6)
