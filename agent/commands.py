@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from agent.boards import BoardSetpoints
+from agent.boards import drifted as boards_drifted
 from agent.buffer import Buffer
 from agent.coordinator import DriverOpener, Fleet, MinerDevice, PduDevice
 from agent.drivers.base import CommandUnsupported, DeviceError, MinerDriver, OutletAction
@@ -178,7 +180,7 @@ class CommandProcessor:
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
         self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
-        self._boards_off: set[str] = set()  # devices this agent told to hash on fewer than all boards
+        self.board_setpoints = BoardSetpoints(actuator)  # `boards_on`, and undoing it (agent.boards)
         # the newest controller-lease epoch seen on a setpoint batch (persisted): older batches are ignored
         stored = buffer.get_meta("epoch")
         self.newest_epoch: int | None = int(stored) if stored else None
@@ -383,25 +385,7 @@ class CommandProcessor:
             item = await self._run_at(dev, sp.power_w)
         if item.status != v1.AckStatus.APPLIED:
             return item
-        return await self._boards(sp, dev, item)
-
-    async def _boards(self, sp: v1.Setpoint, dev: MinerDevice, item: v1.ItemAck) -> v1.ItemAck:
-        """`boards_on`: hash on that many boards. Without it, boards this agent switched off (or that the miner
-        reports switched off, e.g. after an agent restart) are switched back on: `run` means every board."""
-        caps = dev.last.capabilities if dev.last else v1.Capabilities()
-        if sp.boards_on is None:
-            if not caps.boards or not (dev.device_id in self._boards_off or _idle_boards(dev)):
-                return item
-            on = await self.actuator.boards(dev, None)
-            if on.status == v1.AckStatus.APPLIED:
-                self._boards_off.discard(dev.device_id)
-            return on
-        if not caps.boards:
-            return _rejected(dev.device_id, "unsupported: this firmware cannot switch single hash boards")
-        done = await self.actuator.boards(dev, sp.boards_on)
-        if done.status == v1.AckStatus.APPLIED:
-            self._boards_off.add(dev.device_id)
-        return done
+        return await self.board_setpoints.follow(sp, dev, item)
 
     async def _ensure_running(self, dev: MinerDevice) -> v1.ItemAck:
         """Power the outlet if we know it is off, and wake the miner unless it is known to be hashing."""
@@ -428,11 +412,6 @@ class CommandProcessor:
         return await self.actuator.power_target(dev, watts)
 
 
-def _idle_boards(dev: MinerDevice) -> bool:
-    """The miner reports a board switched off (by this agent before a restart, or by hand)."""
-    return bool(dev.last and any(not b.enabled for b in dev.last.boards))
-
-
 def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:
     """Telemetry read well after the setpoint was applied plainly contradicts it (re-send to machines that drift)."""
     if dev.last is None or time.monotonic() - applied_at < DRIFT_GRACE_S or not dev.last.available:
@@ -440,8 +419,8 @@ def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:
     hashing = (dev.last.hashrate_ths or 0) > 0
     if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF):
         return hashing
-    if sp.boards_on is not None and sum(b.enabled for b in dev.last.boards) > sp.boards_on:
-        return True  # boards switched back on (by hand, a firmware restart)
+    if boards_drifted(sp, dev):
+        return True
     return dev.last.state == v1.MinerState.SLEEPING
 
 
