@@ -59,6 +59,7 @@ class RpcMiner(MinerDriver):
         self.password = password
         self.device_id = device_id
         self.identity: Reading | None = None
+        self._faulty: set[int] = set()  # boards the last read found dead or short of chips
         self._identity_retry_at = time.monotonic() + IDENTITY_RETRY_S
         target = Target(ip, rpc_port, web_port, timeout, username, password)
         self.control: Control = self.firmware.control(target, pyasic_miner=pyasic_miner)
@@ -80,6 +81,7 @@ class RpcMiner(MinerDriver):
             await self.firmware.extra_reads(self, replies)
             reading = self.firmware.parse(replies, self.identity.model)
         assert self.identity is not None
+        self._faulty = {b.index for b in reading.boards if not b.ok}  # a board switched off on purpose is ok
         self.control.warm()
         return state.build_sample(self.ip, reading.merge(self.identity), self.family, device_id=self.device_id)
 
@@ -165,9 +167,14 @@ class RpcMiner(MinerDriver):
             raise CommandUnsupported(f"{self.family} firmware on {self.ip} cannot switch single hash boards")
         spec = catalog.lookup(self.identity.model)
         boards = spec.boards if spec is not None else MAX_BOARDS
-        if count is not None and count > boards:
+        if count is None:
+            await self.control.set_boards(list(range(MAX_BOARDS)), self.identity)
+            return
+        if count > boards:
             raise CommandUnsupported(f"{self.ip}: {count} boards asked, the {self.identity.model} has {boards}")
-        await self.control.set_boards(list(range(MAX_BOARDS if count is None else count)), self.identity)
+        # the healthy boards hash, lowest index first: a dead board kept on would leave the plan a board short
+        keep = sorted(range(boards), key=lambda i: (i in self._faulty, i))[:count]
+        await self.control.set_boards(sorted(keep), self.identity)
 
 
 async def identify_family(ip: str, *, rpc_port: int = 4028, timeout_s: float = 5.0) -> str:

@@ -20,7 +20,7 @@ from agent.drivers.parsers import Reading
 from agent.failsafe import Failsafe, Lease
 from agent.service import RealDrivers
 from kuat.wire import v1
-from sim.physics import Phase
+from sim.physics import Fault, Phase
 from sim.runtime import SimMiner
 from sim.server import SimServer
 from tests.agent.test_drivers_sim import until
@@ -168,3 +168,7 @@ async def test_board_setpoints_through_the_agent_switch_boards_and_back(mix: Sim
     assert miner.phys.power_w() == pytest.approx(board_model_w(miner, 1), rel=1e-6)
     await batch("b3", v1.Setpoint(device_id="bos", mode=v1.SetpointMode.RUN))
     assert miner.phys.disabled_boards == set() and miner.phys.power_w() == pytest.approx(full_w)
+    miner.phys.faults.add(Fault.HASHBOARD)  # its first board dies: two boards means the two that hash
+    await coord.poll_once()
+    await batch("b4", v1.Setpoint(device_id="bos", mode=v1.SetpointMode.RUN, boards_on=2))
+    assert miner.phys.disabled_boards == {0} and miner.phys.live_boards() == 2
