@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.live import DeviceLive
 from controller.quota import dispatch
 from controller.quota.followup import note_changes
 from controller.quota.memory import SiteRuntime
+from controller.quota.view import Seen, fleet_of
 from controller.runtime import Services, build_services
 from kuat import clock
 from kuat.catalog import MODELS
@@ -73,6 +75,23 @@ def test_board_setpoints_travel_as_run_with_boards_on() -> None:
     assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}1", 1064.0)], 1.0)[1].tolist() == [True]
     assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}2", 2065.0)], 2.0)[1].tolist() == [False]
     assert held_w(narrow, (Mode.BOARDS, 2065.0), 10.0, None, 3000.0) == 2065.0
+
+
+def test_the_loop_fleet_has_boards_only_where_the_agent_reported_them() -> None:
+    """`Capabilities.boards` from telemetry is the allocator's `Machine.boards` (and nothing else makes it)."""
+    rt, statics = SiteRuntime(deque()), []
+    for i, boards in enumerate((True, False)):
+        sample = v1.MinerSample(device_id=f"d{i}", ip=f"127.0.0.{i + 1}", available=True, model="S19j Pro",
+                                state=v1.MinerState.MINING,
+                                power_w=3000.0, power_source=v1.PowerSource.REPORTED,
+                                capabilities=v1.Capabilities(sleep=True, power_target=True, boards=boards))
+        known = Seen.of(DeviceLive("s", "gw1", f"d{i}", "miner", sample, clock.now(), time.time(), "host", "grid"),
+                        None)
+        assert known.boards is boards
+        statics.append((f"d{i}", known.spec, known.power_target, known.sleep, False, "host", False, 0,
+                        known.reboots, known.boards))
+    fleet = fleet_of(rt, statics, [Now.RUNNING] * 2, [1e9] * 2, [3068.0] * 2, [True] * 2)
+    assert fleet.can_boards.tolist() == [True, False]
 
 
 @pytest.fixture(params=BOTH_DATABASES)
