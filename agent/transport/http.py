@@ -65,6 +65,14 @@ def json_object(url: str, reply: Reply) -> dict[str, Any]:
     return data
 
 
+def loads_reply(url: str, reply: Reply) -> Any:
+    """A reply's JSON body, whatever its shape, or the DeviceError that says it is not JSON."""
+    try:
+        return loads_tolerant(reply.content)
+    except BrokenReply as exc:
+        raise DeviceError(f"{url}: {exc}") from exc
+
+
 # ------------------------------------------------------------------ digest authentication (RFC 7616)
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -198,22 +206,28 @@ class WebClient:
         self._lock = asyncio.Lock()
         self.connections = 0  # opened so far (tests and benches read it)
 
-    async def request_json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def request_json(self, method: str, path: str, body: Any = None,
+                           headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return json_object(f"{self.base}{path}", await self.request(method, path, body, headers))
+
+    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        """One request (a JSON body if given; `headers` added as given), answered digest challenge included; the
+        reply whatever its status. Raises DeviceUnreachable or DeviceError (a reply that is not HTTP)."""
         url = f"{self.base}{path}"
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        extra = "".join(f"\r\n{k}: {v}" for k, v in (headers or {}).items())
         async with self._lock:
             try:
-                reply = await asyncio.wait_for(self._authorised(method, path, payload), self._timeout)
+                return await asyncio.wait_for(self._authorised(method, path, payload, extra), self._timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 await self.close()  # a dropped connection: the next request opens a new one
                 raise DeviceUnreachable(f"{url}: {exc.__class__.__name__} {exc}".rstrip()) from exc
             except BadHttp as exc:
                 await self.close()
                 raise DeviceError(f"{url}: {exc}") from exc
-        return json_object(url, reply)
 
-    async def _authorised(self, method: str, path: str, payload: bytes) -> Reply:
-        reply = await self._send(method, path, payload)
+    async def _authorised(self, method: str, path: str, payload: bytes, extra: str) -> Reply:
+        reply = await self._send(method, path, payload, extra)
         if reply.status != 401:
             return reply
         challenge = parse_challenge(reply.headers.get("www-authenticate", ""))
@@ -224,10 +238,10 @@ class WebClient:
         if not renewed:
             return reply  # the same challenge again: the credentials are wrong
         self._digest = Digest(self._user, self._password, challenge)
-        return await self._send(method, path, payload)
+        return await self._send(method, path, payload, extra)
 
-    async def _send(self, method: str, path: str, payload: bytes) -> Reply:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.ip}:{self.port}", "Accept: application/json",
+    async def _send(self, method: str, path: str, payload: bytes, extra: str = "") -> Reply:
+        lines = [f"{method} {path} HTTP/1.1{extra}", f"Host: {self.ip}:{self.port}", "Accept: application/json",
                  f"Content-Length: {len(payload)}"]
         if payload:
             lines.append("Content-Type: application/json")
