@@ -284,9 +284,10 @@ class QuotaLoop:
                                                          self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
         fleet = view.fleet
-        plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
+        budget_w = max(0.0, decision.budget_w - view.held_w)
+        plan = allocate(fleet, budget_w, self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
-        wires, unchanged = note_changes(rt, fleet.ids, wires, now_s)
+        wires, unchanged, kept_w = note_changes(rt, fleet.ids, wires, now_s, budget_w - plan.total_power_w)
         wires, cut, resend = follow_stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
                                                decision.state.correction, self.settings.straggler_settle_s)
         changed = int(len(wires) - unchanged.sum()) + cut
@@ -297,7 +298,7 @@ class QuotaLoop:
             batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s, epoch,
                                        self.fence.holds if self.fence is not None else None)
-        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
+        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w + kept_w
         if changed:
             rt.inflight = list(result.commands.values())
         target_w = rt.planned_w * decision.state.correction
