@@ -71,9 +71,9 @@ def test_board_setpoints_travel_as_run_with_boards_on() -> None:
     assert seen > 0
     rt = SiteRuntime(deque())
     wires = [(f"{dispatch.BOARDS}1", 1063.0)]
-    assert note_changes(rt, ["dev-0"], wires, 0.0)[1].tolist() == [False]
-    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}1", 1064.0)], 1.0)[1].tolist() == [True]
-    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}2", 2065.0)], 2.0)[1].tolist() == [False]
+    assert note_changes(rt, ["dev-0"], wires, 0.0, 100.0)[1].tolist() == [False]
+    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}1", 1064.0)], 1.0, 100.0)[1].tolist() == [True]
+    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}2", 2065.0)], 2.0, 100.0)[1].tolist() == [False]
     assert held_w(narrow, (Mode.BOARDS, 2065.0), 10.0, None, 3000.0) == 2065.0
 
 
