@@ -50,7 +50,7 @@ from controller.quota.view import LiveView, SiteView
 from controller.settings import QuotaSettings
 from kuat import clock
 from kuat.wire import v1
-from quota.allocate import Allocation, Mode, Policy, allocate
+from quota.allocate import RUNNING, Allocation, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
 from quota.policies import initial_correction, model_now_w
@@ -302,9 +302,10 @@ class QuotaLoop:
                                                          self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
         fleet = view.fleet
-        plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
+        budget_w = max(0.0, decision.budget_w - view.held_w)
+        plan = allocate(fleet, budget_w, self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
-        wires, unchanged = note_changes(rt, fleet.ids, wires, now_s)
+        wires, unchanged, kept_w = note_changes(rt, fleet.ids, wires, now_s, budget_w - plan.total_power_w)
         wires, cut, resend = follow_stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
                                                decision.state.correction, self.settings.straggler_settle_s)
         changed = int(len(wires) - unchanged.sum()) + cut
@@ -315,7 +316,7 @@ class QuotaLoop:
             batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s, epoch,
                                        self.fence.holds if self.fence is not None else None)
-        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
+        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w + kept_w
         if changed:
             rt.inflight = list(result.commands.values())
         target_w = rt.planned_w * decision.state.correction
@@ -356,7 +357,7 @@ class QuotaLoop:
 
     def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
                       result: dispatch.DispatchResult, elapsed_ms: float, view: SiteView) -> None:
-        running = int(sum(1 for m in plan.mode if int(m) in (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET)))
+        running = int(sum(1 for m in plan.mode if int(m) in RUNNING))
         log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW (+%.1f kW held for %d "
                  "machines it cannot steer now), %d gateways (%.0f ms)", site, point.reason, changed, point.machines,
                  running, plan.total_power_w / 1e3, view.held_w / 1e3, view.held, len(result.commands), elapsed_ms)

@@ -56,6 +56,7 @@ class Seen:
     power_w: float | None
     source: str
     current_w: float
+    boards: bool  # single hash boards can be switched (a capability the matrix verified)
 
     @classmethod
     def current(cls, seen: dict[str, Seen], d: DeviceLive, floor: float | None) -> Seen:
@@ -74,7 +75,7 @@ class Seen:
         current = s.power_limit_w if power_target and s.power_limit_w is not None else math.nan
         return cls(s, floor, spec, power_target, caps.sleep, caps.power_target_reboots, s.available,
                    s.power_source == v1.PowerSource.PDU, s.outlet is not None, s.state == v1.MinerState.SLEEPING,
-                   s.power_w, s.power_source, current)
+                   s.power_w, s.power_source, current, caps.boards)
 
 
 @dataclass
@@ -245,7 +246,7 @@ class LiveView:
                 rt.reboots.add(device)
             statics.append((device, known.spec, known.power_target, known.sleep, switchable,
                             d.owner if d.owner in tenants else HOST, bool(rule and rule.protected),
-                            rule.priority if rule else 0, known.reboots))  # fmt: skip
+                            rule.priority if rule else 0, known.reboots, known.boards))  # fmt: skip
             prev = states.get(device)
             if prev is None or prev[0] != doing:
                 prev = states[device] = (doing, now_s if prev is not None else -math.inf)
@@ -284,8 +285,8 @@ def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], 
     """The allocator's fleet: the static columns rebuilt only when they changed, what machines do now each run."""
     if statics != rt.statics or rt.base_fleet is None:
         machines = [Machine(i, spec, owner=owner, power_target=pt, sleep=sleep, outlet_switchable=off,
-                            protected=prot, priority=prio, reboots_on_power_change=reboots)
-                    for i, spec, pt, sleep, off, owner, prot, prio, reboots in statics]  # fmt: skip
+                            protected=prot, priority=prio, reboots_on_power_change=reboots, boards=boards)
+                    for i, spec, pt, sleep, off, owner, prot, prio, reboots, boards in statics]  # fmt: skip
         rt.base_fleet, rt.statics = FleetArrays.from_machines(machines), statics
     return replace(rt.base_fleet, now=np.asarray(doing, dtype=np.int64),
                    since_change=np.asarray(since, dtype=np.float64),
@@ -295,7 +296,7 @@ def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], 
 def _held(known: Seen, sent: dispatch.Wire | None, measured: float | None, sent_at: float | None,
           now_s: float) -> float:
     """quota.policies.held_w on what the loop knows of the machine."""
-    committed = None if sent is None else (dispatch.MODE_OF[sent[0]], sent[1])
+    committed = None if sent is None else (dispatch.mode_of(sent[0]), sent[1])
     return held_w(known.spec, committed, None if sent_at is None else now_s - sent_at, measured, known.power_w)
 
 
