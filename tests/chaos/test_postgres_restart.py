@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,9 +83,7 @@ async def test_postgres_restarted_under_load(sim: Sim, cluster: PostgresCluster,
                 worst = power.max_between(held_from, time.time())
                 assert worst <= cap_w, f"{worst:.0f} W above the {cap_w:.0f} W cap"
                 assert not agent.lease.failsafe_active
-                await asyncio.sleep(6.0)  # a ledger period closes after the outage
-                ledger = await ctl.call("GET", f"{site}/ledger?period=fine&start={iso(stopped - 10)}&end="
-                                        f"{iso(time.time())}", OPERATOR)  # fmt: skip
+                ledger = await ledger_past(ctl, site, stopped - 10, back)  # a period closed after the outage
                 assert_no_gap(ledger["rows"], stopped + DOWN_S / 2)  # periods closed while it was down: written
                 assert not ledger["gaps"], ledger["gaps"]
                 said = outage_lines(ctl)
@@ -104,6 +103,19 @@ async def post_while_down(ctl: ControllerProcess, site: str, cap_w: float) -> in
                               json={"reference": "KEGOC-DOWN", "cap_mw": cap_w / 1e6})  # fmt: skip
     assert r.status_code == 503 and r.headers.get("retry-after"), f"{r.status_code} {r.text}"
     return r.status_code
+
+
+async def ledger_past(ctl: ControllerProcess, site: str, start: float, t: float) -> dict[str, Any]:
+    """The site's fine ledger from `start`, once it holds a period that ended after `t` (bounded wait)."""
+    deadline = time.monotonic() + 15
+    while True:
+        ledger: dict[str, Any] = await ctl.call("GET", f"{site}/ledger?period=fine&start={iso(start)}&end="
+                                                f"{iso(time.time())}", OPERATOR)  # fmt: skip
+        ends = [datetime.fromisoformat(r["period_end"]).timestamp() for r in ledger["rows"]]
+        if ends and max(ends) > t:
+            return ledger
+        assert time.monotonic() < deadline, f"no ledger period closed after the outage: {ledger}"
+        await asyncio.sleep(0.5)
 
 
 def outage_lines(ctl: ControllerProcess) -> dict[str, int]:
