@@ -213,11 +213,12 @@ def verify_audit(svc: Service, _: Reader) -> dict[str, Any]:
 
 
 @router.post("/registry/sightings", response_model=SightingResult, tags=["registry"])
-def sightings(data: SightingsIn, svc: Service, _: Submitter,
+def sightings(data: SightingsIn, svc: Service, who: Submitter,
               idempotency_key: Annotated[str | None, Header(max_length=100)] = None) -> Any:
     """Telemetry sightings from a controller (or gateway). With Idempotency-Key, a repeat returns the first
     result and changes nothing."""
-    return svc.record_sightings(data.site, data.gateway, data.samples, data.at, idempotency_key=idempotency_key)
+    return svc.record_sightings(data.site, data.gateway, data.samples, data.at, idempotency_key=idempotency_key,
+                                actor=who.actor)
 
 
 # ---------------------------------------------------------------- compliance
@@ -231,8 +232,8 @@ def violations(svc: Service, _: Reader, status: ViolationStatus | None = Violati
 
 
 @router.post("/compliance/check", response_model=ComplianceResult, tags=["compliance"])
-def check(svc: Service, _: Writer) -> Any:
-    return svc.check_compliance()
+def check(svc: Service, who: Writer) -> Any:
+    return svc.check_compliance(actor=who.actor)
 
 
 @router.get("/compliance/noncompliant", tags=["compliance"])
