@@ -70,7 +70,7 @@ class Demo:
 
     @property
     def dashboard_url(self) -> str:
-        return f"{self.base_url}/ui?key={self.keys['operator']}"
+        return f"{self.base_url}/ui#key={self.keys['operator']}"  # a fragment: never sent to the server
 
     def client(self, role: str = "operator") -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"X-API-Key": self.keys[role]}, timeout=10.0)

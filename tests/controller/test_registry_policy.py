@@ -78,3 +78,18 @@ def test_the_opt_out_by_environment_and_the_link_settings_still_checked(monkeypa
     with pytest.raises(ValidationError, match="dpc"):
         load_settings(None, registry={"mode": "none_lab", "dpc": "DPC-A"})  # the opt-out takes nothing else
     assert load_settings(None, registry={"dpc": "DPC-A"}).registry.mode == "embedded"  # type: ignore[union-attr]
+
+
+def test_the_planner_counts_on_no_machine_without_a_registry(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from controller.planner.wiring import dark_devices
+
+    svc = build(tmp_path)
+    try:
+        assert svc.telemetry.ingest(v1.TelemetryBatch(site=SITE, gateway="gw1", seq=1, ts=datetime.now(UTC),
+                                                      miners=[sample()]))  # fmt: skip
+        dark = dark_devices(svc)
+        assert dark is not None and dark() == {"m1"}  # bids for a machine that may not mine would be worthless
+    finally:
+        close(svc)

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from controller.planner.wiring import dark_devices
 from controller.registry_link.power import PowerGate
 from controller.runtime import Services, build_services
 from kuat import clock
@@ -95,6 +97,11 @@ def test_machines_without_the_right_are_dark_on_every_run(site: tuple[Services, 
     reasons = {d: r.right.reason for d in dark if (r := gate.why(d)) is not None}
     assert reasons == {"pending": Reason.PENDING, "noserial": Reason.NO_SERIAL, "nopools": Reason.NO_POOLS,
                        "unknownmodel": Reason.UNKNOWN, "silent": Reason.UNKNOWN}
+    assert gate.dark_ids() == set(dark)
+    # the planner leaves the same machines out of tomorrow's fleet (with the site registry's violations)
+    svc.registry_link = SimpleNamespace(gate=gate)  # type: ignore[assignment]
+    planner_dark = dark_devices(svc)
+    assert planner_dark is not None and planner_dark() >= set(dark)
 
 
 def test_a_decision_that_changes_darkens_a_running_machine_at_the_next_run(site: tuple[Services, str, Agent]) -> None:
