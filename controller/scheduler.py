@@ -48,8 +48,8 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
         ("compliance_check", s.compliance_check_s, lambda: runtime.check_compliance(services)),
         ("retention", 24 * 3600.0, lambda: runtime.prune_history(services)),
         ("money_checks", s.money.readiness_check_s, lambda: runtime.money_checks(services)),
-        *([("registry_link", s.registry.sync_s, services.registry_link.sync)]
-          if s.registry is not None and services.registry_link is not None else []),
+        *([("registry_link", services.registry_link.settings.sync_s, services.registry_link.sync)]
+          if services.registry_link is not None else []),
         *alert_jobs(services),
     ]
 

@@ -13,8 +13,11 @@ if TYPE_CHECKING:
 
 def dark_devices(services: Services) -> Callable[[], set[str]] | None:
     """The machines the planner must not count on: the national registry's "no power" answers (the power gate:
-    not registered, excluded, licence ended, ...) and the site registry's violations."""
+    not registered, excluded, licence ended, ...) and the site registry's violations. With no `registry:` section
+    at all every machine: the quota loop gives none the right to power (fail closed), so none may be bid for."""
     registry, link = services.registry, services.registry_link
+    if link is None and services.settings.registry is None:
+        return lambda: {device_id for _, device_id in list(services.live.devices)}
     if registry is None and link is None:
         return None
 

@@ -140,3 +140,33 @@ def test_a_machine_slept_by_a_cap_keeps_its_right_though_asleep_it_tells_no_seri
     assert known is not None and known.serial == "SN-a" and known.right.reason == Reason.INCLUDED
     assert not check("b", miner("b", None, 15.0, pools=()))  # never told its serial: dark
     assert gate.why("b").right.reason == Reason.NO_SERIAL  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("registry", [None, {"mode": "none_lab"}], ids=["no registry section", "none_lab"])
+def test_without_a_registry_no_machine_mines_unless_the_lab_opts_out(tmp_path: Path, broker: Mosquitto,
+                                                                    registry: dict[str, str] | None) -> None:
+    """No `registry:` section: every machine is slept on every run (fail closed); `none_lab`: the same machine runs."""
+    name = random_site()
+    svc = build_services(make_settings(tmp_path, sites=[name], broker={"port": broker.port,
+                                                                       "client_id": f"ctl-{name}"},
+                                       quota=QUOTA, registry=registry))  # fmt: skip
+    assert svc.ingest is not None and svc.quota is not None and svc.quota.loop is not None
+    svc.ingest.start()
+    assert svc.ingest.wait_connected(10)
+    agent = Agent(broker.port, name, "gw1")
+    try:
+        svc.quota.set_site_limits(name, connection_kw=1000, actor="test")
+        svc.quota.push_schedule(name, local_day_and_hour(clock.now())[0], [1000.0] * 24, "test")
+        for run in range(2):
+            svc.telemetry.ingest(v1.TelemetryBatch(site=name, gateway="gw1", seq=run + 1, ts=clock.now(),
+                                                   miners=[miner("a", "SN-a", 3000.0 if run == 0 else 15.0)]))
+            n = len(agent.received)
+            assert svc.quota.loop.run_once(name) is not None
+            mode = setpoints_of(agent, n)["a"].mode
+            if registry is None:
+                assert mode == v1.SetpointMode.SLEEP, f"run {run}: a machine mines without a registry"
+            else:
+                assert mode != v1.SetpointMode.SLEEP, f"run {run}"
+    finally:
+        agent.close()
+        svc.close()
