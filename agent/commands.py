@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from agent.boards import BoardSetpoints
+from agent.boards import drifted as boards_drifted
 from agent.buffer import Buffer
 from agent.coordinator import DriverOpener, Fleet, MinerDevice, PduDevice
 from agent.drivers.base import CommandUnsupported, DeviceError, MinerDriver, OutletAction
@@ -91,6 +93,10 @@ class Actuator:
                                      f"{watts:.1f} W is above this miner's maximum {caps.power_max_w:.0f} W")
                 watts = caps.power_max_w
         return await self.on_miner(dev, f"power target {watts} W", lambda d: d.set_power_target(watts))
+
+    async def boards(self, dev: MinerDevice, count: int | None) -> v1.ItemAck:
+        what = "all boards on" if count is None else f"{count} boards on"
+        return await self.on_miner(dev, what, lambda d: d.set_boards(count))
 
     async def outlet(self, pdu: PduDevice, outlet: int, action: OutletAction, device_id: str) -> v1.ItemAck:
         async def run() -> None:
@@ -174,6 +180,7 @@ class CommandProcessor:
         self._applied: dict[str, _Applied] = {}
         self._in_progress: dict[str, asyncio.Future[v1.Ack]] = {}
         self._newest: dict[str, _Pending] = {}  # device -> its newest setpoint item (queued, running or done)
+        self.board_setpoints = BoardSetpoints(actuator)  # `boards_on`, and undoing it (agent.boards)
         # the newest controller-lease epoch seen on a setpoint batch (persisted): older batches are ignored
         stored = buffer.get_meta("epoch")
         self.newest_epoch: int | None = int(stored) if stored else None
@@ -318,6 +325,8 @@ class CommandProcessor:
             return now_w
         if sp.mode == v1.SetpointMode.POWER_TARGET and sp.power_w is not None:
             return now_w - sp.power_w
+        if sp.boards_on is not None and dev is not None and dev.last is not None and dev.last.boards:
+            return now_w * (1.0 - sp.boards_on / len(dev.last.boards))  # roughly: each board's share
         return -1e9 if dev is None or dev.last is None or dev.last.state == v1.MinerState.SLEEPING else 0.0
 
     async def _latest_wins(self, sp: v1.Setpoint) -> v1.ItemAck:
@@ -371,8 +380,12 @@ class CommandProcessor:
         if woke.status != v1.AckStatus.APPLIED:
             return woke
         if sp.mode == v1.SetpointMode.POWER_TARGET:
-            return await self.actuator.power_target(dev, sp.power_w)
-        return await self._run_at(dev, sp.power_w)
+            item = await self.actuator.power_target(dev, sp.power_w)
+        else:
+            item = await self._run_at(dev, sp.power_w)
+        if item.status != v1.AckStatus.APPLIED:
+            return item
+        return await self.board_setpoints.follow(sp, dev, item)
 
     async def _ensure_running(self, dev: MinerDevice) -> v1.ItemAck:
         """Power the outlet if we know it is off, and wake the miner unless it is known to be hashing."""
@@ -406,6 +419,8 @@ def _drifted(sp: v1.Setpoint, dev: MinerDevice, applied_at: float) -> bool:
     hashing = (dev.last.hashrate_ths or 0) > 0
     if sp.mode in (v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF):
         return hashing
+    if boards_drifted(sp, dev):
+        return True
     return dev.last.state == v1.MinerState.SLEEPING
 
 

@@ -72,6 +72,7 @@ class BufferConfig(_Strict):
     max_rows: int = Field(8640, ge=1)  # telemetry batches kept while the broker is away (a day at 10 s)
     max_mb: float = Field(512.0, gt=0)  # and at most this much (compressed) payload
     command_memory: int = Field(10000, ge=100)  # command ids remembered for idempotency
+    reserve_kb: int = Field(1024, ge=0)  # room kept next to the buffer for a full disk (agent.buffer); 0: none
 
 
 class FailsafeConfig(_Strict):

@@ -12,6 +12,12 @@ A miner that cannot sleep (unsupported or not answering) is switched off at its 
 `outlet_off_fallback` is on. Devices that did not reach the safe state are retried every `retry_s`. The failsafe is
 reported in every telemetry batch (`lease.failsafe_active`, `failsafe_since`) and logged; the next valid setpoint
 batch ends it. The lease is persisted, so an agent restarted while its controller is away still fails safe.
+
+The lease runs on the monotonic clock, never the wall clock (agent.clock): a wall clock stepped by an hour
+neither fires the failsafe early nor holds it off. The persisted lease keeps its monotonic deadline with the boot it
+belongs to (Linux's boot id; CLOCK_MONOTONIC counts from boot, so an agent restarted in the same boot restores the
+deadline exactly); after a reboot it falls back to the wall clock, and never grants more than the lease's own
+length (a clock stepped back cannot stretch it).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
+from agent import clock
 from agent.buffer import Buffer
 from agent.commands import Actuator
 from agent.config import FailsafeConfig
@@ -33,6 +41,15 @@ from kuat.wire import v1
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 0.5
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux); None where there is none (the persisted lease then goes by the wall clock)."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
 
 
 class Lease:
@@ -42,13 +59,15 @@ class Lease:
         self.buffer = buffer
         self.batch_id: str | None = None
         self.expires_at: datetime | None = None
+        self.lease_s: float | None = None
         self._deadline: float | None = None
         self.failsafe_since: datetime | None = None
         self._restore()
 
     def renew(self, batch_id: str, lease_s: float) -> None:
         self.batch_id = batch_id
-        self.expires_at = datetime.now(UTC) + timedelta(seconds=lease_s)
+        self.lease_s = lease_s
+        self.expires_at = clock.now() + timedelta(seconds=lease_s)  # reported only: what the gateway's clock says
         self._deadline = time.monotonic() + lease_s
         self._save()
 
@@ -60,7 +79,7 @@ class Lease:
         return self.failsafe_since is not None
 
     def set_failsafe(self, active: bool) -> None:
-        self.failsafe_since = datetime.now(UTC) if active else None
+        self.failsafe_since = clock.now() if active else None
         self._save()
 
     def status(self) -> v1.LeaseStatus:
@@ -80,6 +99,9 @@ class Lease:
             "batch_id": self.batch_id,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "failsafe_since": self.failsafe_since.isoformat() if self.failsafe_since else None,
+            "lease_s": self.lease_s,
+            "deadline_monotonic": self._deadline,
+            "boot_id": boot_id(),
         }
         self.buffer.set_meta("lease", json.dumps(state))
 
@@ -89,12 +111,26 @@ class Lease:
             return
         state = json.loads(raw)
         self.batch_id = state.get("batch_id")
+        self.lease_s = state.get("lease_s")
         if state.get("expires_at"):
             self.expires_at = datetime.fromisoformat(state["expires_at"])
-            self._deadline = time.monotonic() + (self.expires_at - datetime.now(UTC)).total_seconds()
+            self._deadline = self._restored_deadline(state)
         if state.get("failsafe_since"):
             self.failsafe_since = datetime.fromisoformat(state["failsafe_since"])
         log.info("lease restored from the buffer: batch %s, %s", self.batch_id, _left_text(self.seconds_left()))
+
+
+    def _restored_deadline(self, state: dict[str, object]) -> float:
+        """The same boot: the stored monotonic deadline, exact whatever the wall clock did. Another boot: what the
+        wall clock says is left, at most the lease's length."""
+        stored = state.get("deadline_monotonic")
+        if isinstance(stored, int | float) and state.get("boot_id") is not None and state.get("boot_id") == boot_id():
+            return float(stored)
+        assert self.expires_at is not None
+        left = (self.expires_at - clock.now()).total_seconds()
+        if self.lease_s is not None:
+            left = min(left, self.lease_s)
+        return time.monotonic() + left
 
 
 def _left_text(left: float | None) -> str:

@@ -36,6 +36,8 @@ class AgentHealth:
     failsafe_active: bool
     lease_seconds_left: float | None
     interval_s: float
+    buffer_disk_full: int = 0  # times the disk under the buffer was found full
+    cycles_unbuffered: int = 0  # cycles whose telemetry could not be stored at all (no room even after dropping)
 
     @property
     def healthy(self) -> bool:
@@ -54,6 +56,10 @@ def render_metrics(h: AgentHealth) -> str:
         ("kuat_agent_buffer_rows", "gauge", "telemetry batches waiting in the store-and-forward buffer", h.buffer_rows),
         ("kuat_agent_buffer_dropped_total", "counter", "batches dropped because the buffer was full",
          h.buffer_dropped),
+        ("kuat_agent_buffer_disk_full_total", "counter", "times the disk under the buffer was full (oldest dropped)",
+         h.buffer_disk_full),
+        ("kuat_agent_cycles_unbuffered_total", "counter", "poll cycles whose telemetry could not be buffered (lost)",
+         h.cycles_unbuffered),
         ("kuat_agent_batches_published_total", "counter", "batches acknowledged by the broker", h.batches_published),
         ("kuat_agent_batches_replayed_total", "counter", "of which replayed as historical", h.batches_replayed),
         ("kuat_agent_failsafe_active", "gauge", "1 while the lease failsafe holds the safe state",
@@ -83,6 +89,8 @@ def render_health(h: AgentHealth) -> tuple[int, str]:
         "pdus_up": h.pdus_up,
         "pdus_total": h.pdus_total,
         "buffer_rows": h.buffer_rows,
+        "buffer_dropped": h.buffer_dropped,
+        "cycles_unbuffered": h.cycles_unbuffered,
         "failsafe_active": h.failsafe_active,
     }
     return (200 if h.healthy else 503), json.dumps(body)

@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent import clock
 from agent.buffer import Buffer
 from agent.config import AgentConfig
 from kuat import __version__
@@ -98,7 +99,7 @@ class Publisher:
 
     def _state(self, online: bool) -> bytes:
         return v1.dumps(
-            v1.GatewayState(gateway=self.cfg.gateway, online=online, ts=v1.now(), agent_version=__version__,
+            v1.GatewayState(gateway=self.cfg.gateway, online=online, ts=clock.now(), agent_version=__version__,
                             devices=self.devices)
         )
 
@@ -207,7 +208,7 @@ class Publisher:
                 historical = row.seq < self._live_seq
                 payload = mark_historical(row.payload) if historical else row.payload
                 info = self.client.publish(self.topic_telemetry, payload, qos=QOS)
-                self._cursor = row.seq
+                self._cursor = self.buffer.handed_upto = row.seq
                 self.replayed += historical
                 # the PUBACK callback reaches us through call_soon_threadsafe, so after this line has run
                 self._inflight[info.mid] = row.seq

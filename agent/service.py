@@ -9,7 +9,7 @@ import asyncio
 import logging
 import sqlite3
 
-from agent import drivers
+from agent import clock, drivers
 from agent.buffer import Buffer
 from agent.commands import Actuator, CommandProcessor
 from agent.config import AgentConfig, MinerConfig, PduConfig
@@ -58,7 +58,9 @@ class RealDrivers:
 class Agent:
     def __init__(self, cfg: AgentConfig, opener: DriverOpener | None = None) -> None:
         self.cfg = cfg
-        self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_rows, cfg.buffer.max_mb, cfg.buffer.command_memory)
+        self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_rows, cfg.buffer.max_mb, cfg.buffer.command_memory,
+                             cfg.buffer.reserve_kb)
+        self.unbuffered = 0  # cycles whose telemetry could not be buffered (a full disk beyond what dropping frees)
         self.fleet = Fleet.from_config(cfg.devices.miners, cfg.devices.pdus)
         self._restore_learned_ids()
         opener = opener or RealDrivers(cfg.port_offset, cfg.poll.device_timeout_s)
@@ -102,6 +104,8 @@ class Agent:
             pdus_up=0 if last is None else sum(p.available for p in last.pdus),
             buffer_rows=self.buffer.count(),
             buffer_dropped=self.buffer.dropped,
+            buffer_disk_full=self.buffer.disk_full,
+            cycles_unbuffered=self.unbuffered,
             batches_published=self.publisher.published,
             batches_replayed=self.publisher.replayed,
             failsafe_active=self.lease.failsafe_active,
@@ -126,7 +130,7 @@ class Agent:
             site=self.cfg.site,
             gateway=self.cfg.gateway,
             seq=self.buffer.next_seq(),
-            ts=v1.now(),
+            ts=clock.now(),
             cycle_s=round(cycle.duration_s, 3),
             miners=cycle.miners,
             pdus=cycle.pdus,
@@ -138,7 +142,8 @@ class Agent:
             batch = self.batch(cycle)
             self.publisher.submit(batch.seq, v1.dumps(batch))
         except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: keep polling and obeying commands
-            log.error("this cycle's telemetry could not be buffered and is lost: %s", exc)
+            self.unbuffered += 1
+            log.error("this cycle's telemetry could not be buffered and is lost (%d so far): %s", self.unbuffered, exc)
             return
         up = sum(m.available for m in cycle.miners) + sum(p.available for p in cycle.pdus)
         log.debug("cycle %d: %d/%d devices answered in %.2fs", batch.seq, up, cycle.devices, cycle.duration_s)

@@ -268,8 +268,9 @@ def catch_up(base: str, key: str) -> tuple[int, int, float]:
 @click.option("--probes", default=40, show_default=True, help="visibility probes during the load")
 @click.option("--visibility-rate", "visibility_rates", multiple=True, type=float, default=(2500.0, 0.0),
               show_default=True, help="sightings/s submitted while probing (0: as fast as answered); repeatable")
+@click.option("--reads-only", is_flag=True, help="skip the sightings and visibility parts (export and catch-up only)")
 def main(hscs: int, dpcs: int, big: int, clients: int, batch: int, seconds: float, workers: int,
-         probes: int, visibility_rates: tuple[float, ...]) -> None:
+         probes: int, visibility_rates: tuple[float, ...], reads_only: bool) -> None:
     """Print the national registry's figures at scale (see the module docstring)."""
     cluster = PostgresCluster().start()
     proc = None
@@ -283,10 +284,13 @@ def main(hscs: int, dpcs: int, big: int, clients: int, batch: int, seconds: floa
         proc, base = start_server(url, workers, tmp)
 
         submitters = {d: k for d, k in dpc_keys.items() if d <= clients}
-        accepted, elapsed, errors = asyncio.run(sightings_load(base, submitters, hscs, dpcs, big, batch, seconds,
-                                                               asyncio.Event()))
-        print(f"sightings: {accepted:,} accepted in {elapsed:.1f} s = {accepted / elapsed:,.0f}/s "
-              f"({clients} DPC clients, batches of {batch}, {workers} workers, {errors} errors)  goal >= 5,000/s")
+        if reads_only:
+            visibility_rates = ()
+        else:
+            accepted, elapsed, errors = asyncio.run(sightings_load(base, submitters, hscs, dpcs, big, batch, seconds,
+                                                                   asyncio.Event()))
+            print(f"sightings: {accepted:,} accepted in {elapsed:.1f} s = {accepted / elapsed:,.0f}/s "
+                  f"({clients} DPC clients, batches of {batch}, {workers} workers, {errors} errors)  goal >= 5,000/s")
 
         async def load_and_probe(rate: float) -> tuple[tuple[int, float, int], list[float]]:
             stop = asyncio.Event()

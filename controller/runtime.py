@@ -26,7 +26,7 @@ from controller.services.gateways import GatewayService
 from controller.services.owners import OwnerDirectory
 from controller.services.sightings import SightingsBridge
 from controller.services.telemetry import TelemetryService
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, RegistryLinkSettings
 from kuat import clock
 from serverkit.memory import release_free_memory
 
@@ -126,7 +126,10 @@ def build_services(
     metrics = IngestMetrics()
     live, book = LiveState(), RollupBook()
     link = None
-    if settings.registry is not None:
+    from controller.registry_link.wiring import announce_registry_policy
+
+    announce_registry_policy(settings)
+    if isinstance(settings.registry, RegistryLinkSettings):
         from controller.registry_link.wiring import make_link
 
         link = make_link(settings.registry, engine)

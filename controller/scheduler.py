@@ -1,5 +1,6 @@
 """APScheduler (3.x, background thread) jobs: rollup flush, gateway timeouts, registry sightings, owner map,
-compliance checks, retention. Each job catches and logs its own errors (APScheduler would only log them)."""
+compliance checks, retention. Each job catches and logs its own errors (APScheduler would only log them); the
+database being unreachable is said once per outage and job (serverkit.db.Outage), not with a traceback a run."""
 
 from __future__ import annotations
 
@@ -11,16 +12,24 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller import runtime
 from controller.runtime import Services
+from serverkit.db import Outage, unavailable
 
 log = logging.getLogger(__name__)
 
 
 def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
+    outage = Outage(f"scheduled job {name}", log)
+
     def run() -> None:
         try:
             job()
-        except Exception:
-            log.exception("scheduled job %s failed", name)
+        except Exception as exc:
+            if unavailable(exc):
+                outage.failed(exc, "its run")
+            else:
+                log.exception("scheduled job %s failed", name)
+        else:
+            outage.ok()
 
     run.__name__ = name
     return run
@@ -39,8 +48,8 @@ def jobs(services: Services) -> list[tuple[str, float, Callable[[], Any]]]:
         ("compliance_check", s.compliance_check_s, lambda: runtime.check_compliance(services)),
         ("retention", 24 * 3600.0, lambda: runtime.prune_history(services)),
         ("money_checks", s.money.readiness_check_s, lambda: runtime.money_checks(services)),
-        *([("registry_link", s.registry.sync_s, services.registry_link.sync)]
-          if s.registry is not None and services.registry_link is not None else []),
+        *([("registry_link", services.registry_link.settings.sync_s, services.registry_link.sync)]
+          if services.registry_link is not None else []),
         *alert_jobs(services),
     ]
 

@@ -10,10 +10,10 @@ import tomllib
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from controller.alerts.settings import AlertSettings
@@ -175,6 +175,24 @@ class RegistryLinkSettings(_Section):
         return self
 
 
+class NoRegistryLab(_Section):
+    """`registry: {mode: none_lab}`: the explicit opt-out for a lab, a test bench or the single-site demo. No registry
+    decision is asked for: power rights are NOT enforced, only the in-process registry's violations take a machine's
+    power (the site-era behaviour, which fails open). Logged as a warning at every start. Without any `registry:`
+    section the controller fails closed instead: no machine has the right to mine (REGULATION.md)."""
+
+    mode: Literal["none_lab"]
+
+
+def _registry_kind(value: Any) -> str:
+    mode = value.get("mode") if isinstance(value, dict) else getattr(value, "mode", None)
+    return "lab" if mode == "none_lab" else "link"
+
+
+RegistrySection = Annotated[Annotated[RegistryLinkSettings, Tag("link")] | Annotated[NoRegistryLab, Tag("lab")],
+                            Discriminator(_registry_kind)]
+
+
 class RequestedAsset(_Section):
     """An asset a pool asked the Committee to publish (seed para 8): valued for a year from the next day."""
 
@@ -232,8 +250,9 @@ class ControllerSettings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     money: MoneySettings = Field(default_factory=MoneySettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # day-ahead bids (controller/planner)
-    # the national registry: None = no link, power rights are not enforced (a loud warning at start)
-    registry: RegistryLinkSettings | None = None
+    # the national registry. None (no section): fail closed, no machine may mine (an error line at start);
+    # {mode: none_lab}: the lab opt-out, rights not enforced (a warning at every start); docs/national.md
+    registry: RegistrySection | None = None
     alerts: AlertSettings = Field(default_factory=AlertSettings)  # alert rules and channels (controller/alerts)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)  # active/standby (controller/lease)
 

@@ -70,7 +70,7 @@ class Demo:
 
     @property
     def dashboard_url(self) -> str:
-        return f"{self.base_url}/ui?key={self.keys['operator']}"
+        return f"{self.base_url}/ui#key={self.keys['operator']}"  # a fragment: never sent to the server
 
     def client(self, role: str = "operator") -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"X-API-Key": self.keys[role]}, timeout=10.0)
@@ -280,6 +280,10 @@ def write_controller_config(demo: Demo) -> Path:
         "compliance_check_s": 30.0,
         "sightings_flush_s": 2.0,
         "rollup_flush_s": 20.0,
+        # the single-site demo: the site-era registry in this controller (violations, approval from the dashboard),
+        # no registry link to decide power rights, so the explicit lab opt-out (a warning at every start);
+        # `kuat demo --sites 2` runs the link to a national registry
+        "registry": {"mode": "none_lab"},
     }
     path = demo.opts.work_dir / "controller.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

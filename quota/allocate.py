@@ -10,7 +10,8 @@ Order of decisions (each documented where it is made):
 3. Budget split: subtype-II tenants get their contract share of the budget; the host the rest. A share a tenant
    cannot use flows to the others when the policy allows it. Within each share, higher `priority` is served first.
 4. Within a group: maximise hash rate by a single Lagrange price with repair (quota.solver); the same pass gives
-   the relaxation bound.
+   the relaxation bound. Machines that can switch single hash boards also have k-of-B-boards options (`BOARDS`),
+   taken where they are worth more hash per W than the machine's underclocking and sleep.
 5. Churn and ramp: machines that reboot to apply a new limit (Whatsminer) keep their current limit when the new
    one is within `hysteresis_w`; wake-ups are limited per dispatch (`max_wakes`, `max_wake_w`), most efficient
    first. Both are applied by re-solving with those machines fixed, so freed watts go to others.
@@ -36,6 +37,10 @@ class Mode(IntEnum):
     PRESET = 2  # a firmware preset below full (`ratio`)
     SLEEP = 3
     OUTLET_OFF = 4
+    BOARDS = 5  # hashing on `boards_on` of its boards at full ratio, the others switched off
+
+
+RUNNING = (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET, Mode.BOARDS)  # the modes that hash
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Allocation:
     pinned: int = 0  # reboot-on-change machines kept at their limit
     released_min_on: int = 0
     notes: list[str] = field(default_factory=list)
+    boards_on: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # BOARDS: boards hashing, else 0
 
     @property
     def total_power_w(self) -> float:
@@ -80,7 +86,8 @@ class Allocation:
 
     def setpoints(self, fleet: FleetArrays) -> list[Setpoint]:
         """Wire setpoints. A preset travels as a power target of the preset's power: firmware without continuous
-        targets selects its highest preset at or below `power_w` (stock Antminer: 0.75 ratio = low-power mode)."""
+        targets selects its highest preset at or below `power_w` (stock Antminer: 0.75 ratio = low-power mode).
+        Boards travel as `run` with `boards_on` (the boards hash at full, the others are off)."""
         out = []
         for i, device in enumerate(fleet.ids):
             m = Mode(int(self.mode[i]))
@@ -91,6 +98,8 @@ class Allocation:
                                     power_w=round(float(self.power_w[i]), 1)))
             elif m == Mode.SLEEP:
                 out.append(Setpoint(device_id=device, mode=SetpointMode.SLEEP))
+            elif m == Mode.BOARDS:
+                out.append(Setpoint(device_id=device, mode=SetpointMode.RUN, boards_on=int(self.boards_on[i])))
             else:
                 out.append(Setpoint(device_id=device, mode=SetpointMode.OUTLET_OFF))
         return out
@@ -157,10 +166,13 @@ def _fit_floor(f: FleetArrays, r: _Rules, budget_w: float, cut_outlets: bool) ->
 
 
 def _group_input(f: FleetArrays, r: _Rules, idx: I64) -> GroupInput:
+    board_p, board_h, _ = f.board_options
+    board_r = board_h / np.maximum(f.ths, 1e-12)[:, None]
     return GroupInput(
         ths=f.ths[idx], k=f.k[idx], base=f.base[idx], nom=f.nom[idx], gamma=f.gamma[idx], rmin=f.rmin[idx],
         rmax=f.rmax[idx], cont=f.cont[idx], presets=f.presets[idx], p0=r.p0[idx],
         forced_run=(r.forced_run | r.soft_run)[idx], forced_idle=r.forced_idle[idx],
+        board_p=board_p[idx], board_h=board_h[idx], board_r=board_r[idx],
     )
 
 
@@ -208,6 +220,10 @@ def _solve_pool(f: FleetArrays, r: _Rules, idx: I64, budget_w: float, out: Alloc
         width = f.presets.shape[1]
         out.power_w[sel], out.hash_ths[sel], out.ratio[sel] = res.power, res.hash, res.ratio
         out.mode[sel] = _modes(f, r, sel, res.kind, res.ratio, width)
+        on_boards = res.kind > width
+        if on_boards.any():
+            column = np.where(on_boards, res.kind - width - 1, 0)
+            out.boards_on[sel] = np.where(on_boards, f.board_options[2][sel, column], 0)
         out.price[sel] = res.price
         remaining -= float(res.power.sum())
         bound += res.bound_ths
@@ -220,13 +236,15 @@ def _modes(f: FleetArrays, r: _Rules, sel: I64, kind: I64, ratio: F64, width: in
     idle = np.where(r.off_idle[sel], Mode.OUTLET_OFF, Mode.SLEEP)
     full = ratio >= f.rmax[sel] - 1e-9
     running = np.where(full, Mode.RUN, np.where(kind == width, Mode.POWER_TARGET, Mode.PRESET))
+    running = np.where(kind > width, Mode.BOARDS, running)
     return np.asarray(np.where(kind == -1, idle, running), dtype=np.int64)
 
 
 def _solve(f: FleetArrays, r: _Rules, budget_w: float, policy: Policy,
            shares: dict[int, float] | None = None) -> Allocation:  # fmt: skip
     n = len(f)
-    out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
+    out = Allocation(budget_w, np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0,
+                     boards_on=np.zeros(n, dtype=np.int64))
     out.over_budget_w, out.released_min_on = _fit_floor(f, r, budget_w, policy.cut_outlets_below_floor)
     out.notes = r.notes
     pinned = ~np.isnan(r.fixed_w)
@@ -335,7 +353,7 @@ def _deferred(f: FleetArrays, plan: Allocation, policy: Policy, forced_run: BOOL
     rule forces (protected, or a machine that can neither sleep nor be cut) is never deferred: it uses the
     allowance first. Deferring it dropped the rule in the re-solve and gave its watts to others, so the re-solve
     was no longer a restriction of the first pass and beat that pass's bound (tests/properties/test_allocator.py)."""
-    waking = (f.now != Now.RUNNING) & (plan.mode <= Mode.PRESET)
+    waking = (f.now != Now.RUNNING) & np.isin(plan.mode, RUNNING)
     if not waking.any() or (policy.max_wakes is None and policy.max_wake_w is None):
         return np.zeros(0, dtype=np.int64)
     must = np.flatnonzero(waking & forced_run)
@@ -366,7 +384,7 @@ def allocate(fleet: FleetArrays, budget_w: float, policy: Policy | None = None) 
     rules.forced_run[late] = False
     # every machine idle now that is not among the allowed wake-ups stays idle this dispatch
     allowed = np.zeros(len(fleet), dtype=np.bool_)
-    allowed[np.flatnonzero((fleet.now != Now.RUNNING) & (first.mode <= Mode.PRESET))] = True
+    allowed[np.flatnonzero((fleet.now != Now.RUNNING) & np.isin(first.mode, RUNNING))] = True
     allowed[late] = False
     rules.forced_idle |= (fleet.now != Now.RUNNING) & ~allowed & ~fleet.protected
     second = _solve(fleet, rules, budget_w, policy, first.pool_budgets)

@@ -3,6 +3,11 @@
 A machine's curve is the catalogue's (kuat.catalog): hash = nominal * x, power = base + (nom - base) * x**gamma
 for x in [min_ratio, max_ratio], scaled by the machine's observed factors (measured W / model W at the same
 state; measured TH/s / model TH/s). Asleep it draws `sleep_w` and hashes nothing; with its outlet cut it draws 0.
+
+Firmware that switches single hash boards (`boards`: Braiins OS, where the capability matrix verified it) has one
+more kind of option: k of its B boards hashing at full ratio, the others off. The control board and fans stay
+(`base`); each live board carries its share of the hashing power: power = base + (P(1) - base) x k / B, hash =
+TH/s x k / B (the simulator's physics, checked on the wire by tests/agent/test_braiins_sim.py).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Machine:
     since_change_s: float = math.inf  # seconds since it last went on or off
     current_power_w: float | None = None  # power target now in force, if any
     reboots_on_power_change: bool = False  # Whatsminer: a new limit costs minutes of zero hash
+    boards: bool = False  # firmware switches single hash boards (Capabilities.boards); spec.boards of them
 
     def power_w(self, ratio: float) -> float:
         return self.power_factor * power_at_ratio(self.spec, ratio)
@@ -80,6 +86,8 @@ class FleetArrays:
     since_change: F64
     current_w: F64  # NaN: no power target in force
     reboots: BOOL
+    nboards: I64  # hash boards of the model
+    can_boards: BOOL  # single boards can be switched off
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -93,6 +101,23 @@ class FleetArrays:
         return np.asarray(k * (base + span * np.power(self.presets, gamma)), dtype=np.float64)
 
     @cached_property
+    def board_options(self) -> tuple[F64, F64, I64]:
+        """Options of k boards of B at full ratio, k = B-1 down to 1 (N x W columns, highest first as presets;
+        NaN power and hash where a machine has fewer boards or cannot switch them): power, hash and the number of
+        boards on (0 where unused)."""
+        usable = self.can_boards & (self.nboards >= 2)
+        width = int(self.nboards[usable].max() - 1) if usable.any() else 0
+        on = np.arange(width, 0, -1, dtype=np.int64)[None, :]
+        valid = usable[:, None] & (on < self.nboards[:, None])
+        share = on / np.maximum(self.nboards, 1)[:, None]
+        top = np.minimum(self.rmax, 1.0)
+        full = self.power(top)
+        base = self.k * self.base
+        power = np.where(valid, base[:, None] + (full - base)[:, None] * share, np.nan)
+        hash_ = np.where(valid, (self.ths * top)[:, None] * share, np.nan)
+        return power, hash_, np.where(valid, on, 0).astype(np.int64)
+
+    @cached_property
     def max_power(self) -> F64:
         """Power at the best running option (full continuous target or the highest preset)."""
         top = np.where(self.cont, self.rmax, np.nanmax(np.where(np.isnan(self.presets), -1.0, self.presets), axis=1))
@@ -100,9 +125,13 @@ class FleetArrays:
 
     @cached_property
     def min_run_power(self) -> F64:
-        """Power at the lowest running option (deepest underclock or the lowest preset)."""
+        """Power at the lowest running option (deepest underclock, the lowest preset, or the fewest boards)."""
         low = np.where(self.cont, self.rmin, np.nanmin(np.where(np.isnan(self.presets), np.inf, self.presets), axis=1))
-        return self.power(low)
+        boards = self.board_options[0]
+        if not boards.shape[1]:
+            return self.power(low)
+        return np.asarray(np.minimum(self.power(low), np.where(np.isnan(boards), np.inf, boards).min(axis=1)),
+                          dtype=np.float64)
 
     @classmethod
     def from_machines(cls, machines: Sequence[Machine]) -> FleetArrays:
@@ -143,6 +172,8 @@ class FleetArrays:
             since_change=col([m.since_change_s for m in ms]),
             current_w=col([math.nan if m.current_power_w is None else m.current_power_w for m in ms]),
             reboots=flag([m.reboots_on_power_change for m in ms]),
+            nboards=np.asarray([m.spec.boards for m in ms], dtype=np.int64),
+            can_boards=flag([m.boards for m in ms]),
         )
 
 

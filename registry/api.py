@@ -24,6 +24,7 @@ from registry.models import HscStatus, ViolationKind, ViolationStatus, Zone
 from registry.schemas import (
     ApproveIn,
     AuditEventOut,
+    AuditVerifyOut,
     BulkApproveIn,
     ComplianceResult,
     DpcIn,
@@ -38,12 +39,14 @@ from registry.schemas import (
     LicenseeIn,
     LicenseeOut,
     LicenseePatch,
+    NoncompliantOut,
     PoolIn,
     PoolOut,
     PoolPatch,
     SightingResult,
     SightingsIn,
     ViolationOut,
+    streamed,
 )
 from registry.service import HscFilter, RegistryService
 from serverkit.auth import Principal
@@ -195,29 +198,32 @@ def bulk_import(svc: Service, who: Writer, body: Annotated[str, Body(media_type=
     return JSONResponse(report.model_dump(mode="json"), status_code=422 if failed and not dry_run else 200)
 
 
-@router.get("/registry/export.csv", tags=["registry"], response_class=StreamingResponse)
+@router.get("/registry/export.csv", tags=["registry"], response_class=StreamingResponse,
+            responses=streamed("text/csv", "the machines of the filter, one CSV row each (header first)"))
 def export_csv(svc: Service, _: Reader, flt: Filter) -> StreamingResponse:
     return StreamingResponse(export.iter_csv(svc, flt), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="hsc-registry.csv"'})
 
 
-@router.get("/registry/export.jsonl", tags=["registry"], response_class=StreamingResponse)
+@router.get("/registry/export.jsonl", tags=["registry"], response_class=StreamingResponse,
+            responses=streamed("application/x-ndjson", "JSON Lines: one machine a line, keys as in the CSV header"))
 def export_jsonl(svc: Service, _: Reader, flt: Filter) -> StreamingResponse:
     return StreamingResponse(export.iter_jsonl(svc, flt), media_type="application/x-ndjson")
 
 
-@router.get("/registry/audit/verify", tags=["registry"])
+@router.get("/registry/audit/verify", tags=["registry"], response_model=AuditVerifyOut)
 def verify_audit(svc: Service, _: Reader) -> dict[str, Any]:
     """Recompute the hash chain and compare every audited row with its last recorded state."""
     return svc.verify_audit().as_dict()
 
 
 @router.post("/registry/sightings", response_model=SightingResult, tags=["registry"])
-def sightings(data: SightingsIn, svc: Service, _: Submitter,
+def sightings(data: SightingsIn, svc: Service, who: Submitter,
               idempotency_key: Annotated[str | None, Header(max_length=100)] = None) -> Any:
     """Telemetry sightings from a controller (or gateway). With Idempotency-Key, a repeat returns the first
     result and changes nothing."""
-    return svc.record_sightings(data.site, data.gateway, data.samples, data.at, idempotency_key=idempotency_key)
+    return svc.record_sightings(data.site, data.gateway, data.samples, data.at, idempotency_key=idempotency_key,
+                                actor=who.actor)
 
 
 # ---------------------------------------------------------------- compliance
@@ -231,11 +237,11 @@ def violations(svc: Service, _: Reader, status: ViolationStatus | None = Violati
 
 
 @router.post("/compliance/check", response_model=ComplianceResult, tags=["compliance"])
-def check(svc: Service, _: Writer) -> Any:
-    return svc.check_compliance()
+def check(svc: Service, who: Writer) -> Any:
+    return svc.check_compliance(actor=who.actor)
 
 
-@router.get("/compliance/noncompliant", tags=["compliance"])
+@router.get("/compliance/noncompliant", tags=["compliance"], response_model=NoncompliantOut)
 def noncompliant(svc: Service, _: Reader) -> dict[str, list[str]]:
     """Machines that get no power by policy (the quota engine's input)."""
     return {"device_ids": sorted(svc.noncompliant_device_ids()), "serials": sorted(svc.noncompliant_serials())}

@@ -19,6 +19,7 @@ from registry.national import api_dpc, web
 from registry.national.service import NationalRegistry
 from registry.national.sightings import close_unseen
 from registry.national.signing import Signer
+from registry.schemas import RegistryHealth
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from serverkit.db import make_engine, session_factory
@@ -86,7 +87,7 @@ def create_app(settings: RegistrySettings | None = None, service: RegistryServic
     national_api.install(app, _signer(settings))
     web.install(app)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=RegistryHealth)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

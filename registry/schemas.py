@@ -6,7 +6,7 @@ Field validators raise ValueError with a plain reason: FastAPI turns it into a 4
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -334,3 +334,38 @@ class ImportReport(BaseModel):
     applied: bool
     rows: list[ImportRow]
     counts: dict[str, int]
+
+
+class AuditBreakOut(BaseModel):
+    """One broken link of the audit chain: where (event seq and/or entity row) and why."""
+
+    reason: str
+    seq: int | None = None
+    entity: str | None = None
+    entity_id: str | None = None
+
+
+class AuditVerifyOut(BaseModel):
+    """GET /registry/audit/verify: the chain recomputed and every audited row compared with its last state."""
+
+    ok: bool
+    events: int
+    rows_checked: int
+    first_broken: AuditBreakOut | None
+    problems: list[AuditBreakOut] = Field(description="the first 100 problems found")
+
+
+class NoncompliantOut(BaseModel):
+    """Machines that get no power by policy (the quota engine's input), by agent device id and by serial."""
+
+    device_ids: list[str]
+    serials: list[str]
+
+
+class RegistryHealth(BaseModel):
+    status: Literal["ok"]
+
+
+def streamed(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that streams a file: its media type and what a line (or the file) holds."""
+    return {200: {"content": {media_type: {"schema": {"type": "string"}}}, "description": description}}

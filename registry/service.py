@@ -362,7 +362,7 @@ class RegistryService:
         if status == HscStatus.DECOMMISSIONED.value:
             changes["decommissioned_at"] = self.now()
         self._update(session, "hsc", row, changes, actor, action=status)
-        self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS)
+        self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS, actor=actor)
 
     @staticmethod
     def _require_registrable(session: Session, row: Hsc) -> None:
@@ -428,16 +428,17 @@ class RegistryService:
     # ------------------------------------------------------------ sightings (registration from telemetry)
 
     def record_sightings(self, site: str, gateway: str, samples: Sequence[MinerSample], at: datetime,
-                         idempotency_key: str | None = None) -> SightingResult:
+                         idempotency_key: str | None = None, actor: str | None = None) -> SightingResult:
         """First sightings become pending registrations; moves, firmware, pool and identity changes update the
         record with history; bad pools and unregistered mining open violations. With an idempotency key a repeat
-        returns the first result and changes nothing."""
+        returns the first result and changes nothing. `actor` is the key that submitted them (the HTTP route's);
+        the audit chain names it with the site and gateway (in-process telemetry has no key: site and gateway)."""
         at = utc(at)
         try:
             with self.transaction() as s:
                 if idempotency_key and (stored := s.get(IdempotencyRecord, idempotency_key)) is not None:
                     return SightingResult.model_validate({**stored.response, "replayed": True})
-                result = self._record(s, site, gateway, samples, at)
+                result = self._record(s, site, gateway, samples, at, actor)
                 if idempotency_key:
                     s.add(IdempotencyRecord(key=idempotency_key, endpoint="sightings", status_code=200,
                                             response=result.model_dump(mode="json"), created_at=self.now()))
@@ -452,9 +453,10 @@ class RegistryService:
                 return SightingResult.model_validate({**stored.response, "replayed": True})
 
     def _record(self, session: Session, site: str, gateway: str, samples: Sequence[MinerSample],
-                at: datetime) -> SightingResult:
+                at: datetime, key_actor: str | None) -> SightingResult:
         result = SightingResult()
         actor = f"telemetry:{site}/{gateway}"
+        actor = (actor if key_actor is None else f"{key_actor} via {actor}")[:200]  # the audit column's width
         serials = {s.serial.strip() for s in samples if s.serial and s.serial.strip()}
         known = {h.serial: h for h in session.execute(select(Hsc).where(col(Hsc.serial).in_(serials))).scalars()}
         ctx = self._rule_context(session, at)
@@ -481,7 +483,7 @@ class RegistryService:
             if sample.available:
                 row.last_seen_at, row.last_state, row.last_power_w = at, sample.state.value, sample.power_w
                 session.add(row)
-            for kind in self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS, at, ctx, open_rows):
+            for kind in self._sync_hsc_violations(session, row, HSC_SIGHTING_KINDS, at, ctx, open_rows, actor):
                 result.violations_opened.append({"kind": kind.value, "serial": serial})
         return result
 
@@ -540,8 +542,10 @@ class RegistryService:
 
     def _sync_hsc_violations(self, session: Session, row: Hsc, kinds: tuple[ViolationKind, ...],
                              now: datetime | None = None, ctx: RuleContext | None = None,
-                             open_rows: dict[tuple[str, str, int], Violation] | None = None) -> list[ViolationKind]:
-        """Open, refresh or resolve this machine's violations of `kinds`; return the kinds newly opened."""
+                             open_rows: dict[tuple[str, str, int], Violation] | None = None,
+                             actor: str | None = None) -> list[ViolationKind]:
+        """Open, refresh or resolve this machine's violations of `kinds`; return the kinds newly opened (naming
+        `actor`, the write or check that found them, in their evidence as `opened_by`)."""
         now = now or self.now()
         ctx = ctx or self._rule_context(session, now)
         found = hsc_violations(self._facts(row), ctx, kinds)
@@ -553,7 +557,7 @@ class RegistryService:
         for kind in kinds:
             existing = open_rows.get((kind.value, "hsc", row.id))  # type: ignore[arg-type]
             evidence = found.get(kind)
-            created = self._sync_one(session, existing, kind, "hsc", row.id, evidence, now, row)  # type: ignore[arg-type]
+            created = self._sync_one(session, existing, kind, "hsc", row.id, evidence, now, row, actor)  # type: ignore[arg-type]
             if evidence is None:
                 open_rows.pop((kind.value, "hsc", row.id), None)  # type: ignore[arg-type]
             elif created is not None:
@@ -563,8 +567,10 @@ class RegistryService:
 
     @staticmethod
     def _sync_one(session: Session, existing: Violation | None, kind: ViolationKind, subject: str, subject_id: int,
-                  evidence: dict[str, Any] | None, now: datetime, hsc: Hsc | None = None) -> Violation | None:
-        """Apply one rule outcome to its violation row; returns the violation when one was opened."""
+                  evidence: dict[str, Any] | None, now: datetime, hsc: Hsc | None = None,
+                  actor: str | None = None) -> Violation | None:
+        """Apply one rule outcome to its violation row; returns the violation when one was opened. The actor that
+        opened it stays in its evidence (`opened_by`) through every refresh."""
         if evidence is None:
             if existing is not None:
                 existing.status, existing.resolved_at, existing.last_seen_at = ViolationStatus.RESOLVED.value, now, now
@@ -572,9 +578,11 @@ class RegistryService:
                 log.info("violation %s resolved: %s %s", kind.value, subject, subject_id)
             return None
         if existing is not None:
-            existing.last_seen_at, existing.evidence = now, evidence
+            kept = {k: v for k, v in existing.evidence.items() if k == "opened_by"}
+            existing.last_seen_at, existing.evidence = now, {**evidence, **kept}
             session.add(existing)
             return None
+        evidence = {**evidence, "opened_by": actor} if actor else evidence
         violation = Violation(kind=kind.value, subject=subject, subject_id=subject_id, first_seen_at=now,
                               last_seen_at=now, evidence=evidence, serial=hsc.serial if hsc else None,
                               device_id=hsc.device_id if hsc else None)
@@ -582,11 +590,11 @@ class RegistryService:
         log.warning("violation %s opened: %s %s %s", kind.value, subject, subject_id, evidence)
         return violation
 
-    def check_compliance(self, now: datetime | None = None,
-                         dpc_power_w: Mapping[str, float] | None = None) -> ComplianceResult:
+    def check_compliance(self, now: datetime | None = None, dpc_power_w: Mapping[str, float] | None = None,
+                         actor: str = "compliance") -> ComplianceResult:
         """Evaluate every rule over the whole registry. `dpc_power_w` maps a DPC name, or a site name (the site's
         machines all in one DPC), to measured W; DPCs it does not cover are summed from their machines' last
-        reported power (fresh sightings only)."""
+        reported power (fresh sightings only). `actor`: the key that asked (the timer's checks are "compliance")."""
         now = utc(now) if now else self.now()
         with self.transaction() as s:
             ctx = self._rule_context(s, now)
@@ -598,10 +606,10 @@ class RegistryService:
                 checked += 1
                 if row.missing_since is None and ViolationKind.MISSING in hsc_violations(
                         self._facts(row), ctx, (ViolationKind.MISSING,)):
-                    self._update(s, "hsc", row, {"missing_since": row.last_seen_at or now}, "compliance",
+                    self._update(s, "hsc", row, {"missing_since": row.last_seen_at or now}, actor,
                                  action="disappeared")
-                opened += len(self._sync_hsc_violations(s, row, HSC_KINDS, now, ctx, open_rows))
-            opened += self._check_dpcs(s, now, dpc_power_w or {}, open_rows)
+                opened += len(self._sync_hsc_violations(s, row, HSC_KINDS, now, ctx, open_rows, actor))
+            opened += self._check_dpcs(s, now, dpc_power_w or {}, open_rows, actor)
             s.flush()
             counts: dict[str, int] = {kind: n for kind, n in s.execute(
                 select(col(Violation.kind), func.count()).where(col(Violation.status) == ViolationStatus.OPEN.value)
@@ -629,7 +637,7 @@ class RegistryService:
         return by_dpc
 
     def _check_dpcs(self, session: Session, now: datetime, measured: Mapping[str, float],
-                    open_rows: dict[tuple[str, str, int], Violation]) -> int:
+                    open_rows: dict[tuple[str, str, int], Violation], actor: str) -> int:
         fresh_since = now - self.fresh_for
         summed: dict[int, float] = {dpc_id: float(w) for dpc_id, w in session.execute(
             select(col(Hsc.dpc_id), func.coalesce(func.sum(col(Hsc.last_power_w)), 0.0))
@@ -645,7 +653,7 @@ class RegistryService:
                 evidence["source"] = "measured" if dpc.id in by_dpc else "sum of machines' reported power"
             existing = open_rows.get((ViolationKind.DPC_CAPACITY.value, "dpc", dpc.id))
             opened += self._sync_one(session, existing, ViolationKind.DPC_CAPACITY, "dpc", dpc.id, evidence,
-                                     now) is not None
+                                     now, actor=actor) is not None
         return opened
 
     def violations(self, status: str | None = ViolationStatus.OPEN.value, kind: str | None = None,

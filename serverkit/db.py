@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import annotated_types
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -84,6 +85,42 @@ def session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
 
 
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (a server restarting, a connection cut, SQLite busy or full): an outage to
+    ride out, not a bug. PostgreSQL's cut connections surface as OperationalError/InterfaceError, or as a DBAPIError
+    SQLAlchemy marked `connection_invalidated`; pre-ping (make_engine) replaces them once the server is back."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class Outage:
+    """One log line per database outage instead of a traceback per periodic run: `failed` says the first failure
+    (WARNING, no traceback) and counts the rest, `ok` says the recovery once with how long and how many failed.
+    Thread-safe enough for counters read by metrics (a lost increment is harmless)."""
+
+    def __init__(self, what: str, logger: logging.Logger | None = None) -> None:
+        self.what = what
+        self.log = logger or log
+        self.since: float | None = None  # monotonic start of the outage in progress
+        self.failures = 0  # failures in the outage in progress
+        self.total = 0  # every failure since the start (kuat_*_db_failures_total)
+
+    def failed(self, exc: BaseException, doing: str) -> None:
+        self.total += 1
+        self.failures += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning("%s: database unavailable (%s: %s); carrying on from memory, retrying every run",
+                             self.what, doing, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.info("%s: database back after %.1f s (%d failed attempts)", self.what,
+                          time.monotonic() - self.since, self.failures)
+            self.since, self.failures = None, 0
 
 
 def ensure_sqlite_dir(url: str) -> None:

@@ -13,6 +13,9 @@ real bug (a KeyError from a typo) stays a 500 with a traceback instead of passin
     ├── RateLimited(retry_after_s)    429
     └── Unavailable(what, reason)     503  a dependency (database, remote registry) is down; try again later
 
+A database that cannot be reached (serverkit.db.unavailable: PostgreSQL restarting, a cut connection) is answered
+as `Unavailable` (503, Retry-After), logged once per burst; any other database error stays a 500 with its traceback.
+
 `install_error_handlers` also documents these answers in the app's OpenAPI (every operation lists 400, 401, 403,
 404, 409, 415, 422, 429 and 503 with the one `ErrorOut` body), so a client, and the schema fuzz tests, know every answer
 an operation can give.
@@ -20,7 +23,9 @@ an operation can give.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +33,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
+
+from serverkit.db import unavailable
+
+log = logging.getLogger(__name__)
+
+DB_RETRY_AFTER_S = 5
+DB_LOG_EVERY_S = 60.0
 
 
 class KuatError(Exception):
@@ -107,6 +120,23 @@ async def _respond(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
+_db_said_at = -math.inf
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database out: 503 with Retry-After (nothing was accepted; the client sends again). Anything else a
+    database raises is a bug or a constraint nobody mapped: re-raised, a 500 with its traceback."""
+    global _db_said_at
+    if not unavailable(exc):
+        raise exc
+    if time.monotonic() - _db_said_at >= DB_LOG_EVERY_S:
+        _db_said_at = time.monotonic()
+        log.warning("API: database unavailable (%s %s answered 503): %s", request.method, request.url.path,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    body = Unavailable("database", "cannot be reached; try again shortly")
+    return JSONResponse(body.body(), status_code=body.status_code, headers={"Retry-After": str(DB_RETRY_AFTER_S)})
+
+
 class ErrorItem(BaseModel):
     """One bad field: where (`loc`, a path like FastAPI's or a name such as "line 4") and why."""
 
@@ -167,4 +197,5 @@ def _openapi_with_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     """Map the whole tree to HTTP on `app` (idempotent: FastAPI keeps one handler per class), and document it."""
     app.add_exception_handler(KuatError, _respond)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.openapi = _openapi_with_errors(app)  # type: ignore[method-assign]

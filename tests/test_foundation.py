@@ -56,6 +56,25 @@ def test_wire_rejects_bad_commands() -> None:
     assert again.power_w == 2500 and again.kind == v1.CommandKind.SET_POWER_TARGET
 
 
+def test_board_fields_round_trip_and_old_messages_still_parse() -> None:
+    """Per-board control is additive: `Setpoint.boards_on`, `Capabilities.boards`, `Board.enabled` round-trip;
+    a message without them (an older agent or controller) parses to the old meaning (all boards, none switchable)."""
+    sp = v1.Setpoint(device_id="d", mode=v1.SetpointMode.RUN, boards_on=2)
+    cmd = v1.Command(id="c", kind=v1.CommandKind.SETPOINTS, lease_s=60, setpoints=[sp])
+    assert v1.Command.model_validate_json(v1.dumps(cmd)).setpoints == [sp]
+    caps = v1.Capabilities(power_target=True, boards=True)
+    assert v1.Capabilities.model_validate_json(caps.model_dump_json()) == caps
+    board = v1.Board(index=1, hashrate_ths=0.0, enabled=False)
+    assert v1.Board.model_validate_json(board.model_dump_json()) == board
+    old = v1.Setpoint.model_validate_json('{"device_id": "d", "mode": "run"}')
+    assert old.boards_on is None and not v1.Capabilities.model_validate_json("{}").boards
+    assert v1.Board.model_validate_json('{"index": 0}').enabled
+    for bad in ({"mode": "sleep", "boards_on": 1}, {"mode": "outlet_off", "boards_on": 2},
+                {"mode": "run", "boards_on": 0}):
+        with pytest.raises(ValidationError):
+            v1.Setpoint(device_id="d", **bad)
+
+
 def test_kuat_logs_survive_a_library_that_lowers_the_root_level(capsys: pytest.CaptureFixture[str]) -> None:
     """Importing pyasic sets the root logger to WARNING; the agent's INFO lines (e.g. 'SIGTERM received') must stay."""
     import logging

@@ -4,8 +4,8 @@
 asks for a new one (then the order is sent once more). `PUT /api/v1/performance/power-target {"watt": N}` retunes
 without a reboot; `PUT /api/v1/actions/pause` / `resume` stop and start hashing; `POST /api/v1/hashboards/enable`
 switches single boards (ids from 1). pyasic 0.79 sets a Braiins power target by reading and rewriting the whole
-config (gRPC or SSH); this is one PUT on a kept connection. Factory login root with an empty password unless
-configured (the simulator's default is the stock Antminer's root/root).
+config (gRPC or SSH); this is one PUT on a kept connection (agent/transport/http.py). Factory login root with an
+empty password unless configured (the simulator's default is the stock Antminer's root/root).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
-
 from agent.control.base import Control, Target
 from agent.drivers.parsers import Reading
-from agent.errors import DeviceError, DeviceUnreachable
+from agent.errors import DeviceError
+from agent.transport.http import Reply, WebClient, json_object, loads_reply
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +31,17 @@ class BraiinsControl(Control):
         self.user, self.password = target.username or "root", target.password or ""
         self.token: str | None = None
         self.logins = 0
-        self._client: httpx.AsyncClient | None = None
+        self.web = WebClient(target.ip, port=target.web_port, timeout_s=target.timeout)
         self._lock = asyncio.Lock()
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.target.timeout, verify=False)
-        return self._client
-
-    async def _send(self, method: str, path: str, body: Any = None, token: str | None = None) -> httpx.Response:
-        headers = {"authorization": token} if token else {}
-        try:
-            return await self._http().request(method, f"{self.base}{path}", json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            await self.close()
-            raise DeviceUnreachable(f"{self.base}{path}: {exc.__class__.__name__} {exc}") from exc
+    async def _send(self, method: str, path: str, body: Any = None, token: str | None = None) -> Reply:
+        return await self.web.request(method, f"/api/v1{path}", body, {"authorization": token} if token else None)
 
     async def _login(self) -> str:
         response = await self._send("POST", "/auth/login", {"username": self.user, "password": self.password})
-        if response.status_code != 200:
-            raise DeviceError(f"{self.ip}: Braiins login refused (HTTP {response.status_code})")
-        token = response.json().get("token")
+        if response.status != 200:
+            raise DeviceError(f"{self.ip}: Braiins login refused (HTTP {response.status})")
+        token = json_object(f"{self.base}/auth/login", response).get("token")
         if not isinstance(token, str) or not token:
             raise DeviceError(f"{self.ip}: Braiins login gave no token")
         self.logins += 1
@@ -65,12 +54,13 @@ class BraiinsControl(Control):
                     self.token = await self._login()
                 token = self.token
             response = await self._send(method, path, body, token)
-            if response.status_code == 401 and attempt == 1:
+            if response.status == 401 and attempt == 1:
                 self.token = None  # expired: log in again, send once more
                 continue
-            if response.status_code != 200:
-                raise DeviceError(f"{self.ip} {method} {path}: HTTP {response.status_code} {response.text[:200]}")
-            return response.json()
+            if response.status != 200:
+                text = response.content[:200].decode("utf-8", "replace")
+                raise DeviceError(f"{self.ip} {method} {path}: HTTP {response.status} {text}")
+            return loads_reply(f"{self.base}{path}", response)
         raise AssertionError("unreachable")
 
     async def sleep(self) -> None:
@@ -102,9 +92,7 @@ class BraiinsControl(Control):
         return reply if isinstance(reply, dict) else {}
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self.web.close()
 
 
 def braiins_control(target: Target, **kwargs: Any) -> Control:

@@ -56,6 +56,11 @@ class MinerDriver(abc.ABC):
     async def set_power_target(self, watts: float | None) -> None:
         """Cap the miner at `watts`; None restores full power (the firmware's default/nominal)."""
 
+    async def set_boards(self, count: int | None) -> None:
+        """Hash on the first `count` boards and switch the others off; None switches every board on. Only
+        firmware that can (`Capabilities.boards`: Braiins OS) overrides this; the others refuse."""
+        raise CommandUnsupported(f"{self.ip}: this firmware cannot switch single hash boards")
+
 
 class PduDriver(abc.ABC):
     ip: str

@@ -18,6 +18,7 @@ from agent import firmware as registry
 from agent.control.base import Control, Target
 from agent.control.pyasic import safe_command
 from agent.firmware.record import Firmware
+from kuat import catalog
 from kuat.wire import v1
 
 from . import state
@@ -27,6 +28,7 @@ from .parsers import Reading, Reply
 log = logging.getLogger(__name__)
 
 IDENTITY_RETRY_S = 300.0  # an incomplete identity (no MAC) is fetched again this often
+MAX_BOARDS = 64  # "every board": the firmware's own list says which exist
 
 
 class RpcMiner(MinerDriver):
@@ -57,6 +59,7 @@ class RpcMiner(MinerDriver):
         self.password = password
         self.device_id = device_id
         self.identity: Reading | None = None
+        self._faulty: set[int] = set()  # boards the last read found dead or short of chips
         self._identity_retry_at = time.monotonic() + IDENTITY_RETRY_S
         target = Target(ip, rpc_port, web_port, timeout, username, password)
         self.control: Control = self.firmware.control(target, pyasic_miner=pyasic_miner)
@@ -78,6 +81,7 @@ class RpcMiner(MinerDriver):
             await self.firmware.extra_reads(self, replies)
             reading = self.firmware.parse(replies, self.identity.model)
         assert self.identity is not None
+        self._faulty = {b.index for b in reading.boards if not b.ok}  # a board switched off on purpose is ok
         self.control.warm()
         return state.build_sample(self.ip, reading.merge(self.identity), self.family, device_id=self.device_id)
 
@@ -155,6 +159,22 @@ class RpcMiner(MinerDriver):
             if watts is None:
                 raise CommandUnsupported(f"{self.ip}: unknown model, cannot restore its nominal power")
         await self.control.set_power_target(watts, self.identity)
+
+    async def set_boards(self, count: int | None) -> None:
+        if self.identity is None:
+            self.identity = await self._identify()
+        if not state.capabilities_for(self.family, self.identity.model).boards:
+            raise CommandUnsupported(f"{self.family} firmware on {self.ip} cannot switch single hash boards")
+        spec = catalog.lookup(self.identity.model)
+        boards = spec.boards if spec is not None else MAX_BOARDS
+        if count is None:
+            await self.control.set_boards(list(range(MAX_BOARDS)), self.identity)
+            return
+        if count > boards:
+            raise CommandUnsupported(f"{self.ip}: {count} boards asked, the {self.identity.model} has {boards}")
+        # the healthy boards hash, lowest index first: a dead board kept on would leave the plan a board short
+        keep = sorted(range(boards), key=lambda i: (i in self._faulty, i))[:count]
+        await self.control.set_boards(sorted(keep), self.identity)
 
 
 async def identify_family(ip: str, *, rpc_port: int = 4028, timeout_s: float = 5.0) -> str:

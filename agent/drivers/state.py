@@ -35,9 +35,9 @@ def _family_capabilities(family: str) -> v1.Capabilities:
 def capabilities_for(family: str, model: str | None, presets: list[str] | None = None,
                      preset_watts: list[float] | None = None, *, gate: bool = True) -> v1.Capabilities:
     """What the firmware can be told. The power-target range is the model's, narrowed to the firmware's own presets
-    where it lists their power (LuxOS: a target below the lowest profile is refused). With `gate`, a power target
-    or sleep that no test verified on the wire is reported as absent (agent.firmware.matrix): the quota engine
-    then never relies on it."""
+    where it lists their power (LuxOS: a target below the lowest profile is refused). With `gate`, a power target,
+    sleep or board switching that no test verified on the wire is reported as absent (agent.firmware.matrix): the
+    quota engine then never relies on it."""
     caps = _family_capabilities(family)
     if gate:
         _hide_unverified(family, caps)
@@ -63,6 +63,8 @@ def _hide_unverified(family: str, caps: v1.Capabilities) -> None:
         caps.power_target_reboots = False
     if caps.sleep and not matrix.is_verified(family, "sleep"):
         caps.sleep = False
+    if caps.boards and not matrix.is_verified(family, "boards"):
+        caps.boards = False
 
 
 def miner_device_id(ip: str, mac: str | None) -> str:
@@ -96,6 +98,8 @@ def _idle_state(reading: Reading, starting: bool) -> v1.MinerState:
 
 def _below_expected(reading: Reading, nominal_ths: float) -> bool:
     ratio = _limit_ratio(reading, nominal_ths) or 1.0
+    if reading.boards:  # boards switched off on purpose hash nothing and are no fault
+        ratio *= sum(1 for b in reading.boards if b.enabled) / len(reading.boards)
     return (reading.hashrate_ths or 0.0) < DEGRADED_RATIO * ratio * nominal_ths
 
 

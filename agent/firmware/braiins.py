@@ -36,6 +36,7 @@ def parse(replies: dict[str, Reply], model: str | None = None) -> Reading:
     for index, dev in enumerate(section(replies.get("devs"), "DEVS")):
         dev_mhs = pick(dev, "MHS 1m", "MHS 5s", "MHS av")
         temp = temps[index] if index < len(temps) else {}
+        enabled = str(dev.get("Enabled", "Y")).upper() != "N"  # switched off through the REST API: not a fault
         boards.append(
             v1.Board(
                 index=index,
@@ -43,7 +44,8 @@ def parse(replies: dict[str, Reply], model: str | None = None) -> Reading:
                 expected_chips=spec.chips_per_board if spec else None,
                 temp_c=num(temp.get("Board")) or None,
                 chip_temp_c=num(temp.get("Chip")) or None,
-                ok=str(dev.get("Status", "Alive")) == "Alive" and (dev_mhs or 0) > 0,
+                ok=not enabled or (str(dev.get("Status", "Alive")) == "Alive" and (dev_mhs or 0) > 0),
+                enabled=enabled,
             )
         )
     tuner = first(replies.get("tunerstatus"), "TUNERSTATUS")
@@ -97,7 +99,7 @@ FIRMWARE = Firmware(
     read_commands=("summary", "devs", "temps", "fans", "pools", "tunerstatus"),
     parse=parse,
     recordings=("foreman_antminer_s9_bosplus_*",),
-    capabilities=v1.Capabilities(sleep=True, power_target=True),
+    capabilities=v1.Capabilities(sleep=True, power_target=True, boards=True),
     control=braiins_control,
     identify=identify,
 )

@@ -19,7 +19,7 @@ from agent.firmware.verified import FIRMWARE_VERSIONS, RECORDINGS, VERIFIED
 from kuat import catalog
 
 CONTROLS = ("power_target", "sleep", "boards", "reboot", "outlet")
-GATED = ("power_target", "sleep")  # what the allocator uses; hidden unless verified
+GATED = ("power_target", "sleep", "boards")  # what the allocator uses; hidden unless verified
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def rows(ev: Evidence = CHECKED_IN) -> list[Row]:
                 firmware_version=ev.versions.get(fw.name, "-"),
                 power_target=target if claimed.power_target else "no",
                 presets="profiles (per miner)" if claimed.presets is not None and fw.name == "luxos" else "-",
-                sleep=claimed.sleep, boards=False, reboot=claimed.reboot, outlet=True,
+                sleep=claimed.sleep, boards=claimed.boards, reboot=claimed.reboot, outlet=True,
                 change_reboots=claimed.power_target_reboots,
                 evidence={c: verified(fw.name, c, ev) for c in CONTROLS if verified(fw.name, c, ev)},
                 recordings=ev.recordings.get(fw.name, ()),
@@ -103,6 +103,8 @@ def render_markdown(ev: Evidence = CHECKED_IN) -> str:
         "Firmware version: the one the simulator speaks and the tests ran against. Verification is per firmware",
         "family, on the models the simulated sites run (S19j Pro, S21, S19 XP, M30S, M50, M60, A1246); the",
         "power range is the model's, narrowed per miner to the firmware's own presets where it lists them.",
+        "Boards: single hash boards switched off and on (`boards_on` setpoints); the quota engine plans k of B",
+        "boards at full ratio only where this column says verified (docs/quota.md, board options).",
         "",
         "| firmware | make | model | firmware version | power target | presets | sleep | boards | reboot |"
         " change reboots |",

@@ -13,7 +13,8 @@ from sqlmodel import Field, SQLModel
 
 
 class AlertChannel(SQLModel, table=True):
-    """A webhook (URL, shared secret) or an e-mail list. The dashboard channel is built in and has no row."""
+    """A webhook (URL, shared secret) or an e-mail list. The dashboard channel is built in and has no row. A deleted
+    channel keeps its row (deleted_at, and who deleted it in actor) until a PUT of the same name makes it anew."""
 
     __tablename__ = "alert_channel"
     id: int | None = Field(default=None, primary_key=True)
@@ -26,6 +27,7 @@ class AlertChannel(SQLModel, table=True):
     actor: str = Field(max_length=200)
     created_at: datetime
     updated_at: datetime
+    deleted_at: datetime | None = None
 
 
 class AlertRule(SQLModel, table=True):

@@ -63,7 +63,8 @@ class AlertService:
 
     def channels(self) -> list[dict[str, Any]]:
         with Session(self.engine) as s:
-            rows = list(s.exec(select(AlertChannel).order_by(col(AlertChannel.name))))
+            rows = list(s.exec(select(AlertChannel).where(col(AlertChannel.deleted_at).is_(None))
+                               .order_by(col(AlertChannel.name))))
         return [{"name": "dashboard", "kind": "dashboard", "enabled": True, "url": None, "recipients": [],
                  "has_secret": False, "builtin": True}] + [channel_view(r) for r in rows]  # fmt: skip
 
@@ -73,8 +74,9 @@ class AlertService:
         with store.writing(self.engine) as s:
             row = s.exec(select(AlertChannel).where(col(AlertChannel.name) == name)).first()
             kept = {"secret": row.secret} if row is not None and row.secret else None
-            if row is not None and isinstance(doc, dict) and doc.get("kind", row.kind) != row.kind:
-                kept = None
+            if row is not None and (row.deleted_at is not None
+                                    or (isinstance(doc, dict) and doc.get("kind", row.kind) != row.kind)):
+                kept = None  # a deleted channel's secret does not come back with its name
             fields, issues = check_channel(doc, kept)
             if issues:
                 raise InvalidFields(issues)
@@ -84,6 +86,8 @@ class AlertService:
             row.kind, row.url, row.secret = fields["kind"], fields.get("url"), fields.get("secret")
             row.recipients_json = json.dumps(fields.get("recipients") or [])
             row.enabled, row.actor, row.updated_at = fields.get("enabled", True), actor, now
+            if row.deleted_at is not None:
+                row.created_at, row.deleted_at = now, None
             s.add(row)
             s.commit()
             log.info("%s saved alert channel %s (%s)", actor, name, row.kind)
@@ -91,19 +95,22 @@ class AlertService:
 
     def delete_channel(self, name: str, actor: str) -> None:
         with store.writing(self.engine) as s:
-            row = s.exec(select(AlertChannel).where(col(AlertChannel.name) == name)).first()
+            row = s.exec(select(AlertChannel).where(col(AlertChannel.name) == name,
+                                                    col(AlertChannel.deleted_at).is_(None))).first()
             if row is None:
                 raise NotFound("alert channel", name)
             users = [r.name for r in store.live_rules(s) if name in r.channels]
             if users:
                 raise Conflict(f"channel {name} is used by rule(s) {', '.join(users)}: change them first")
-            s.delete(row)
+            row.deleted_at, row.actor = self.now(), actor  # the row stays: who deleted it, and when
+            s.add(row)
             s.commit()
         log.info("%s deleted alert channel %s", actor, name)
 
     def _targets(self, s: Session) -> dict[str, tuple[chan.Target, bool]]:
+        live = s.exec(select(AlertChannel).where(col(AlertChannel.deleted_at).is_(None)))
         return {r.name: (chan.Target(r.name, r.kind, r.url, r.secret, tuple(json.loads(r.recipients_json))),
-                         r.enabled) for r in s.exec(select(AlertChannel))}  # fmt: skip
+                         r.enabled) for r in live}  # fmt: skip
 
     # ------------------------------------------------------------ rules
 

@@ -78,7 +78,7 @@ def open_states(session: Session) -> dict[tuple[int, str], AlertState]:
 
 def channel_kinds(session: Session) -> dict[str, str]:
     """name -> kind of every channel a rule may name (the dashboard's included)."""
-    rows = session.exec(select(AlertChannel.name, AlertChannel.kind))
+    rows = session.exec(select(AlertChannel.name, AlertChannel.kind).where(col(AlertChannel.deleted_at).is_(None)))
     return {DASHBOARD: DASHBOARD, **{n: k for n, k in rows}}
 
 

@@ -75,8 +75,8 @@ class FleetRow(BaseModel):
     pool: str | None
     owner: str
     registration: str
-    power_right: str | None = Field(None, description="why the machine has or has no power (quota.rights reason); "
-                                                      "None without a registry link")
+    power_right: str | None = Field(None, description="why the machine has or has no power (quota.rights reason; "
+                                                      "no_registry without a registry: section); None for none_lab")
     power_why: str | None = None
 
 

@@ -238,8 +238,11 @@ def fleet_rows(services: Services, index: RegistryIndex) -> list[dict[str, Any]]
 
 
 def power_columns(services: Services, d: Any) -> dict[str, Any]:
-    """Why the machine has or has no power (controller/registry_link; none without a registry link)."""
+    """Why the machine has or has no power (controller/registry_link; without a `registry:` section none has it;
+    nothing to say for the lab opt-out, none_lab)."""
     link = services.registry_link
+    if link is None and services.settings.registry is None:
+        return {"power_right": "no_registry", "power_why": "no registry configured (settings: registry)"}
     if link is None or not isinstance(d.sample, v1.MinerSample):
         return {"power_right": None, "power_why": None}
     known = link.gate.check(d.device_id, d.sample)

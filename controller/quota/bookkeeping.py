@@ -4,6 +4,10 @@ arithmetic is the engine's (quota.ledger: energy between samples, allotments, ex
 
 Two loop samples more than `MAX_GAP_S` clock seconds apart are not integrated (a stopped loop knows nothing of
 what the site drew meanwhile): the stretch is logged and left out, and the open period starts again.
+
+A closed period the database refuses because it is unreachable (serverkit.db.unavailable) is kept in memory (the
+last `KEEP_UNWRITTEN`, as a standby keeps them) and written by the first run that can: a PostgreSQL restart
+loses no ledger period.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from quota.ledger import (
 )
 from quota.limits import QuotaState, constraints_at, hour_bounds, most_restrictive, purchased_kwh
 from quota.timebase import local_day_and_hour
+from serverkit.db import Outage, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +40,10 @@ MAX_GAP_S = 120.0  # clock seconds between two loop samples beyond which the ene
 
 
 class Bookkeeper:
-    def __init__(self, store: LoopStore, settings: QuotaSettings) -> None:
+    def __init__(self, store: LoopStore, settings: QuotaSettings, outage: Outage | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.outage = outage or Outage("quota ledger", log)
 
     def account(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, watts: float,
                 tenant_w: dict[str, float], write: bool = True) -> None:
@@ -97,16 +103,21 @@ class Bookkeeper:
         """Write the periods closed while standby that the ledger does not hold (the old active wrote the rest)."""
         try:
             stored_until = self.store.last_period_end(site)
-        except Exception:
-            log.exception("quota %s: cannot read the ledger's last period; the standby's periods are kept", site)
+        except Exception as exc:
+            if unavailable(exc):
+                self.outage.failed(exc, f"reading the ledger of {site}")
+            else:
+                log.exception("quota %s: cannot read the ledger's last period; the kept periods are kept", site)
             return
         pending, rt.unwritten = rt.unwritten, []
-        for period in pending:
-            if stored_until is None or period.start >= stored_until:
-                self._store_period(site, period)
-        log.info("quota %s: took over the ledger after %s (%d periods kept while standby, %d written)", site,
-                 stored_until.isoformat() if stored_until else "nothing stored", len(pending),
-                 sum(1 for p in pending if stored_until is None or p.start >= stored_until))
+        todo = [p for p in pending if stored_until is None or p.start >= stored_until]
+        for i, period in enumerate(todo):
+            if not self._store_period(site, period, rt):  # out again: the rest waits behind it, in order
+                rt.unwritten = [*rt.unwritten, *todo[i + 1:]][-KEEP_UNWRITTEN:]
+                return
+        log.info("quota %s: ledger written on from %s (%d periods kept in memory, while standby or while the "
+                 "database was out; %d written)", site, stored_until.isoformat() if stored_until else "nothing stored",
+                 len(pending), len(todo))
 
     def _close_periods(self, site: str, state: QuotaState, rt: SiteRuntime, now: datetime, write: bool) -> None:
         length = timedelta(seconds=self.settings.ledger_period_s)
@@ -116,8 +127,10 @@ class Bookkeeper:
         while rt.period_start + length <= now:
             a, b = rt.period_start, rt.period_start + length
             closed = self._period(site, state, rt, a, b)
-            if write:
-                self._store_period(site, closed)
+            if write and not rt.unwritten:
+                self._store_period(site, closed, rt)
+            elif write:  # older periods wait to be written (the database was out): this one joins them, in order
+                rt.unwritten = [*rt.unwritten, closed][-KEEP_UNWRITTEN:]
             else:
                 rt.unwritten = [*rt.unwritten, closed][-KEEP_UNWRITTEN:]
             rt.period_start = b
@@ -142,13 +155,24 @@ class Bookkeeper:
         return ClosedPeriod(a, b, [*site_row, *tenant_rows], mean_w, limit, target,
                             excursions(_clip(rt.samples, a, b), rt.caps), state if hour_end else None)
 
-    def _store_period(self, site: str, p: ClosedPeriod) -> None:
+    def _store_period(self, site: str, p: ClosedPeriod, rt: SiteRuntime) -> bool:
+        """Write one closed period; False if the database is out and the period is kept for the next run."""
         try:
             self.store.write_period(site, p.rows, p.mean_w, p.limit_w, p.target_w, p.excursions)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("quota %s: ledger rows for %s..%s not written", site, p.start.isoformat(),
+                              p.end.isoformat())  # fmt: skip
+                return True
+            self.outage.failed(exc, f"writing the ledger of {site}")
+            rt.unwritten = [*rt.unwritten, p][-KEEP_UNWRITTEN:]  # the next run that can writes it
+            return False
+        try:
             if p.closes_hour is not None:
                 self._close_hour(site, p.closes_hour, p.end)
         except Exception:
-            log.exception("quota %s: ledger rows for %s..%s not written", site, p.start.isoformat(), p.end.isoformat())
+            log.exception("quota %s: the hour's energy excursion up to %s not written", site, p.end.isoformat())
+        return True
 
     def _close_hour(self, site: str, state: QuotaState, end: datetime) -> None:
         """An hour above its purchased energy is an excursion of its own (cause purchased_energy)."""

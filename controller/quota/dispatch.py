@@ -5,9 +5,11 @@ changed, and re-sends to machines that drifted). If the controller dies, the lea
 site in its configured safe state by itself (agent.failsafe).
 
 Setpoints travel as `(mode, power_w)` pairs and are serialised straight to the wire's JSON (`kuat.wire.v1.Setpoint`
-fields): a validated pydantic model per machine costs ~10 us, i.e. a second for 100,000 machines. The mapping from
-the plan is the engine's (`quota.allocate.Allocation.setpoints`); `tests/controller/test_quota_loop.py` checks that
-both give the same setpoints.
+fields): a validated pydantic model per machine costs ~10 us, i.e. a second for 100,000 machines. A board option
+is the pair `("boards:<k>", planned W)`, sent as `run` with `boards_on` k (the key keeps the dead band and the
+held-power rules working on pairs). The mapping from the plan is the engine's
+(`quota.allocate.Allocation.setpoints`); `tests/controller/test_quota_loop.py` checks that both give the same
+setpoints.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ ISSUER = "quota-loop"
 RUN, TARGET, SLEEP, OFF = (m.value for m in (v1.SetpointMode.RUN, v1.SetpointMode.POWER_TARGET,
                                               v1.SetpointMode.SLEEP, v1.SetpointMode.OUTLET_OFF))  # fmt: skip
 MODE_OF = {RUN: Mode.RUN, TARGET: Mode.POWER_TARGET, SLEEP: Mode.SLEEP, OFF: Mode.OUTLET_OFF}  # wire -> engine
+BOARDS = "boards:"  # + the number of boards on: the controller's key for a board option (not a wire mode)
+
+
+def mode_of(key: str) -> Mode:
+    """The engine's mode of a sent pair's key."""
+    return Mode.BOARDS if key.startswith(BOARDS) else MODE_OF[key]
 
 
 @dataclass
@@ -46,12 +54,15 @@ class DispatchResult:
 def wire_setpoints(plan: Allocation, fleet: FleetArrays) -> list[Wire]:
     """The plan as wire setpoints, fleet order: full -> run; a target or a preset -> power_target with its wall
     power (firmware without continuous targets selects its highest preset at or below it); idle -> sleep or
-    outlet_off."""
+    outlet_off; boards -> run with boards_on."""
     modes = plan.mode.astype(np.int64).tolist()
     watts = np.round(plan.power_w, 1).tolist()
+    boards = plan.boards_on.tolist() if len(plan.boards_on) == len(modes) else [0] * len(modes)
     out: list[Wire] = []
-    for m, w in zip(modes, watts, strict=True):
-        if m == Mode.RUN:
+    for m, w, b in zip(modes, watts, boards, strict=True):
+        if m == Mode.BOARDS:
+            out.append((f"{BOARDS}{b}", float(w)))
+        elif m == Mode.RUN:
             out.append((RUN, None))
         elif m in (Mode.POWER_TARGET, Mode.PRESET):
             out.append((TARGET, float(w)))
@@ -65,6 +76,8 @@ def wire_setpoints(plan: Allocation, fleet: FleetArrays) -> list[Wire]:
 def _item(quoted_id: str, wire: Wire, reapply: bool = False) -> str:
     mode, watts = wire
     extra = ',"reapply":true' if reapply else ""
+    if mode.startswith(BOARDS):
+        return f'{{"device_id":{quoted_id},"mode":"{RUN}","boards_on":{int(mode[len(BOARDS):])}{extra}}}'
     if watts is None:
         return f'{{"device_id":{quoted_id},"mode":"{mode}"{extra}}}'
     return f'{{"device_id":{quoted_id},"mode":"{mode}","power_w":{watts!r}{extra}}}'

@@ -3,7 +3,7 @@
 - `learn_from_acks`: a power target the firmware refused raises that machine's floor (quota.policies.raised_floor);
   an acked batch is forgotten, and the time of the ack tells `settled` when measurements describe the new plan;
 - `note_changes`: the dead band (quota.policies.within_dead_band) keeps the previous setpoint where the new one is
-  close to it;
+  close to it and the plan's unused budget covers the difference (quota.policies.held_in_band);
 - `follow_stragglers`: machines still drawing clearly more than an unchanged setpoint are re-sent, then cut at
   their outlet (quota.policies.escalate).
 """
@@ -22,7 +22,7 @@ from controller.quota.memory import SiteRuntime
 from kuat.wire import v1
 from quota.allocate import Allocation
 from quota.fleet import BOOL, FleetArrays
-from quota.policies import MAX_ATTEMPTS, escalate, raised_floor, within_dead_band
+from quota.policies import MAX_ATTEMPTS, escalate, held_in_band, raised_floor
 
 log = logging.getLogger(__name__)
 
@@ -70,33 +70,33 @@ def settled(rt: SiteRuntime, oldest_reading: float, now_s: float, settle_s: floa
     return oldest_reading >= max(rt.changed_real, rt.acked_real) + settle_s
 
 
-def note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire],
-                 now_s: float) -> tuple[list[dispatch.Wire], BOOL]:
-    """Keep the previous target where the new one is within the dead band. Returns what to send and which
-    setpoints are unchanged."""
-    out: list[dispatch.Wire] = []
-    same: list[bool] = []
+def note_changes(rt: SiteRuntime, ids: Sequence[str], wires: list[dispatch.Wire], now_s: float,
+                 slack_w: float) -> tuple[list[dispatch.Wire], BOOL, float]:
+    """Keep the previous target where the new one is within the dead band and the plan's unused budget
+    (`slack_w`) covers what keeping it draws more (quota.policies.held_in_band). Returns what to send, which
+    setpoints are unchanged, and the watts the kept targets draw above the plan."""
     sent = rt.sent
-    for device, wire in zip(ids, wires, strict=True):
-        before = sent.get(device)
-        if before is not None and before[0] == wire[0] and within_dead_band(before[1], wire[1]):
+    befores = [sent.get(device) for device in ids]
+    pairs = [(b[1], w[1]) if b is not None and b[0] == w[0] else None for b, w in zip(befores, wires, strict=True)]
+    held, extra_w = held_in_band(pairs, slack_w)
+    out: list[dispatch.Wire] = []
+    for device, wire, before, keep in zip(ids, wires, befores, held, strict=True):
+        if keep and before is not None:
             out.append(before)
-            same.append(True)
             continue
         sent[device] = wire
         rt.sent_at[device] = now_s
         out.append(wire)
-        same.append(False)
-    unchanged = np.asarray(same, dtype=bool)
+    unchanged = np.asarray(held, dtype=bool)
     if not unchanged.all():
         rt.changed_at, rt.changed_real = now_s, time.time()
-    return out, unchanged
+    return out, unchanged, extra_w
 
 
 def follow_stragglers(site: str, rt: SiteRuntime, fleet: FleetArrays, plan: Allocation, wires: list[dispatch.Wire],
                       unchanged: BOOL, measured: dict[str, float | None], now_s: float, correction: float,
                       settle_s: float) -> tuple[list[dispatch.Wire], int, set[str]]:
-    """Machines still drawing clearly more than an unchanged sleep or power-target setpoint are re-sent (the
+    """Machines still drawing clearly more than an unchanged sleep, power-target or boards setpoint are re-sent (the
     agent applies it again: `reapply`), then cut at their outlet. Returns the setpoints to send, how many were
     newly cut, and the machines whose setpoint is re-sent."""
     found = escalate(fleet.ids, plan.mode, plan.power_w, correction, unchanged, measured, rt.sent_at, now_s,

@@ -17,7 +17,11 @@ One run for a site (`QuotaLoop.run_once`), each step in the module of its job:
    outlet (quota.policies).
 
 When it runs is controller.quota.schedule's job. A site without limits is not run (`NotUnderQuota`, logged once
-when it leaves control); any other error in a run is logged with its traceback and the next run tries again.
+when it leaves control); any other error in a run is logged with its traceback and the next run tries again. The
+database being unreachable (PostgreSQL restarting) is an outage, not a bug: one line when it starts and one when it
+ends (serverkit.db.Outage); meanwhile the loop runs from memory on the sites it last listed and the inputs it has
+cached, keeps dispatching (the agents' leases stay fresh), and keeps closed ledger periods until they can be
+written.
 
 Time stamps, hours, energy and leases use kuat.clock (the demo's --speed); the pacing of runs is real seconds.
 """
@@ -46,10 +50,11 @@ from controller.quota.view import LiveView, SiteView
 from controller.settings import QuotaSettings
 from kuat import clock
 from kuat.wire import v1
-from quota.allocate import Allocation, Mode, Policy, allocate
+from quota.allocate import RUNNING, Allocation, Policy, allocate
 from quota.control import Bands, LoopState, band_step, dispatch_limit, site_power
 from quota.limits import EffectiveLimit, QuotaState
 from quota.policies import initial_correction, model_now_w
+from serverkit.db import Outage, unavailable
 
 if TYPE_CHECKING:
     from controller.quota.service import QuotaService
@@ -94,13 +99,16 @@ class QuotaLoop:
         self.send = send
         self.settings = settings
         self.bands = bands or Bands()
-        self.view = LiveView(live, service.machine_rules, noncompliant, settings.compliance_refresh_s, stale_s)
+        self.db = Outage("quota loop", log)  # one line per database outage, not a traceback per run
+        self.view = LiveView(live, service.machine_rules, noncompliant, settings.compliance_refresh_s, stale_s,
+                             self.db)  # fmt: skip
         self.store = LoopStore(service.engine, service.write_engine)
-        self.books = Bookkeeper(self.store, settings)
+        self.books = Bookkeeper(self.store, settings, self.db)
         self.scheduler = Scheduler(settings, self._configured_sites, self._run_scheduled, self.warm_all)
         self._sites: dict[str, SiteRuntime] = {}
         self._sites_lock = threading.Lock()
         self._uncontrolled: set[str] = set()  # sites told once that they are not under quota control
+        self._listed: list[str] = []  # the sites last listed: what the loop runs while the database is out
         self.observers: list[Callable[[str, LoopPoint], None]] = []  # told of every run (metrics, InfluxDB)
         self.runs = 0
 
@@ -178,11 +186,18 @@ class QuotaLoop:
         return True
 
     def _configured_sites(self) -> list[str]:
+        """The sites under control; while the database is out, the ones it last listed (they are still bound by
+        what they were bound by, and their agents' leases must be renewed)."""
         try:
-            return self.service.sites()
-        except Exception:
-            log.exception("quota loop: cannot list the sites under control")
-            return []
+            self._listed = self.service.sites()
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("quota loop: cannot list the sites under control")
+                return []
+            self.db.failed(exc, "listing the sites under control")
+            return self._listed
+        self.db.ok()
+        return self._listed
 
     def _state(self, site: str) -> QuotaState | None:
         """The site's inputs in force; None, said once in the log, when the site has no limits set."""
@@ -208,8 +223,11 @@ class QuotaLoop:
     def run_guarded(self, site: str, prepared_ok: bool = False) -> LoopPoint | None:
         try:
             return self.run_once(site, prepared_ok)
-        except Exception:
-            log.exception("quota loop run for %s failed", site)
+        except Exception as exc:
+            if unavailable(exc):
+                self.db.failed(exc, f"the run for {site}")
+            else:
+                log.exception("quota loop run for %s failed", site)
             return None
 
     def run_all(self) -> list[LoopPoint]:
@@ -284,9 +302,10 @@ class QuotaLoop:
                                                          self.bands.correction_max))
         decision = band_step(self.bands, rt.loop_state, lim.limit_w, steer_w, rt.planned_w, is_settled)
         fleet = view.fleet
-        plan = allocate(fleet, max(0.0, decision.budget_w - view.held_w), self._policy(state))
+        budget_w = max(0.0, decision.budget_w - view.held_w)
+        plan = allocate(fleet, budget_w, self._policy(state))
         wires = dispatch.wire_setpoints(plan, fleet)
-        wires, unchanged = note_changes(rt, fleet.ids, wires, now_s)
+        wires, unchanged, kept_w = note_changes(rt, fleet.ids, wires, now_s, budget_w - plan.total_power_w)
         wires, cut, resend = follow_stragglers(site, rt, fleet, plan, wires, unchanged, view.watts, now_s,
                                                decision.state.correction, self.settings.straggler_settle_s)
         changed = int(len(wires) - unchanged.sum()) + cut
@@ -297,7 +316,7 @@ class QuotaLoop:
             batches = rt.batcher.batches(fleet.ids, wires, view.gateway_of, resend)
         result = dispatch.send_batches(self.send, site, batches, self.settings.lease_s, epoch,
                                        self.fence.holds if self.fence is not None else None)
-        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w
+        rt.loop_state, rt.planned_w = decision.state, plan.total_power_w + view.held_w + kept_w
         if changed:
             rt.inflight = list(result.commands.values())
         target_w = rt.planned_w * decision.state.correction
@@ -338,7 +357,7 @@ class QuotaLoop:
 
     def _log_dispatch(self, site: str, point: LoopPoint, budget_w: float, plan: Allocation, changed: int,
                       result: dispatch.DispatchResult, elapsed_ms: float, view: SiteView) -> None:
-        running = int(sum(1 for m in plan.mode if int(m) in (Mode.RUN, Mode.POWER_TARGET, Mode.PRESET)))
+        running = int(sum(1 for m in plan.mode if int(m) in RUNNING))
         log.info("quota %s: %s; %d of %d setpoints changed, %d running, planned %.1f kW (+%.1f kW held for %d "
                  "machines it cannot steer now), %d gateways (%.0f ms)", site, point.reason, changed, point.machines,
                  running, plan.total_power_w / 1e3, view.held_w / 1e3, view.held, len(result.commands), elapsed_ms)
@@ -350,5 +369,8 @@ class QuotaLoop:
                             elapsed_ms=elapsed_ms)  # fmt: skip
         try:
             self.store.log_dispatch(row)
-        except Exception:
-            log.exception("quota %s: dispatch log row not written", site)
+        except Exception as exc:
+            if unavailable(exc):  # the dispatch went out; only its log row is lost
+                self.db.failed(exc, f"logging a dispatch of {site} (that row is lost)")
+            else:
+                log.exception("quota %s: dispatch log row not written", site)

@@ -28,6 +28,7 @@ from quota.control import UNCERTAINTY, PowerReading
 from quota.fleet import FleetArrays, Machine, Now
 from quota.limits import QuotaState
 from quota.policies import firmware_spec, held_w
+from serverkit.db import Outage, unavailable
 
 if TYPE_CHECKING:
     from controller.quota.memory import SiteRuntime
@@ -55,6 +56,7 @@ class Seen:
     power_w: float | None
     source: str
     current_w: float
+    boards: bool  # single hash boards can be switched (a capability the matrix verified)
 
     @classmethod
     def current(cls, seen: dict[str, Seen], d: DeviceLive, floor: float | None) -> Seen:
@@ -73,7 +75,7 @@ class Seen:
         current = s.power_limit_w if power_target and s.power_limit_w is not None else math.nan
         return cls(s, floor, spec, power_target, caps.sleep, caps.power_target_reboots, s.available,
                    s.power_source == v1.PowerSource.PDU, s.outlet is not None, s.state == v1.MinerState.SLEEPING,
-                   s.power_w, s.power_source, current)
+                   s.power_w, s.power_source, current, caps.boards)
 
 
 @dataclass
@@ -104,13 +106,17 @@ class LiveView:
     `noncompliant`: the registry's violations (re-read every `compliance_refresh_s`)."""
 
     def __init__(self, live: LiveState, rules: Callable[[str], Mapping[str, Any]],
-                 noncompliant: Callable[[], set[str]] | None, compliance_refresh_s: float, stale_s: float) -> None:
+                 noncompliant: Callable[[], set[str]] | None, compliance_refresh_s: float, stale_s: float,
+                 outage: Outage | None = None) -> None:
+        """`outage`: where a database outage is said once (the loop's)."""
         self.live = live
+        self.outage = outage or Outage("quota view", log)
         self.rules = rules
         self.noncompliant = noncompliant
         self.compliance_refresh_s = compliance_refresh_s
         self.stale_s = stale_s  # a PDU-metered figure counts this long, even while the miner does not answer
         self._dark: set[str] = set()
+        self._rules: dict[str, Mapping[str, Any]] = {}  # the operator rules last read per site
         self._dark_read = -math.inf
         self._unknown_models: set[str] = set()
         # fail-closed power (controller.registry_link.power.PowerGate): per run, a test of (device, sample);
@@ -136,9 +142,23 @@ class LiveView:
             try:
                 self._dark = set(self.noncompliant())
                 self._dark_read = time.monotonic()
-            except Exception:
-                log.exception("cannot read the registry's violations; keeping %d known", len(self._dark))
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("cannot read the registry's violations; keeping %d known", len(self._dark))
+                else:
+                    self.outage.failed(exc, f"reading the registry's violations (keeping {len(self._dark)} known)")
         return self._dark
+
+    def site_rules(self, site: str) -> Mapping[str, Any]:
+        """The operator rules of the site's machines (protected, priority); while the database is out, the last
+        ones read (they change only through the API, which is out with it)."""
+        try:
+            self._rules[site] = self.rules(site)
+        except Exception as exc:
+            if not unavailable(exc) or site not in self._rules:
+                raise
+            self.outage.failed(exc, f"reading the machine rules of {site}")
+        return self._rules[site]
 
     def refresh_compliance(self) -> None:
         """Read the registry's violations on the next run (after a compliance check)."""
@@ -164,7 +184,7 @@ class LiveView:
         miners, pdus = self.devices(site)
         dark = self.dark()
         powered = self.rights() if self.rights is not None else None
-        rules = self.rules(site)
+        rules = self.site_rules(site)
         view = SiteView()
         statics: list[tuple[Any, ...]] = []
         doing_now: list[Now] = []
@@ -226,7 +246,7 @@ class LiveView:
                 rt.reboots.add(device)
             statics.append((device, known.spec, known.power_target, known.sleep, switchable,
                             d.owner if d.owner in tenants else HOST, bool(rule and rule.protected),
-                            rule.priority if rule else 0, known.reboots))  # fmt: skip
+                            rule.priority if rule else 0, known.reboots, known.boards))  # fmt: skip
             prev = states.get(device)
             if prev is None or prev[0] != doing:
                 prev = states[device] = (doing, now_s if prev is not None else -math.inf)
@@ -265,8 +285,8 @@ def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], 
     """The allocator's fleet: the static columns rebuilt only when they changed, what machines do now each run."""
     if statics != rt.statics or rt.base_fleet is None:
         machines = [Machine(i, spec, owner=owner, power_target=pt, sleep=sleep, outlet_switchable=off,
-                            protected=prot, priority=prio, reboots_on_power_change=reboots)
-                    for i, spec, pt, sleep, off, owner, prot, prio, reboots in statics]  # fmt: skip
+                            protected=prot, priority=prio, reboots_on_power_change=reboots, boards=boards)
+                    for i, spec, pt, sleep, off, owner, prot, prio, reboots, boards in statics]  # fmt: skip
         rt.base_fleet, rt.statics = FleetArrays.from_machines(machines), statics
     return replace(rt.base_fleet, now=np.asarray(doing, dtype=np.int64),
                    since_change=np.asarray(since, dtype=np.float64),
@@ -276,7 +296,7 @@ def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], 
 def _held(known: Seen, sent: dispatch.Wire | None, measured: float | None, sent_at: float | None,
           now_s: float) -> float:
     """quota.policies.held_w on what the loop knows of the machine."""
-    committed = None if sent is None else (dispatch.MODE_OF[sent[0]], sent[1])
+    committed = None if sent is None else (dispatch.mode_of(sent[0]), sent[1])
     return held_w(known.spec, committed, None if sent_at is None else now_s - sent_at, measured, known.power_w)
 
 

@@ -106,6 +106,10 @@ class PowerGate:
         """Machines whose last answer was "no power"."""
         return sum(1 for d in list(self._last.values()) if not d.right.powered)
 
+    def dark_ids(self) -> set[str]:
+        """The devices whose last answer was "no power" (the planner leaves them out of tomorrow's fleet)."""
+        return {d.device_id for d in list(self._last.values()) if not d.right.powered}
+
     def why(self, device_id: str) -> DeviceRight | None:
         """The last answer for a device the loop has seen (None: not seen by a run yet)."""
         return self._last.get(device_id)

@@ -1,17 +1,22 @@
 """Builds the registry link from the settings and hooks it into the controller's services: the sightings sink,
-the owner map, the quota loop's power gate, and the transport (embedded or remote)."""
+the owner map, the quota loop's power gate, and the transport (embedded or remote).
+
+Without a `registry:` section the gate fails closed (only registered machines may mine, REGULATION.md: with no
+registry to ask, none is shown to be); `registry: {mode: none_lab}` is the lab's explicit opt-out."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from controller.registry_link.client import RegistryLink
 from controller.registry_link.transport import HttpDpcPort, read_key
-from controller.settings import RegistryLinkSettings
+from controller.settings import ControllerSettings, NoRegistryLab, RegistryLinkSettings
 from kuat import clock
+from kuat.wire import v1
 from registry.contract import v1 as c
 
 if TYPE_CHECKING:
@@ -38,16 +43,36 @@ def make_link(settings: RegistryLinkSettings, engine: Engine, port: c.DpcPort | 
     return link
 
 
+NO_REGISTRY = ("no registry configured (settings: registry): NO machine has the right to mine (fail closed: only "
+               "registered machines may, REGULATION.md). Configure the link, `registry: {mode: remote, dpc: <DPC "
+               "code>, url: <registry URL>, key_file: <dpc key file>}` or `registry: {mode: embedded, dpc: <DPC "
+               "code>}`; a lab without a registry sets `registry: {mode: none_lab}` (docs/national.md)")
+LAB = ("registry.mode=none_lab: power rights are NOT enforced; every machine without a registry violation may draw "
+       "power. A lab set-up, not a lawful production configuration (docs/national.md)")
+
+
+def announce_registry_policy(settings: ControllerSettings) -> None:
+    """The line every start logs when the controller does not take power rights from a registry link."""
+    if settings.registry is None:
+        log.error(NO_REGISTRY)
+    elif isinstance(settings.registry, NoRegistryLab):
+        log.warning(LAB)
+
+
+def no_rights() -> Callable[[str, v1.MinerSample], bool]:
+    """The gate without a registry: no machine is shown to be registered, so none has the right to power."""
+    return lambda device_id, sample: False
+
+
 def attach_power_gate(services: Services) -> None:
-    """The quota loop gives power only where quota.rights allows (after `attach_quota`)."""
-    link = services.registry_link
+    """The quota loop gives power only where quota.rights allows (after `attach_quota`): the link's decisions, no
+    machine at all without a `registry:` section, or (none_lab) every machine without a violation."""
     if services.quota is None or services.quota.loop is None:
         return
-    if link is None:
-        log.warning("no registry link configured (settings: registry): power rights are NOT enforced; every "
-                    "machine without a registry violation may draw power (docs/national.md)")
-        return
-    services.quota.loop.rights = link.gate.gate
+    if services.registry_link is not None:
+        services.quota.loop.rights = services.registry_link.gate.gate
+    elif services.settings.registry is None:
+        services.quota.loop.rights = no_rights
 
 
 def attach_link_metrics(services: Services) -> None:

@@ -72,6 +72,8 @@ class Capabilities(_Msg):
     sleep: bool = False
     reboot: bool = True
     power_target_reboots: bool = False  # Whatsminer: a new power limit reboots the miner
+    # single hash boards can be switched off and on (Braiins OS); reported only where a simulator test verified it
+    boards: bool = False
 
 
 class Pool(_Msg):
@@ -89,6 +91,7 @@ class Board(_Msg):
     temp_c: float | None = None
     chip_temp_c: float | None = None
     ok: bool = True
+    enabled: bool = True  # False: switched off on purpose (Braiins OS board control), not a fault
 
 
 class OutletRef(_Msg):
@@ -234,6 +237,9 @@ class Setpoint(_Msg):
     power_w: float | None = None
     # apply even if the agent believes it already did: the controller measured that the machine did not follow
     reapply: bool = False
+    # hash on this many boards, the others switched off (firmware with `Capabilities.boards`: Braiins OS); None:
+    # every board on. Sent with `run` (the boards at full). Older agents ignore it and run the machine at full
+    boards_on: int | None = Field(None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _power_needed(self) -> Setpoint:
@@ -241,6 +247,8 @@ class Setpoint(_Msg):
             raise ValueError("power_target setpoint needs power_w")
         if self.power_w is not None and (not math.isfinite(self.power_w) or self.power_w < 0):
             raise ValueError("power_w must be a finite, non-negative number of watts")
+        if self.boards_on is not None and self.mode in (SetpointMode.SLEEP, SetpointMode.OUTLET_OFF):
+            raise ValueError(f"boards_on is for a running machine, not with mode {self.mode.value}")
         return self
 
 

@@ -39,7 +39,18 @@ from registry.national.schemas import (
     WhoAmI,
 )
 from registry.national.signing import Signer
-from registry.schemas import DpcIn, DpcOut, DpcPatch, LicenseeIn, LicenseeOut, LicenseePatch, PoolIn, PoolOut, PoolPatch
+from registry.schemas import (
+    DpcIn,
+    DpcOut,
+    DpcPatch,
+    LicenseeIn,
+    LicenseeOut,
+    LicenseePatch,
+    PoolIn,
+    PoolOut,
+    PoolPatch,
+    streamed,
+)
 from serverkit.auth import Principal
 from serverkit.errors import InvalidInput
 from serverkit.timeutil import system_clock
@@ -158,7 +169,8 @@ def search(svc: National, _: Reader, flt: Filter, after_id: int = Query(0, ge=0)
     return queries.search(svc, flt, after_id, limit)
 
 
-@national.get("/export.jsonl", response_class=StreamingResponse)
+@national.get("/export.jsonl", response_class=StreamingResponse,
+              responses=streamed("application/x-ndjson", "JSON Lines: a registration a line, keys as in the CSV"))
 def export_jsonl(svc: National, _: Reader, flt: Filter,
                  audited: bool = Query(False, description="add each row's audited state (for `kuat registry "
                                                           "verify --export`)")) -> StreamingResponse:
@@ -166,14 +178,16 @@ def export_jsonl(svc: National, _: Reader, flt: Filter,
     return StreamingResponse(queries.iter_export(svc, flt, "jsonl", audited), media_type="application/x-ndjson")
 
 
-@national.get("/export.csv", response_class=StreamingResponse)
+@national.get("/export.csv", response_class=StreamingResponse,
+              responses=streamed("text/csv", "the registrations of the filter, one CSV row each (header first)"))
 def export_csv(svc: National, _: Reader, flt: Filter) -> StreamingResponse:
     queries.check_filter(svc, flt)
     return StreamingResponse(queries.iter_export(svc, flt, "csv"), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="hsc-national-registry.csv"'})
 
 
-@national.get("/as-of.jsonl", response_class=StreamingResponse)
+@national.get("/as-of.jsonl", response_class=StreamingResponse,
+              responses=streamed("application/x-ndjson", "JSON Lines: every machine as the chain recorded it at `at`"))
 def as_of(svc: National, _: Reader, at: datetime = Query(description="ISO 8601 instant")) -> StreamingResponse:
     """Every machine as the audit chain recorded it at `at` (rebuilt from the chain, not from current rows)."""
     if at.tzinfo is None:
@@ -217,7 +231,9 @@ def events(svc: National, _: Reader, after: int = Query(0, ge=0), limit: int = Q
     return queries.audit_page(svc, after, limit)
 
 
-@audit_feed.get("/events.jsonl", response_class=StreamingResponse)
+@audit_feed.get("/events.jsonl", response_class=StreamingResponse,
+                responses=streamed("application/x-ndjson", "JSON Lines: every audit event from seq 1, then the signed "
+                                                           "head (SignedHead) as the last line"))
 def events_jsonl(svc: National, signer: SignerDep, _: Reader) -> StreamingResponse:
     """Every event from seq 1, then the head they end at, signed: the file `kuat registry verify --feed` checks."""
     seq, head_hash = queries.head(svc)

@@ -119,6 +119,7 @@ class Heartbeat(SQLModel, table=True):
     firmware: str | None = Field(default=None, max_length=200)
     first_seen_at: datetime
     seen_at: datetime
+    reported_by: str | None = Field(default=None, max_length=200)  # the key that sent the last sighting
 
 
 class Episode(SQLModel, table=True):

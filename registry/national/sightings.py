@@ -125,7 +125,7 @@ def _duplicates(session: Session, ctx: _Context, latest: dict[str, Sighting],
     return found
 
 
-def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[str, Sighting]) -> None:
+def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[str, Sighting], actor: str) -> None:
     rows: list[dict[str, Any]] = []
     for ident, s in latest.items():
         at = utc(s.seen_at)
@@ -133,7 +133,8 @@ def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[st
                      "site": site, "hashing": s.hashing, "state": s.state, "power_w": s.power_w,
                      "hashrate_ths": s.hashrate_ths, "pools": list(s.pools),
                      "placement": s.placement.model_dump(exclude_none=True) if s.placement else {},
-                     "make": s.make, "model": s.model, "firmware": s.firmware, "first_seen_at": at, "seen_at": at})
+                     "make": s.make, "model": s.model, "firmware": s.firmware, "first_seen_at": at, "seen_at": at,
+                     "reported_by": actor})
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -142,7 +143,7 @@ def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[st
     dialect = sqlite
     stmt = dialect.insert(Heartbeat.__table__)  # type: ignore[attr-defined]
     keep = ("site", "hashing", "state", "power_w", "hashrate_ths", "pools", "placement", "make", "model", "firmware",
-            "seen_at", "serial", "mac")
+            "seen_at", "serial", "mac", "reported_by")
     stmt = stmt.on_conflict_do_update(index_elements=["dpc_id", "identity"],
                                       set_={k: stmt.excluded[k] for k in keep},
                                       where=Heartbeat.__table__.c.seen_at <= stmt.excluded.seen_at)  # type: ignore[attr-defined]
@@ -150,7 +151,7 @@ def _upsert_heartbeats(session: Session, dpc_id: int, site: str, latest: dict[st
 
 
 HB_COLUMNS = ("dpc_id", "identity", "serial", "mac", "site", "hashing", "state", "power_w", "hashrate_ths", "pools",
-              "placement", "make", "model", "firmware", "first_seen_at", "seen_at")
+              "placement", "make", "model", "firmware", "first_seen_at", "seen_at", "reported_by")
 HB_UPDATE = [c for c in HB_COLUMNS if c not in ("dpc_id", "identity", "first_seen_at")]
 
 
@@ -176,7 +177,7 @@ def record(reg: NationalRegistry, session: Session, dpc: Dpc, batch: SightingBat
             latest[ident] = s
     assert dpc.id is not None
     ctx = _load(session, dpc, latest, reg.fresh_for)
-    _upsert_heartbeats(session, dpc.id, batch.site, latest)
+    _upsert_heartbeats(session, dpc.id, batch.site, latest, actor)
     found = {ident: _found(ctx, ident, s) for ident, s in latest.items()}
     _episodes(reg, session, ctx, latest, found, actor)
     unknown = sorted(s.serial for s in latest.values() if s.serial and s.serial not in ctx.regs)

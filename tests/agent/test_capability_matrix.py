@@ -53,13 +53,16 @@ def test_unverified_controls_are_hidden_from_the_quota_engine(monkeypatch: pytes
     monkeypatch.setitem(matrix.CHECKED_IN.verified, "braiins", {})
     assert FAMILIES["braiins"].capabilities.power_target and not matrix.is_verified("braiins", "power_target")
     gated = capabilities_for("braiins", "S19j Pro")
-    assert not gated.power_target and not gated.sleep
+    assert not gated.power_target and not gated.sleep and not gated.boards
     claimed = capabilities_for("braiins", "S19j Pro", gate=False)
-    assert claimed.power_target and claimed.sleep
+    assert claimed.power_target and claimed.sleep and claimed.boards
+    monkeypatch.setitem(matrix.CHECKED_IN.verified, "braiins", {"power_target": ("t",), "sleep": ("t",)})
+    assert not capabilities_for("braiins", "S19j Pro").boards  # boards claimed but not verified: hidden alone
     # LuxOS power targets and Whatsminer sleep are verified on the wire: reported as they are
     assert capabilities_for("luxos", "S19j Pro").power_target
     assert capabilities_for("whatsminer", "M30S").sleep and capabilities_for("whatsminer", "M30S").power_target_reboots
     assert capabilities_for("antminer", "S19j Pro").sleep and not capabilities_for("antminer", "S19j Pro").power_target
+    assert not capabilities_for("luxos", "S19j Pro").boards  # no firmware but Braiins OS claims single boards
 
 
 def test_matrix_rows_cover_every_family_and_model_of_its_make() -> None:

@@ -293,7 +293,7 @@ async def test_a_full_disk_loses_that_cycle_only_and_says_so(tmp_path: Path, cap
     with monkeypatch.context() as patch, caplog.at_level(logging.ERROR, logger="agent.service"):
         patch.setattr(agent.buffer, "append", full)
         await agent._publish_cycle(await agent.coordinator.poll_once())
-    assert "could not be buffered and is lost: database or disk is full" in caplog.text
+    assert "could not be buffered and is lost (1 so far): database or disk is full" in caplog.text
     await agent._publish_cycle(await agent.coordinator.poll_once())  # the disk has room again
     assert [row.seq for row in agent.buffer.pending(10)] == [2]  # seq 1 is the gap that records the loss
     agent.buffer.close()

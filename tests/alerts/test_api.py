@@ -83,6 +83,27 @@ def test_channel_secrets_are_write_only(client: TestClient) -> None:
     assert client.delete("/api/v1/alerts/channels/hook", headers=as_("operator")).status_code == 409
 
 
+def test_a_deleted_channel_is_gone_but_keeps_who_deleted_it(site: Site, client: TestClient) -> None:
+    from sqlmodel import Session, select
+
+    from controller.alerts.models import AlertChannel
+
+    hook = {"kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": SECRET}
+    assert client.put("/api/v1/alerts/channels/hook", headers=as_("operator"), json=hook).status_code == 200
+    assert client.delete("/api/v1/alerts/channels/hook", headers=as_("operator")).status_code == 204
+    assert [c["name"] for c in client.get("/api/v1/alerts/channels", headers=as_("operator")).json()] == ["dashboard"]
+    assert client.delete("/api/v1/alerts/channels/hook", headers=as_("operator")).status_code == 404
+    rule = {"name": "r", "condition": "grid_signal_stale", "channels": ["hook"]}
+    assert client.post("/api/v1/alerts/rules", headers=as_("operator"), json=rule).status_code == 422  # no such
+    with Session(site.services.engine) as s:
+        (row,) = s.exec(select(AlertChannel)).all()
+    assert row.deleted_at is not None and row.actor.startswith("operator:")
+    no_secret = {"kind": "webhook", "url": "http://127.0.0.1:9/h"}  # the deleted one's secret does not come back
+    assert client.put("/api/v1/alerts/channels/hook", headers=as_("operator"), json=no_secret).status_code == 422
+    again = client.put("/api/v1/alerts/channels/hook", headers=as_("operator"), json=hook)
+    assert again.status_code == 200 and again.json()["name"] == "hook"
+
+
 def test_site_power_over_the_limit_fires_acknowledged_by_the_key_then_resolves(site: Site,
                                                                                client: TestClient) -> None:
     quota = site.services.quota

@@ -44,6 +44,7 @@ class ControllerProcess:
             "database_url": database_url, "sites": [site], "api": {"port": self.port}, "api_keys": KEYS,
             "broker": {"port": broker_port, "client_id": f"ctl-{site}-{name}"}, "quota": {**QUOTA, **(quota or {})},
             "lease": {"enabled": lease is not None, **(lease or {})}, "sightings_flush_s": 0.5,
+            "registry": {"mode": "none_lab"},  # a lab: the faults, not power rights, are under test
         }))  # fmt: skip
         self.log = tmp / f"controller-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None

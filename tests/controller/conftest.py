@@ -13,7 +13,11 @@ from tests.support.postgres import PostgresCluster
 
 
 def make_settings(tmp_path: Path, **over: object) -> ControllerSettings:
+    """Settings of a test controller. Without a `registry` given they are a lab's (`registry: {mode: none_lab}`):
+    the tests that use them are of ingest, the quota loop and the API, not of power rights, which the ones that
+    are set themselves (a link, or `registry=None` for the fail-closed default: tests/national/test_loop_rights.py)."""
     over.setdefault("database_url", f"sqlite:///{tmp_path / 'kuat.sqlite'}")
+    over.setdefault("registry", {"mode": "none_lab"})
     return load_settings(None, **over)
 
 

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from controller.live import DeviceLive
 from controller.quota import dispatch
+from controller.quota.followup import note_changes
+from controller.quota.memory import SiteRuntime
+from controller.quota.view import Seen, fleet_of
 from controller.runtime import Services, build_services
 from kuat import clock
 from kuat.catalog import MODELS
 from kuat.wire import v1
-from quota.allocate import Policy, allocate
+from quota.allocate import Mode, Policy, allocate
 from quota.fleet import FleetArrays, Machine, Now
+from quota.policies import held_w
 from quota.timebase import local_day_and_hour
 from tests.controller.conftest import BOTH_DATABASES, make_settings, sqlite_or_postgres
 from tests.controller.wire import Agent, random_site
@@ -41,6 +48,50 @@ def test_json_setpoints_match_the_engines_mapping() -> None:
         batches = dispatch.Batcher().batches(fleet.ids, wires, {m.id: "gw1" for m in machines})
         parsed = [v1.Setpoint.model_validate(x) for x in json.loads(batches["gw1"])]
         assert [(sp.device_id, sp.mode.value, sp.power_w) for sp in parsed] == expected
+
+
+def test_board_setpoints_travel_as_run_with_boards_on() -> None:
+    """Board options (machines whose firmware switches boards, its targets stopping short: where boards pay) go
+    out as the engine maps them; the dead band keeps a repeated board setpoint; the held power of one is its
+    planned watts."""
+    narrow = replace(MODELS["S19j Pro"], min_ratio=0.9)
+    machines = [Machine(f"dev-{i}", narrow, power_target=True, boards=i % 2 == 0, now=Now.RUNNING) for i in range(8)]
+    fleet = FleetArrays.from_machines(machines)
+    seen = 0
+    for budget in (1_500.0, 4_000.0, 9_000.0, 14_000.0, 1e9):
+        plan = allocate(fleet, budget, Policy(min_on_s=0, min_off_s=0))
+        expected = [sp.model_dump(exclude={"reapply"}) for sp in plan.setpoints(fleet)]
+        wires = dispatch.wire_setpoints(plan, fleet)
+        batches = dispatch.Batcher().batches(fleet.ids, wires, {m.id: "gw1" for m in machines})
+        parsed = [v1.Setpoint.model_validate(x).model_dump(exclude={"reapply"}) for x in json.loads(batches["gw1"])]
+        assert parsed == expected
+        seen += sum(1 for sp in expected if sp["boards_on"] is not None)
+        for w, m in zip(wires, plan.mode.tolist(), strict=True):
+            assert dispatch.mode_of(w[0]) == m
+    assert seen > 0
+    rt = SiteRuntime(deque())
+    wires = [(f"{dispatch.BOARDS}1", 1063.0)]
+    assert note_changes(rt, ["dev-0"], wires, 0.0, 100.0)[1].tolist() == [False]
+    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}1", 1064.0)], 1.0, 100.0)[1].tolist() == [True]
+    assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}2", 2065.0)], 2.0, 100.0)[1].tolist() == [False]
+    assert held_w(narrow, (Mode.BOARDS, 2065.0), 10.0, None, 3000.0) == 2065.0
+
+
+def test_the_loop_fleet_has_boards_only_where_the_agent_reported_them() -> None:
+    """`Capabilities.boards` from telemetry is the allocator's `Machine.boards` (and nothing else makes it)."""
+    rt, statics = SiteRuntime(deque()), []
+    for i, boards in enumerate((True, False)):
+        sample = v1.MinerSample(device_id=f"d{i}", ip=f"127.0.0.{i + 1}", available=True, model="S19j Pro",
+                                state=v1.MinerState.MINING,
+                                power_w=3000.0, power_source=v1.PowerSource.REPORTED,
+                                capabilities=v1.Capabilities(sleep=True, power_target=True, boards=boards))
+        known = Seen.of(DeviceLive("s", "gw1", f"d{i}", "miner", sample, clock.now(), time.time(), "host", "grid"),
+                        None)
+        assert known.boards is boards
+        statics.append((f"d{i}", known.spec, known.power_target, known.sleep, False, "host", False, 0,
+                        known.reboots, known.boards))
+    fleet = fleet_of(rt, statics, [Now.RUNNING] * 2, [1e9] * 2, [3068.0] * 2, [True] * 2)
+    assert fleet.can_boards.tolist() == [True, False]
 
 
 @pytest.fixture(params=BOTH_DATABASES)

@@ -97,7 +97,7 @@ def test_rule_defined_in_the_dashboard_fires_reaches_webhook_and_smtp_is_acknowl
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(f"{running.base}/ui?key={KEYS['operator']}#alerts")
+            page.goto(f"{running.base}/ui#alerts&key={KEYS['operator']}")
             page.wait_for_selector("#tab-alerts.active")
             page.wait_for_function("document.querySelectorAll('#alert-rule-form select[name=condition] option')"
                                    ".length === 11")  # fmt: skip

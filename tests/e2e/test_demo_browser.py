@@ -53,7 +53,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         match = poll(lambda: proc.poll() is None and re.search(r"Dashboard:\s+(\S+)", out.read_text()),
                      "the demo's banner", BANNER_TIMEOUT_S)
         url = match.group(1)
-        base, key = url.split("/ui?key=")
+        base, key = url.split("/ui#key=")
         yield RunningDemo(proc, out, url, base, key)
     except AssertionError:
         raise AssertionError(f"the demo did not come up:\n{out.read_text()[-3000:]}") from None

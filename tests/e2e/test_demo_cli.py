@@ -34,7 +34,7 @@ def test_demo_on_amqtt_plays_the_grid_day_and_stops_by_itself(tmp_path: Path) ->
                        "--work-dir", str(tmp_path / "run"), "--duration", "50", "--poll-s", "2",
                        "--emergency-after", "1", "--emergency-minutes", "4")  # fmt: skip
     try:
-        banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui\?key=(\S+)", out.read_text()), "the banner", 120,
+        banner = poll(lambda: re.search(r"Dashboard:\s+(\S+)/ui#key=(\S+)", out.read_text()), "the banner", 120,
                       log=out)
         base, key = banner.group(1), banner.group(2)
         text = out.read_text()

@@ -107,7 +107,7 @@ def test_plan_tab_bids_then_results(running: Running) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("dialog", lambda dialog: dialog.accept())
             running.fresh_telemetry()
-            page.goto(f"{running.base}/ui?key={KEYS['operator']}#plan")
+            page.goto(f"{running.base}/ui#plan&key={KEYS['operator']}")
             page.wait_for_selector("#plan-steps tbody tr", timeout=60_000)
             assert page.is_visible("#tab-plan") and not page.is_visible("#tab-site")
             phase = page.text_content("#plan-phase")

@@ -6,6 +6,7 @@ the second, and the regulator's export of the national registry covers both site
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def power(site: dict[str, Any]) -> dict[str, str]:
 def test_demo_with_two_sites(tmp_path: Path) -> None:
     out, work = tmp_path / "demo.out", tmp_path / "work"
     proc = launch_demo(out, "--sites", "2", "--site", str(SMALL_SITE), "--speed", "60", "--poll-s", "2",
-                       "--duration", "90", "--port", str(free_port()), "--work-dir", str(work))
+                       "--duration", "240", "--port", str(free_port()), "--work-dir", str(work))
     try:
         endpoints_file = work / "endpoints.json"
         poll(lambda: endpoints_file.exists(), "endpoints.json", 150, log=out)
@@ -55,7 +56,8 @@ def test_demo_with_two_sites(tmp_path: Path) -> None:
         rows = [json.loads(line) for line in export.text.splitlines() if line.strip()]
         assert Counter(r["dpc"] for r in rows) == {"DPC-1": 19, "DPC-2": 21}  # the moved machine counts at DPC-2
         assert next(r for r in rows if r["serial"] == moving)["dpc"] == "DPC-2"
-        proc.wait(timeout=150)
+        proc.send_signal(signal.SIGINT)  # as a user ends it: Ctrl-C stops every part and exits 0
+        proc.wait(timeout=90)
         assert proc.returncode == 0, out.read_text()[-3000:]
     finally:
         kill_if_running(proc)

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from controller.planner.wiring import dark_devices
 from controller.registry_link.power import PowerGate
 from controller.runtime import Services, build_services
 from kuat import clock
@@ -95,6 +97,11 @@ def test_machines_without_the_right_are_dark_on_every_run(site: tuple[Services, 
     reasons = {d: r.right.reason for d in dark if (r := gate.why(d)) is not None}
     assert reasons == {"pending": Reason.PENDING, "noserial": Reason.NO_SERIAL, "nopools": Reason.NO_POOLS,
                        "unknownmodel": Reason.UNKNOWN, "silent": Reason.UNKNOWN}
+    assert gate.dark_ids() == set(dark)
+    # the planner leaves the same machines out of tomorrow's fleet (with the site registry's violations)
+    svc.registry_link = SimpleNamespace(gate=gate)  # type: ignore[assignment]
+    planner_dark = dark_devices(svc)
+    assert planner_dark is not None and planner_dark() >= set(dark)
 
 
 def test_a_decision_that_changes_darkens_a_running_machine_at_the_next_run(site: tuple[Services, str, Agent]) -> None:
@@ -133,3 +140,33 @@ def test_a_machine_slept_by_a_cap_keeps_its_right_though_asleep_it_tells_no_seri
     assert known is not None and known.serial == "SN-a" and known.right.reason == Reason.INCLUDED
     assert not check("b", miner("b", None, 15.0, pools=()))  # never told its serial: dark
     assert gate.why("b").right.reason == Reason.NO_SERIAL  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("registry", [None, {"mode": "none_lab"}], ids=["no registry section", "none_lab"])
+def test_without_a_registry_no_machine_mines_unless_the_lab_opts_out(tmp_path: Path, broker: Mosquitto,
+                                                                    registry: dict[str, str] | None) -> None:
+    """No `registry:` section: every machine is slept on every run (fail closed); `none_lab`: the same machine runs."""
+    name = random_site()
+    svc = build_services(make_settings(tmp_path, sites=[name], broker={"port": broker.port,
+                                                                       "client_id": f"ctl-{name}"},
+                                       quota=QUOTA, registry=registry))  # fmt: skip
+    assert svc.ingest is not None and svc.quota is not None and svc.quota.loop is not None
+    svc.ingest.start()
+    assert svc.ingest.wait_connected(10)
+    agent = Agent(broker.port, name, "gw1")
+    try:
+        svc.quota.set_site_limits(name, connection_kw=1000, actor="test")
+        svc.quota.push_schedule(name, local_day_and_hour(clock.now())[0], [1000.0] * 24, "test")
+        for run in range(2):
+            svc.telemetry.ingest(v1.TelemetryBatch(site=name, gateway="gw1", seq=run + 1, ts=clock.now(),
+                                                   miners=[miner("a", "SN-a", 3000.0 if run == 0 else 15.0)]))
+            n = len(agent.received)
+            assert svc.quota.loop.run_once(name) is not None
+            mode = setpoints_of(agent, n)["a"].mode
+            if registry is None:
+                assert mode == v1.SetpointMode.SLEEP, f"run {run}: a machine mines without a registry"
+            else:
+                assert mode != v1.SetpointMode.SLEEP, f"run {run}"
+    finally:
+        agent.close()
+        svc.close()

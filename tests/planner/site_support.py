@@ -30,7 +30,7 @@ def planner_settings(tmp_path: Path, **planner: Any) -> ControllerSettings:
            "mining_fee_kzt_per_kwh": 2.0, "mining_fee_source": "test: flat 2 KZT/kWh", **planner}  # fmt: skip
     return load_settings(None, database_url=f"sqlite:///{tmp_path / 'kuat.sqlite'}", sites=[SITE],
                          api_keys=[{"name": f"t-{r}", "role": r, "key": k} for r, k in KEYS.items()],
-                         planner=cfg)  # fmt: skip
+                         planner=cfg, registry={"mode": "none_lab"})  # a lab: the bids, not rights  # fmt: skip
 
 
 def miner(n: int, model: str, power_w: float, ths: float, target: bool, state: v1.MinerState = v1.MinerState.MINING,

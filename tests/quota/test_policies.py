@@ -14,6 +14,7 @@ from quota.policies import (
     Escalation,
     escalate,
     firmware_spec,
+    held_in_band,
     held_w,
     raised_floor,
     within_dead_band,
@@ -45,6 +46,26 @@ def test_dead_band_is_absolute_for_small_targets_and_relative_for_large_ones() -
     assert not within_dead_band(1000.0, 1000.0 + DEAD_BAND_W + 1)
     assert within_dead_band(3000.0, 3044.0)  # 1.5 % of 3044 W is 45.7 W
     assert not within_dead_band(3000.0, 3050.0)
+
+
+def test_targets_kept_in_the_band_never_add_up_to_more_than_the_plan_left_unused() -> None:
+    # twenty machines each asked 10 W below their target (inside the band): with no slack, all are sent; the CI
+    # run that found this sat at 20,011 W against a 20,000 W safe level because every one was kept
+    down = [(1000.0, 990.0)] * 20
+    held, extra = held_in_band(down, slack_w=0.0)
+    assert held == [False] * 20 and extra == 0.0
+    held, extra = held_in_band(down, slack_w=35.0)  # room for three of them
+    assert sum(held) == 3 and extra == pytest.approx(30.0)
+
+
+def test_targets_kept_in_the_band_that_draw_less_make_room_for_others() -> None:
+    pairs = [(1000.0, 1010.0), (1000.0, 1020.0), (1000.0, 985.0), (1000.0, 975.0), None, (1000.0, 1500.0)]
+    held, extra = held_in_band(pairs, slack_w=0.0)
+    # the two kept below their new target free 30 W: the 15 W one fits, the 25 W one would not (15 + 25 > 30)
+    assert held == [True, True, True, False, False, False]
+    assert extra == pytest.approx(-30.0 + 15.0)
+    same_mode_no_target = [(None, None)]
+    assert held_in_band(same_mode_no_target, slack_w=0.0) == ([True], 0.0)
 
 
 def test_firmware_floor_narrows_the_model_or_removes_targets() -> None:

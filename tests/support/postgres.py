@@ -57,11 +57,22 @@ class PostgresCluster:
     def _start(self) -> PostgresCluster:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--encoding=UTF8", "--no-sync")
+        return self._pg_start()
+
+    def _pg_start(self) -> PostgresCluster:
         options = f"-k {self.dir} -p {self.port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
                   "-w", "-t", "30", "start")
         wait_port("127.0.0.1", self.port, timeout=30)
         return self
+
+    def server_stop(self) -> None:
+        """Stop the server (fast: open sessions are cut), keeping its data for `server_start` (a chaos test)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def server_start(self) -> None:
+        """Start the server `server_stop` stopped, on the same port and data."""
+        self._pg_start()
 
     def stop(self) -> None:
         if self.data.exists():

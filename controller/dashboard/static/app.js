@@ -2,8 +2,17 @@
 "use strict";
 const $ = (s, el = document) => el.querySelector(s);
 const $$ = (s, el = document) => [...el.querySelectorAll(s)];
-const params = new URLSearchParams(location.search);
-if (params.get("key")) localStorage.setItem("kuat-key", params.get("key"));
+// A key handed over in the URL's fragment (#key=K, or #tab&key=K: the demo's link) never reaches a server (no
+// access or proxy log sees a fragment); it is kept in this browser and removed from the address bar and the
+// history at once. A key in the query string is refused by the API (it would be in every log on the way).
+(() => {
+  const parts = location.hash.slice(1).split("&").filter(Boolean);
+  const given = parts.find(p => p.startsWith("key="));
+  if (!given) return;
+  localStorage.setItem("kuat-key", decodeURIComponent(given.slice(4)));
+  const rest = parts.filter(p => !p.startsWith("key=")).join("&");
+  history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+})();
 const keyInput = $("#api-key");
 keyInput.value = localStorage.getItem("kuat-key") || "";
 keyInput.addEventListener("change", () => { localStorage.setItem("kuat-key", keyInput.value); connect(); refreshAll(); });
