@@ -294,8 +294,8 @@ class QuotaLoop:
         # Until the plant has answered the last change, measurements describe the old setpoints: reacting to them
         # again would cut twice. The loop then steers by the plan (what the change will draw), and by measured
         # power once every metered machine has reported since the change.
-        # what nobody measures of the machines the loop cannot steer is counted at what they are expected to draw
-        steer_w = measured.watts + view.held_unmetered_w if is_settled else rt.planned_w * rt.loop_state.correction
+        # the machines the loop cannot steer count at what they are expected to draw where no reading shows it
+        steer_w = measured.watts + view.held_unseen_w if is_settled else rt.planned_w * rt.loop_state.correction
         if not rt.sent and len(view.fleet):  # nothing dispatched yet (a start, a restart, a takeover; a first run
             # may have seen no telemetry yet): learn the model's error from the plant as it is, and start afresh
             rt.loop_state = LoopState(initial_correction(measured.watts, model_now_w(view.fleet) + view.held_w,

@@ -88,17 +88,20 @@ class SiteView:
     gateway_of: dict[str, str] = field(default_factory=dict)
     oldest_reading: float = math.inf  # wall-clock poll time of the oldest metered reading
     held_w: float = 0.0  # what machines the loop cannot steer this run draw or will draw (quota.policies.held_w)
-    held_unmetered_w: float = 0.0  # the part of it no reading in this run measures
+    held_unseen_w: float = 0.0  # the part of it no reading in this run shows (unmetered, or metered below it)
     held: int = 0
     fleet: FleetArrays = field(default_factory=lambda: FleetArrays.from_machines([]))
     dark_ids: list[str] = field(default_factory=list)  # no right to power and outside the allocator's fleet
     dark_wires: list[dispatch.Wire] = field(default_factory=list)
 
-    def hold(self, watts: float, metered: bool) -> None:
+    def hold(self, watts: float, measured_w: float | None) -> None:
+        """Reserve `watts` for a machine the loop cannot steer. What its reading (`measured_w`, None: unmetered)
+        shows is already in the measured site power; the rest is not: a Whatsminer booting to apply its new limit
+        reads ~120 W at its outlet and will draw its limit within a minute, so steering by the reading would
+        raise the others' budget into the power it is about to take back."""
         self.held_w += watts
         self.held += 1
-        if not metered:
-            self.held_unmetered_w += watts
+        self.held_unseen_w += max(0.0, watts - (measured_w or 0.0))
 
 
 class LiveView:
@@ -228,7 +231,7 @@ class LiveView:
                 dark_now = device in dark
             if known.spec is None:
                 self._unknown(site, d, known.sample)
-                view.hold(_held(known, None, watts.get(device), None, now_s), watts.get(device) is not None)
+                view.hold(_held(known, None, watts.get(device), None, now_s), watts.get(device))
                 continue
             if known.has_outlet:
                 outlet = _outlet(known.sample, pdus)
@@ -239,7 +242,7 @@ class LiveView:
                 switchable = False
             if doing is None:  # unreachable with its outlet on (or unknown): nothing we send would arrive
                 held = _held(known, rt.sent.get(device), watts.get(device), rt.sent_at.get(device), now_s)
-                view.hold(held, watts.get(device) is not None)
+                view.hold(held, watts.get(device))
                 continue
             rule = rules.get(device) if rules else None
             if known.reboots:
@@ -277,7 +280,7 @@ def _keep_dark(view: SiteView, d: DeviceLive, known: Seen, pdus: dict[str, v1.Pd
     view.dark_ids.append(d.device_id)
     view.dark_wires.append((dispatch.OFF, None) if off else (dispatch.SLEEP, None))
     view.gateway_of[d.device_id] = d.gateway
-    view.hold(0.0 if measured is None else measured, measured is not None)
+    view.hold(0.0 if measured is None else measured, measured)
 
 
 def fleet_of(rt: SiteRuntime, statics: list[tuple[Any, ...]], doing: list[Now], since: list[float],

@@ -19,7 +19,7 @@ from controller.live import DeviceLive
 from controller.quota import dispatch
 from controller.quota.followup import note_changes
 from controller.quota.memory import SiteRuntime
-from controller.quota.view import Seen, fleet_of
+from controller.quota.view import Seen, SiteView, fleet_of
 from controller.runtime import Services, build_services
 from kuat import clock
 from kuat.catalog import MODELS
@@ -75,6 +75,18 @@ def test_board_setpoints_travel_as_run_with_boards_on() -> None:
     assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}1", 1064.0)], 1.0, 100.0)[1].tolist() == [True]
     assert note_changes(rt, ["dev-0"], [(f"{dispatch.BOARDS}2", 2065.0)], 2.0, 100.0)[1].tolist() == [False]
     assert held_w(narrow, (Mode.BOARDS, 2065.0), 10.0, None, 3000.0) == 2065.0
+
+
+def test_a_held_machine_counts_at_its_setpoint_where_its_reading_shows_less() -> None:
+    """A Whatsminer booting to apply a 1,454 W limit reads ~120 W at its outlet: the loop steers by measured site
+    power plus what the held machines' readings do not show, so the 1,334 W it is about to take back are not
+    handed out by a raise (the e2e test's cap, raise, cap); a reading above the reservation adds nothing."""
+    view = SiteView()
+    view.hold(1454.0, 120.0)  # metered, booting
+    view.hold(3250.0, None)  # unmetered, hung with its outlet on
+    view.hold(25.0, 3000.0)  # told to sleep, still drawing: its reading is in the measured power already
+    assert view.held == 3 and view.held_w == pytest.approx(1454.0 + 3250.0 + 25.0)
+    assert view.held_unseen_w == pytest.approx(1334.0 + 3250.0)
 
 
 def test_the_loop_fleet_has_boards_only_where_the_agent_reported_them() -> None:

@@ -163,3 +163,43 @@ def test_dispatch_limit_paces_the_hour_and_looks_ahead() -> None:
     ordered = QuotaState(state.site, state.schedules, orders=(soon,))
     early = dispatch_limit(ordered, start + timedelta(minutes=10), used_kwh=160, current_w=1_000_000)
     assert early.binding.reference == "E-1" and early.limit_w == 200_000
+
+
+def _mixed_plant(budget_w: float) -> float:
+    """A site whose model error depends on the mix the budget buys (presets of different firmware): up to 98.5 %
+    of 20 kW the machines land 1.3 % under the model, above it on the model (the e2e test's numbers: a cut
+    planned at 19.7 kW landed at 19.45 kW, the raise planned at 20.0 kW at 20.0 kW)."""
+    return budget_w * (0.987 if budget_w < 19_700.0 else 0.9995)
+
+
+def test_a_raise_after_a_cut_is_held_under_what_overshot_and_the_loop_settles() -> None:
+    bands, limit = Bands(), 20_000.0
+    state, measured = LoopState(correction=0.987, budget_w=19_000.0), _mixed_plant(19_000.0)
+    trace, actions = [], []
+    for _ in range(30):
+        d = band_step(bands, state, limit, measured, state.budget_w or 0.0, settled=True)
+        state, measured = d.state, _mixed_plant(d.budget_w)
+        trace.append(measured)
+        actions.append(d.action)
+    assert actions[0] == Action.UNCAP and trace[0] > limit * bands.cap_threshold  # the first raise overshoots
+    assert Action.CAP in actions[:3]
+    assert all(a == Action.HOLD for a in actions[-20:])  # then no cap-raise cycle (each one rebooting Whatsminers)
+    assert limit * bands.uncap_threshold <= trace[-1] <= limit * bands.cap_threshold
+    assert state.ceiling is not None and state.ceiling_limit_w == limit
+
+
+def test_the_ceiling_is_relearnt_when_the_plant_changes_and_forgotten_with_the_limit() -> None:
+    bands, limit = Bands(), 20_000.0
+    at_ceiling = LoopState(correction=1.0, budget_w=18_000.0, ceiling=0.9, ceiling_limit_w=limit)
+    # at its ceiling and still under the raise threshold (machines were added, say): raised by the secant
+    d = band_step(bands, at_ceiling, limit, 17_000.0, 18_000.0, settled=False)
+    assert d.action == Action.UNCAP
+    assert d.budget_w == pytest.approx(min(18_000.0 * 19_800.0 / 17_000.0, limit * bands.cap_target))
+    below = LoopState(correction=1.0, budget_w=17_000.0, ceiling=0.9, ceiling_limit_w=limit)
+    d = band_step(bands, below, limit, 17_000.0, 17_000.0, settled=False)
+    assert d.budget_w == pytest.approx(18_000.0)  # under the ceiling: raised to it, not to the target
+    # a limit 2 % away keeps it (an energy pace moves a little every cycle), scaled; 10 % away forgets it
+    d = band_step(bands, below, limit * 1.02, 17_000.0, 17_000.0, settled=False)
+    assert d.budget_w == pytest.approx(0.9 * limit * 1.02)
+    d = band_step(bands, below, limit * 1.10, 17_000.0, 17_000.0, settled=False)
+    assert d.budget_w == pytest.approx(limit * 1.10 * bands.cap_target) and d.state.ceiling is None
