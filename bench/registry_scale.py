@@ -5,7 +5,8 @@ registry served by uvicorn with workers, then over real HTTP on 127.0.0.1:
    --batch sightings with Idempotency-Keys (goal >= 5,000/s);
 2. time from an application submitted by a DPC to a regulator's search finding it (p50/p95; goal p95 < 2 s), while
    the DPCs submit sightings at a set rate (--visibility-rate, default 2,500/s) and as fast as answered;
-3. JSON Lines export of the whole registry by a regulator, rows/s (goal >= 150,000);
+3. JSON Lines export of the whole registry by a regulator, rows/s (goal >= 150,000), read by httpx in this
+   process and by `curl | wc -l` (a regulator's script; the client's CPU is shared with the server here);
 4. a restarted site controller of a 10,000-machine DPC catching up its feed from cursor 0 (goal < 5 s).
 
 The bulk load writes registrations and their feed items directly (COPY), not through the service: it has no audit
@@ -22,6 +23,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -241,6 +243,17 @@ def export_rate(base: str, regulator: str) -> tuple[int, float]:
     return rows, time.perf_counter() - t0
 
 
+def export_rate_curl(base: str, regulator: str) -> tuple[int, float] | None:
+    """The same export read by curl into wc -l (what a regulator's script would run), or None without curl."""
+    if shutil.which("curl") is None:
+        return None
+    t0 = time.perf_counter()
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", 'curl -sSf -H "Authorization: Bearer $KEY" "$URL" | wc -l'],
+                         env={**os.environ, "KEY": regulator, "URL": f"{base}/api/v1/national/export.jsonl"},
+                         capture_output=True, text=True, timeout=600, check=True)
+    return int(out.stdout.strip()), time.perf_counter() - t0
+
+
 def catch_up(base: str, key: str) -> tuple[int, int, float]:
     items = pages = 0
     after = 0
@@ -308,7 +321,13 @@ def main(hscs: int, dpcs: int, big: int, clients: int, batch: int, seconds: floa
                   f"{p95 * 1000:.0f} ms over {len(lat)} probes while DPCs submit {load_text}, {errors} errors  "
                   "goal p95 < 2 s")
         rows, secs = export_rate(base, regulator)
-        print(f"JSON Lines export: {rows:,} rows in {secs:.1f} s = {rows / secs:,.0f} rows/s  goal >= 150,000")
+        print(f"JSON Lines export, read by httpx: {rows:,} rows in {secs:.1f} s = {rows / secs:,.0f} rows/s  "
+              "goal >= 150,000")
+        by_curl = export_rate_curl(base, regulator)
+        if by_curl is not None:
+            rows, secs = by_curl
+            print(f"JSON Lines export, read by curl | wc -l: {rows:,} rows in {secs:.1f} s = {rows / secs:,.0f} rows/s"
+                  "  goal >= 150,000")
         items, pages, secs = catch_up(base, dpc_keys[BIG_DPC])
         print(f"feed catch-up of a {big:,}-machine DPC from cursor 0: {items:,} items in {pages} pages, "
               f"{secs:.2f} s  goal < 5 s")

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, func, literal, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session, col
 
 from kuat.canonical import jsonable
@@ -164,28 +165,38 @@ def iter_export(nat: NationalRegistry, flt: RegFilter, fmt: str, audited: bool =
         after = int(last)
 
 
+def pg_json_line() -> Any:
+    """One registration as a compact JSON object, written by PostgreSQL: the keys as literals, each value its
+    `to_json` (text escaped, timestamps ISO 8601, non-finite numbers quoted; NULL as null), concatenated. Twice as
+    fast per backend as `json_build_object` over the same join (321,000 against 155,000 rows/s measured by COPY
+    on 300,000 rows, docs/registry.md)."""
+    parts: list[Any] = []
+    for i, name in enumerate(EXPORT_COLUMNS):
+        column = (col(Licensee.bin) if name == "owner_bin" else func.coalesce(col(Dpc.code), col(Dpc.name))
+                  if name == "dpc" else col(getattr(Registration, name)))
+        parts += [literal(("{" if i == 0 else ",") + json.dumps(name) + ":"),
+                  func.coalesce(cast(func.to_json(column), Text), literal("null"))]
+    return func.concat(*parts, literal("}"))
+
+
 def _pg_jsonl(nat: NationalRegistry, where: list[Any], span: int = 4 * CHUNK, ahead: int = 2) -> Iterator[str]:
-    """PostgreSQL writes each line itself (json_build_object), for id ranges of `span`, `ahead` ranges fetched at once
+    """PostgreSQL writes each line itself (`pg_json_line`), for id ranges of `span`, `ahead` ranges fetched at once
     on their own connections (two backends use two cores); ranges are yielded in id order."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    fields: list[Any] = []
-    for name in EXPORT_COLUMNS:
-        column = (col(Licensee.bin) if name == "owner_bin" else func.coalesce(col(Dpc.code), col(Dpc.name))
-                  if name == "dpc" else col(getattr(Registration, name)))
-        fields += [literal(name), column]
-    line = cast(func.json_build_object(*fields), Text)
+    line = pg_json_line()
     with nat.reading() as s:
         top = int(s.execute(select(func.max(col(Registration.id)))).scalar() or 0)
 
     def fetch(lo: int) -> str:
-        with nat.reading() as s:
+        page = (select(line.label("line"), col(Registration.id).label("id"))
+                .join(Licensee, col(Licensee.id) == col(Registration.owner_id))
+                .join(Dpc, col(Dpc.id) == col(Registration.dpc_id))
+                .where(col(Registration.id) > lo, col(Registration.id) <= lo + span, *where)).subquery()
+        joined = func.string_agg(page.c.line + literal("\n"), aggregate_order_by(literal(""), page.c.id))
+        with nat.reading() as s:  # one text per range: Python never sees a row
             s.execute(text("SET LOCAL TIME ZONE 'UTC'"))
-            rows = s.execute(select(line).join(Licensee, col(Licensee.id) == col(Registration.owner_id))
-                             .join(Dpc, col(Dpc.id) == col(Registration.dpc_id))
-                             .where(col(Registration.id) > lo, col(Registration.id) <= lo + span, *where)
-                             .order_by(col(Registration.id))).scalars().all()
-        return "".join(f"{r}\n" for r in rows)
+            return str(s.execute(select(joined)).scalar() or "")
 
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="export") as pool:
         pending: list[Future[str]] = [pool.submit(fetch, lo) for lo in range(0, min(top, ahead * span), span)]

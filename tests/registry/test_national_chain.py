@@ -221,3 +221,30 @@ def test_roles_reach(setup: Setup, clock: StepClock) -> None:
     assert csv_text.splitlines()[0].startswith("id,serial,") and len(csv_text.splitlines()) == 3
     assert c.get("/api/v1/national/export.csv", params={"dpc": "NOPE"},
                  headers=bearer(k["regulator"])).status_code == 422
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_postgres_export_lines_match_the_generic_writer(setup: Setup, engine: Engine, clock: StepClock) -> None:
+    """PostgreSQL writes the export's JSON lines itself (`queries.pg_json_line`, concatenated `to_json` values); they
+    parse to what the generic writer (Python's json, used for SQLite and the audited export) gives, for text that
+    needs escaping (quotes, backslashes, a newline, a control character, Kazakh letters) and for NULLs."""
+    from datetime import datetime
+
+    from registry.national import queries
+
+    some_history(setup, clock)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE registration SET model = :m, firmware = NULL, reason = :r WHERE serial = 'SN2'"),
+                     {"m": 'S19 "Pro" \\ Қуат\nline', "r": "tab\tand \x01 bell"})
+    fast = [json.loads(x) for x in "".join(queries._pg_jsonl(setup.nat, [])).splitlines()]
+    generic = [json.loads(x) for x in "".join(queries.iter_export(setup.nat, queries.RegFilter(), "jsonl",
+                                                                      audited=True)).splitlines()]
+
+    def same_instants(row: dict[str, object]) -> dict[str, object]:
+        return {k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else v
+                for k, v in row.items() if k != "audited"}
+
+    assert len(fast) == len(generic) == 2
+    assert [same_instants(r) for r in fast] == [same_instants(r) for r in generic]
+    assert fast[1]["model"] == 'S19 "Pro" \\ Қуат\nline' and fast[1]["firmware"] is None
+    assert list(fast[0]) == list(queries.EXPORT_COLUMNS)
