@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from agent.actuator import Actuator, rejected
 from agent.boards import BoardSetpoints
 from agent.boards import drifted as boards_drifted
 from agent.buffer import Buffer
-from agent.coordinator import DriverOpener, Fleet, MinerDevice, PduDevice
-from agent.drivers.base import CommandUnsupported, DeviceError, MinerDriver, OutletAction
+from agent.coordinator import Fleet, MinerDevice
+from agent.drivers.base import OutletAction
 from agent.priority import CommandsFirst
 from kuat.wire import v1
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from agent.failsafe import Failsafe
 
 log = logging.getLogger(__name__)
-LIMIT_TOLERANCE_W = 1.0  # published limits are whole watts
 
 DRIFT_GRACE_S = 30.0  # after this long, telemetry that contradicts an applied setpoint makes a renewal re-send it
 OUTLET_ACTIONS: dict[v1.CommandKind, OutletAction] = {
@@ -49,93 +49,6 @@ _SEVERITY = {v1.AckStatus.APPLIED: 0, v1.AckStatus.REJECTED: 1, v1.AckStatus.FAI
 
 def worst(statuses: list[v1.AckStatus]) -> v1.AckStatus:
     return max(statuses, key=_SEVERITY.__getitem__, default=v1.AckStatus.APPLIED)
-
-
-class Actuator:
-    """Carries out one action on one device with the per-device timeout and turns the outcome into an ItemAck."""
-
-    def __init__(self, fleet: Fleet, opener: DriverOpener, timeout_s: float) -> None:
-        self.fleet = fleet
-        self.opener = opener
-        self.timeout_s = timeout_s
-        self._locks: dict[str, asyncio.Lock] = {}  # one control action at a time per device (LuxOS: one session)
-
-    async def on_miner(self, dev: MinerDevice, what: str, act: Callable[[MinerDriver], Awaitable[None]]) -> v1.ItemAck:
-        async def run() -> None:
-            if dev.driver is None:
-                dev.driver = await self.opener.open_miner(dev.cfg)
-            await act(dev.driver)
-
-        return await self._outcome(dev.device_id, what, run())
-
-    async def sleep(self, dev: MinerDevice) -> v1.ItemAck:
-        return await self.on_miner(dev, "sleep", lambda d: d.sleep())
-
-    async def wake(self, dev: MinerDevice) -> v1.ItemAck:
-        return await self.on_miner(dev, "wake", lambda d: d.wake())
-
-    async def reboot(self, dev: MinerDevice) -> v1.ItemAck:
-        return await self.on_miner(dev, "reboot", lambda d: d.reboot())
-
-    async def power_target(self, dev: MinerDevice, watts: float | None) -> v1.ItemAck:
-        caps = dev.last.capabilities if dev.last else None
-        if watts is not None and caps is not None:
-            # Limits are published rounded to whole watts: a target within the rounding of a limit is clamped
-            # to it, not refused (the engine computes with the unrounded curve).
-            if caps.power_min_w is not None and watts < caps.power_min_w:
-                if watts < caps.power_min_w - LIMIT_TOLERANCE_W:
-                    return _rejected(dev.device_id,
-                                     f"{watts:.1f} W is below this miner's minimum {caps.power_min_w:.0f} W")
-                watts = caps.power_min_w
-            if caps.power_max_w is not None and watts > caps.power_max_w:
-                if watts > caps.power_max_w + LIMIT_TOLERANCE_W:
-                    return _rejected(dev.device_id,
-                                     f"{watts:.1f} W is above this miner's maximum {caps.power_max_w:.0f} W")
-                watts = caps.power_max_w
-        return await self.on_miner(dev, f"power target {watts} W", lambda d: d.set_power_target(watts))
-
-    async def boards(self, dev: MinerDevice, count: int | None) -> v1.ItemAck:
-        what = "all boards on" if count is None else f"{count} boards on"
-        return await self.on_miner(dev, what, lambda d: d.set_boards(count))
-
-    async def outlet(self, pdu: PduDevice, outlet: int, action: OutletAction, device_id: str) -> v1.ItemAck:
-        async def run() -> None:
-            if pdu.driver is None:
-                pdu.driver = await self.opener.open_pdu(pdu.cfg)
-            await pdu.driver.switch(outlet, action)
-
-        return await self._outcome(device_id, f"outlet {pdu.device_id}/{outlet} {action}", run())
-
-    async def miner_outlet(self, dev: MinerDevice, action: OutletAction) -> v1.ItemAck:
-        ref = self.fleet.outlets.outlet_of(dev.device_id)
-        pdu = self.fleet.pdu(ref.pdu) if ref else None
-        if ref is None or pdu is None:
-            return _rejected(dev.device_id, "no PDU outlet is mapped for this miner")
-        return await self.outlet(pdu, ref.outlet, action, dev.device_id)
-
-    async def _outcome(self, device_id: str, what: str, work: Awaitable[None]) -> v1.ItemAck:
-        lock = self._locks.setdefault(device_id, asyncio.Lock())
-        try:
-            async with lock:
-                await asyncio.wait_for(work, self.timeout_s)
-        except CommandUnsupported as exc:
-            log.info("%s on %s rejected: %s", what, device_id, exc)
-            return _rejected(device_id, f"unsupported: {exc}")
-        except TimeoutError:
-            log.warning("%s on %s failed: no answer within %.1fs", what, device_id, self.timeout_s)
-            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=f"timeout ({self.timeout_s}s)")
-        except (DeviceError, OSError) as exc:
-            log.warning("%s on %s failed: %s", what, device_id, exc)
-            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=str(exc) or type(exc).__name__)
-        except Exception as exc:  # a driver bug must not take the agent down; the ack says what happened
-            log.exception("%s on %s failed with an internal error", what, device_id)
-            return v1.ItemAck(device_id=device_id, status=v1.AckStatus.FAILED, reason=f"internal error: {exc!r}")
-        log.info("%s on %s applied", what, device_id)
-        return v1.ItemAck(device_id=device_id, status=v1.AckStatus.APPLIED)
-
-
-def _rejected(device_id: str, reason: str) -> v1.ItemAck:
-    return v1.ItemAck(device_id=device_id, status=v1.AckStatus.REJECTED, reason=reason)
 
 
 @dataclass
@@ -271,7 +184,7 @@ class CommandProcessor:
             return await self._outlet_command(cmd, cmd.device_id)
         dev = self.fleet.miner(cmd.device_id)
         if dev is None:
-            return _rejected(cmd.device_id, "unknown device on this gateway")
+            return rejected(cmd.device_id, "unknown device on this gateway")
         self._applied.pop(dev.device_id, None)  # a direct command overrides; the next setpoints re-assert
         if cmd.kind == v1.CommandKind.SLEEP:
             return await self.actuator.sleep(dev)
@@ -281,20 +194,20 @@ class CommandProcessor:
             return await self.actuator.reboot(dev)
         if cmd.kind == v1.CommandKind.SET_POWER_TARGET:
             return await self.actuator.power_target(dev, cmd.power_w)
-        return _rejected(cmd.device_id, f"command {cmd.kind.value} is not supported by this agent")
+        return rejected(cmd.device_id, f"command {cmd.kind.value} is not supported by this agent")
 
     async def _outlet_command(self, cmd: v1.Command, device_id: str) -> v1.ItemAck:
         action = OUTLET_ACTIONS[cmd.kind]
         pdu = self.fleet.pdu(device_id)
         if pdu is not None:
             if cmd.outlet is None:
-                return _rejected(device_id, "an outlet command on a PDU needs `outlet`")
+                return rejected(device_id, "an outlet command on a PDU needs `outlet`")
             if pdu.last is not None and pdu.last.outlets and cmd.outlet not in {o.index for o in pdu.last.outlets}:
-                return _rejected(device_id, f"the PDU has no outlet {cmd.outlet}")
+                return rejected(device_id, f"the PDU has no outlet {cmd.outlet}")
             return await self.actuator.outlet(pdu, cmd.outlet, action, device_id)
         dev = self.fleet.miner(device_id)
         if dev is None:
-            return _rejected(device_id, "unknown device on this gateway")
+            return rejected(device_id, "unknown device on this gateway")
         self._applied.pop(dev.device_id, None)
         return await self.actuator.miner_outlet(dev, action)
 
@@ -310,7 +223,7 @@ class CommandProcessor:
         for k in order:
             sp = cmd.setpoints[k]
             if sp.device_id in seen:
-                jobs[k] = _done(_rejected(sp.device_id, "device appears twice in the batch"))
+                jobs[k] = _done(rejected(sp.device_id, "device appears twice in the batch"))
                 continue
             seen.add(sp.device_id)
             jobs[k] = self._latest_wins(sp)
@@ -357,7 +270,7 @@ class CommandProcessor:
     async def _setpoint(self, sp: v1.Setpoint) -> v1.ItemAck:
         dev = self.fleet.miner(sp.device_id)
         if dev is None:
-            return _rejected(sp.device_id, "unknown device on this gateway")
+            return rejected(sp.device_id, "unknown device on this gateway")
         previous = self._applied.get(dev.device_id)
         wanted = sp.model_copy(update={"reapply": False}) if sp.reapply else sp
         if previous is not None and previous.setpoint == wanted and not sp.reapply \

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent import clock
+from agent.actuator import Actuator
 from agent.buffer import Buffer
-from agent.commands import Actuator
 from agent.config import FailsafeConfig
 from agent.coordinator import Fleet, MinerDevice
 from agent.priority import CommandsFirst

@@ -10,8 +10,9 @@ import logging
 import sqlite3
 
 from agent import clock, drivers
+from agent.actuator import Actuator
 from agent.buffer import Buffer
-from agent.commands import Actuator, CommandProcessor
+from agent.commands import CommandProcessor
 from agent.config import AgentConfig, MinerConfig, PduConfig
 from agent.coordinator import Coordinator, Cycle, DriverOpener, Fleet, MinerDevice
 from agent.drivers.base import MinerDriver, PduDriver

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent import commands
+from agent.actuator import Actuator
 from agent.buffer import Buffer
-from agent.commands import Actuator, CommandProcessor
+from agent.commands import CommandProcessor
 from agent.config import FailsafeConfig, config_from_dict
 from agent.control.braiins import BraiinsControl
 from agent.coordinator import Coordinator, Fleet

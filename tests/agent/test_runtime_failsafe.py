@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.actuator import Actuator
 from agent.buffer import Buffer
-from agent.commands import Actuator, CommandProcessor
+from agent.commands import CommandProcessor
 from agent.config import config_from_dict
 from agent.coordinator import Coordinator, Fleet
 from agent.failsafe import Failsafe, Lease

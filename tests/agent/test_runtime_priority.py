@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from agent.actuator import Actuator
 from agent.buffer import Buffer
-from agent.commands import Actuator, CommandProcessor
+from agent.commands import CommandProcessor
 from agent.config import FailsafeConfig, config_from_dict
 from agent.coordinator import Coordinator, Fleet
 from agent.failsafe import Failsafe, Lease
